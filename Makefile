@@ -1,0 +1,35 @@
+# make run: set up, then run the whole local pipeline in the foreground (Ctrl-C stops it).
+# make test: set up, then lint, type-check and run the full test suite against real services.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test lint bench clean services
+
+setup: $(VENV)/.installed services
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+services:
+	bash compose/native/install-kafka.sh
+	bash compose/native/install-minio.sh
+
+run: setup
+	$(BIN)/talonflow up
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest -ra
+
+bench: setup
+	$(BIN)/python -m bench.receiver
+
+clean:
+	rm -rf $(VENV) .talonflow

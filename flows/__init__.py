@@ -1,0 +1,1 @@
+"""bytewax dataflows, one module each, run as `python -m bytewax.run flows.<name>:flow`."""

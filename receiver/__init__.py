@@ -1,0 +1,1 @@
+"""OTLP receiver: OTLP/gRPC and OTLP/HTTP in, Kafka out. Knows nothing of Parquet."""

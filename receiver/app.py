@@ -1,0 +1,103 @@
+"""Wires the receiver: gRPC and HTTP front ends, one forwarder, one producer, the ops port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+
+import grpc
+from aiohttp import web
+
+from receiver.auth import BearerAuth
+from receiver.forward import Forwarder
+from receiver.grpc_server import add_otlp_services
+from receiver.http_server import otlp_http_app
+from receiver.ops import ops_app
+from receiver.producer import make_producer
+from receiver.readiness import KafkaReadiness
+from receiver.telemetry import ReceiverMetrics
+from schemas.config import Endpoint, TalonflowConfig
+
+log = logging.getLogger("receiver")
+
+
+def _ssl_context(config: TalonflowConfig) -> ssl.SSLContext | None:
+    tls = config.receiver.tls
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
+
+
+def _grpc_server(
+    config: TalonflowConfig, forwarder: Forwarder, auth: BearerAuth, metrics: ReceiverMetrics
+) -> grpc.aio.Server:
+    receiver = config.receiver
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", receiver.max_request_bytes),
+            ("grpc.max_send_message_length", 1024 * 1024),
+        ]
+    )
+    add_otlp_services(server, forwarder, auth, metrics)
+    if receiver.tls:
+        credentials = grpc.ssl_server_credentials(
+            [(receiver.tls.key_file.read_bytes(), receiver.tls.cert_file.read_bytes())]
+        )
+        server.add_secure_port(receiver.grpc.address, credentials)
+    else:
+        server.add_insecure_port(receiver.grpc.address)
+    return server
+
+
+async def _start_http(
+    app: web.Application, endpoint: Endpoint, context: ssl.SSLContext | None
+) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, endpoint.host, endpoint.port, ssl_context=context).start()
+    return runner
+
+
+async def serve(config: TalonflowConfig, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (or SIGTERM/SIGINT), then drain in-flight requests and flush Kafka."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    receiver = config.receiver
+    metrics = ReceiverMetrics()
+    readiness = KafkaReadiness(config.kafka.bootstrap_servers)
+    readiness.start()
+    producer = make_producer(config.kafka, receiver.producer)
+    forwarder = Forwarder(producer, readiness, metrics, config.kafka.max_message_bytes, receiver.retry_after)
+    auth = BearerAuth(receiver.bearer_token)
+
+    grpc_server = _grpc_server(config, forwarder, auth, metrics)
+    await grpc_server.start()
+    tls = _ssl_context(config)
+    runners = [
+        await _start_http(
+            otlp_http_app(forwarder, auth, metrics, receiver.max_request_bytes), receiver.http, tls
+        ),
+        await _start_http(ops_app(readiness, metrics), receiver.ops, None),
+    ]
+    log.info(
+        "receiver listening: OTLP/gRPC %s, OTLP/HTTP %s, ops %s (auth %s, tls %s)",
+        receiver.grpc.address,
+        receiver.http.address,
+        receiver.ops.address,
+        "on" if receiver.bearer_token else "off",
+        "on" if tls else "off",
+    )
+    await stop.wait()
+    log.info("receiver stopping: draining requests")
+    await grpc_server.stop(grace=5)
+    for runner in runners:
+        await runner.cleanup()
+    producer.close()
+    readiness.stop()

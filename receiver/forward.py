@@ -1,0 +1,69 @@
+"""Decode, split by resource and produce: the one path every OTLP request takes into Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from google.protobuf.message import DecodeError
+
+from receiver import outcome
+from receiver.outcome import Outcome
+from receiver.producer import ProduceError, Producer
+from receiver.readiness import KafkaReadiness
+from receiver.signals import Signal
+from receiver.split import split_request
+from receiver.telemetry import ReceiverMetrics
+
+
+class Forwarder:
+    """Answers OK only after Kafka acknowledged every record of the request."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        readiness: KafkaReadiness,
+        metrics: ReceiverMetrics,
+        max_record_bytes: int,
+        retry_after: float,
+    ) -> None:
+        self._producer = producer
+        self._readiness = readiness
+        self._metrics = metrics
+        self._max_record_bytes = max_record_bytes
+        self._retry_after = retry_after
+
+    async def export(self, signal: Signal, body: bytes) -> Outcome:
+        """Forward one serialized ExportXServiceRequest."""
+        if not self._readiness.ready:
+            return outcome.unavailable(self._readiness.reason, self._retry_after)
+        try:
+            request = signal.request.FromString(body)
+        except DecodeError as err:
+            return outcome.invalid(f"cannot decode {signal.request.DESCRIPTOR.name}: {err}")
+        split = split_request(signal, body, request, self._max_record_bytes)
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(self._producer.send(signal.topic, r.key, r.value) for r in split.records),
+            return_exceptions=True,
+        )
+        self._metrics.produce_seconds.labels(signal.name).observe(time.perf_counter() - started)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, ProduceError):
+                raise failure
+        sent = len(results) - len(failures)
+        if sent:
+            self._metrics.records.labels(signal.topic).inc(sent)
+        items = sum(r.items for r in split.records)
+        if failures:
+            self._metrics.items.labels(signal.name, "refused").inc(items)
+            first = failures[0]
+            assert isinstance(first, ProduceError)
+            if first.overloaded:
+                return outcome.overloaded(str(first), self._retry_after)
+            return outcome.unavailable(str(first), self._retry_after)
+        self._metrics.items.labels(signal.name, "accepted").inc(items)
+        if split.rejected_items:
+            self._metrics.items.labels(signal.name, "rejected").inc(split.rejected_items)
+        return outcome.accepted(signal.response_bytes(split.rejected_items, split.rejected_reason))

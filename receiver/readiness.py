@@ -1,0 +1,52 @@
+"""Is Kafka there? A background probe that the request path reads without waiting."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from confluent_kafka.admin import AdminClient
+
+from schemas.topics import OTLP_TOPICS
+
+log = logging.getLogger(__name__)
+
+
+class KafkaReadiness:
+    """Asks the broker for metadata every `interval` seconds; ready means every OTLP topic exists."""
+
+    def __init__(self, bootstrap_servers: str, interval: float = 1.0) -> None:
+        self._admin = AdminClient(
+            {"bootstrap.servers": bootstrap_servers, "reconnect.backoff.max.ms": 1000, "log_level": 0}
+        )
+        self._interval = interval
+        self._stop = threading.Event()
+        self.ready = False
+        self.reason = ""  # empty before the first probe, which start() runs
+        self._thread = threading.Thread(target=self._run, name="kafka-readiness", daemon=True)
+
+    def start(self) -> None:
+        self.probe()
+        self._thread.start()
+
+    def probe(self) -> None:
+        try:
+            metadata = self._admin.list_topics(timeout=max(self._interval, 1.0))
+            missing = [t for t in OTLP_TOPICS if t not in metadata.topics]
+            reason = f"topics missing: {', '.join(missing)}" if missing else ""
+        except Exception as err:  # any failure to answer means "not ready", whatever its type
+            reason = f"kafka unreachable: {err}"
+        if reason and (self.ready or not self.reason):
+            log.warning("kafka not ready: %s", reason)
+        elif not reason and not self.ready:
+            log.info("kafka ready")
+        self.ready, self.reason = not reason, reason
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.probe()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()

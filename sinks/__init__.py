@@ -1,0 +1,1 @@
+"""Parquet partition writer, tier mover and notification channels (filled by later issues)."""

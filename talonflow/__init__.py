@@ -1,0 +1,1 @@
+"""The talonflow CLI and the local stack it supervises."""

@@ -1,0 +1,191 @@
+"""`talonflow`: start, stop and inspect the local pipeline.
+
+Exit codes: 0 success, 1 failure (a part unhealthy or failing), 2 usage or config error,
+3 the stack is not running (`status`). Errors go to stderr; `--json` output to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from schemas.config import ConfigError, config_path, load_config
+from talonflow.health import CHECKS, kafka_topics
+from talonflow.provision import ensure_bucket, ensure_topics
+from talonflow.stack import Stack, StackError
+
+EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 1, 2, 3
+FAILED_STATES = {"FATAL", "EXITED", "STOPPED", "UNKNOWN"}
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _wait_healthy(stack: Stack, timeout: float) -> None:
+    """Poll every part until all are healthy; provision topics and bucket as soon as they can be."""
+    config = stack.config
+    started = time.monotonic()
+    pending = dict.fromkeys(CHECKS, "starting")
+    provisioned: set[str] = set()
+    while pending:
+        states = {p["name"]: p for p in stack.process_info()}
+        for name in list(pending):
+            state = states.get(name, {}).get("statename")
+            if state in FAILED_STATES:
+                raise StackError(f"{name} is {state}:\n{stack.log_tail(name)}")
+            if name == "kafka" and "kafka" not in provisioned and not isinstance(kafka_topics(config), str):
+                created = ensure_topics(config)
+                provisioned.add("kafka")
+                if created:
+                    _say(f"  kafka: created topics {', '.join(created)}")
+            if name == "minio" and "minio" not in provisioned and CHECKS["minio"](config) is None:
+                if ensure_bucket(config):
+                    _say(f"  minio: created bucket {config.minio.bucket}")
+                provisioned.add("minio")
+            problem = CHECKS[name](config)
+            if problem is None:
+                del pending[name]
+                _say(f"  {name}: healthy ({time.monotonic() - started:.1f}s)")
+            else:
+                pending[name] = problem
+        if pending and time.monotonic() - started > timeout:
+            name, problem = next(iter(pending.items()))
+            tail = stack.log_tail(name) if name in states else ""
+            raise StackError(f"{name} not healthy after {timeout:.0f}s: {problem}\n{tail}")
+        time.sleep(0.5)
+
+
+def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
+    if stack.running():
+        _say(f"talonflow: already running (state in {stack.state}); checking health")
+        supervisor = None
+    else:
+        stack.write_files()
+        _say(f"talonflow: starting {', '.join(p.name for p in stack.programs())} (logs in {stack.logs})")
+        supervisor = stack.start_supervisord(foreground=not args.detach)
+        _await_socket(stack, supervisor)
+    try:
+        _wait_healthy(stack, args.timeout)
+    except StackError as err:
+        _say(f"talonflow: {err}")
+        _shutdown(stack)
+        return EXIT_FAILED
+    receiver = stack.config.receiver
+    _say(
+        f"talonflow: ready. OTLP/gRPC {receiver.grpc.address}, OTLP/HTTP http://{receiver.http.address}, "
+        f"Kafka {stack.config.kafka.bootstrap_servers}, MinIO http://{stack.config.minio.endpoint.address}"
+    )
+    if args.detach or supervisor is None:
+        return 0
+    _say("talonflow: running in the foreground; Ctrl-C stops everything")
+    try:
+        supervisor.wait()
+    except KeyboardInterrupt:
+        _say("talonflow: stopping")
+        supervisor.wait()
+    return 0
+
+
+def _await_socket(stack: Stack, supervisor: Any, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not stack.running():
+        if time.monotonic() > deadline or (supervisor.poll() not in (None, 0)):
+            raise StackError(f"supervisord did not start; see {stack.logs / 'supervisord.log'}")
+        time.sleep(0.1)
+
+
+def _shutdown(stack: Stack, timeout: float = 60) -> bool:
+    """Ask supervisord to stop every program and itself; True once its process is gone."""
+    if not stack.running():
+        return False
+    pid = int(stack.pidfile.read_text()) if stack.pidfile.exists() else None
+    stack.rpc().supervisor.shutdown()
+    deadline = time.monotonic() + timeout
+    while pid and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    return True
+
+
+def cmd_down(stack: Stack, _args: argparse.Namespace) -> int:
+    _say("talonflow: stopped" if _shutdown(stack) else "talonflow: not running")
+    return 0
+
+
+def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
+    if not stack.running():
+        if args.json:
+            print(json.dumps({"running": False, "parts": []}))
+        else:
+            _say("talonflow: not running")
+        return EXIT_NOT_RUNNING
+    states = {p["name"]: p for p in stack.process_info()}
+    parts = []
+    for name in CHECKS:  # unmanaged (external) services are checked too
+        info = states.get(name)
+        problem = CHECKS[name](stack.config)
+        parts.append(
+            {
+                "name": name,
+                "state": info["statename"] if info else "EXTERNAL",
+                "pid": info["pid"] if info else None,
+                "uptime_s": (info["now"] - info["start"]) if info and info["pid"] else None,
+                "healthy": problem is None,
+                "detail": problem or "",
+                "log": str(stack.logs / f"{name}.log") if info else None,
+            }
+        )
+    if args.json:
+        print(json.dumps({"running": True, "parts": parts}))
+    else:
+        print(f"{'PART':<10}{'STATE':<10}{'PID':>8}  {'UPTIME':>8}  {'HEALTH':<10}DETAIL")
+        for p in parts:
+            uptime = f"{p['uptime_s']}s" if p["uptime_s"] is not None else "-"
+            health = "healthy" if p["healthy"] else "UNHEALTHY"
+            print(
+                f"{p['name']:<10}{p['state']:<10}{p['pid'] or '-':>8}  {uptime:>8}  {health:<10}{p['detail']}"
+            )
+    return 0 if all(p["healthy"] for p in parts) else EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="talonflow", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="config file (default: $TALONFLOW_CONFIG, else ./talonflow.yaml)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = commands.add_parser("up", help="start the local pipeline (foreground unless --detach)")
+    up.add_argument("--detach", action="store_true", help="return once every part is healthy")
+    up.add_argument("--timeout", type=float, default=180, help="seconds to wait for health (default 180)")
+    up.set_defaults(run=cmd_up)
+    down = commands.add_parser("down", help="stop the local pipeline")
+    down.set_defaults(run=cmd_down)
+    status = commands.add_parser("status", help="state and health of each part (exit 3: not running)")
+    status.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    status.set_defaults(run=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        stack = Stack(config, Path(config_path(args.config)))
+        return int(args.run(stack, args))
+    except ConfigError as err:
+        _say(f"talonflow: config: {err}")
+        return EXIT_USAGE
+    except StackError as err:
+        _say(f"talonflow: {err}")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Health checks of the stack's parts, as `up --detach` and `status` see them."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+from confluent_kafka.admin import AdminClient
+
+from schemas.config import TalonflowConfig
+from schemas.topics import ALL_TOPICS
+
+# A check returns None when the part is healthy, else what is wrong.
+Check = Callable[[TalonflowConfig], str | None]
+
+
+def _http_ok(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return None
+    except urllib.error.HTTPError as err:
+        return f"{url} answered {err.code}: {err.read().decode(errors='replace').strip()}"
+    except OSError as err:
+        return f"{url} unreachable: {getattr(err, 'reason', err)}"
+
+
+def kafka_topics(config: TalonflowConfig) -> set[str] | str:
+    """The broker's topic names, or why the broker did not answer."""
+    try:
+        admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers, "log_level": 0})
+        return set(admin.list_topics(timeout=2).topics)
+    except Exception as err:  # librdkafka raises KafkaException, or ValueError on a bad address
+        return f"{config.kafka.bootstrap_servers} unreachable: {err}"
+
+
+def kafka_healthy(config: TalonflowConfig) -> str | None:
+    topics = kafka_topics(config)
+    if isinstance(topics, str):
+        return topics
+    missing = [t for t in ALL_TOPICS if t not in topics]
+    return f"topics missing: {', '.join(missing)}" if missing else None
+
+
+def minio_healthy(config: TalonflowConfig) -> str | None:
+    return _http_ok(f"http://{config.minio.endpoint.address}/minio/health/live")
+
+
+def receiver_healthy(config: TalonflowConfig) -> str | None:
+    return _http_ok(f"http://{config.receiver.ops.address}/readyz")
+
+
+CHECKS: dict[str, Check] = {"kafka": kafka_healthy, "minio": minio_healthy, "receiver": receiver_healthy}
