@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 
 from receiver.app import serve
-from schemas.config import ConfigError, load_config
+from schemas.config import ConfigError, TalonflowConfig, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,8 +22,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"receiver: {err}", file=sys.stderr)
         return 2
-    asyncio.run(serve(config))
+    asyncio.run(_run_until_signalled(config))
     return 0
+
+
+async def _run_until_signalled(config: TalonflowConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await serve(config, stop)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import ssl
 
 import grpc
@@ -56,19 +55,14 @@ def _grpc_server(
 async def _start_http(
     app: web.Application, endpoint: Endpoint, context: ssl.SSLContext | None
 ) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, auto_decompress=False)  # see http_server
     await runner.setup()
     await web.TCPSite(runner, endpoint.host, endpoint.port, ssl_context=context).start()
     return runner
 
 
-async def serve(config: TalonflowConfig, stop: asyncio.Event | None = None) -> None:
-    """Run until `stop` is set (or SIGTERM/SIGINT), then drain in-flight requests and flush Kafka."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-
+async def serve(config: TalonflowConfig, stop: asyncio.Event) -> None:
+    """Run until `stop` is set, then drain in-flight requests and flush Kafka."""
     receiver = config.receiver
     metrics = ReceiverMetrics()
     readiness = KafkaReadiness(config.kafka.bootstrap_servers)

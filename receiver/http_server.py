@@ -1,7 +1,8 @@
 """OTLP/HTTP: POST /v1/traces, /v1/metrics, /v1/logs with protobuf or JSON bodies, gzip or not.
 
-aiohttp inflates `Content-Encoding: gzip` bodies in bounded chunks and applies `client_max_size`
-to the inflated size, so a gzip bomb ends as 413 after at most the size limit is held in memory.
+Bodies are inflated here rather than by aiohttp, which answers a corrupt gzip stream with an empty
+body: that would turn a broken request into a silent success. Inflating stops one byte past the
+size limit, so a gzip bomb costs at most the limit in memory and ends as 413.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import zlib
 from typing import Any
 
 from aiohttp import web
@@ -90,11 +92,35 @@ def _export_handler(signal: Signal, forwarder: Forwarder, auth: BearerAuth, metr
     return export
 
 
+def _inflate(body: bytes, limit: int) -> bytes:
+    """gunzip at most `limit` bytes; ValueError for a corrupt or truncated stream, OverflowError past it."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as err:
+        raise ValueError(f"invalid gzip body: {err}") from err
+    if len(data) > limit:
+        raise OverflowError(f"decompressed body exceeds {limit} bytes")
+    if not inflater.eof:
+        raise ValueError("invalid gzip body: truncated stream")
+    return data
+
+
 async def _forward(signal: Signal, forwarder: Forwarder, request: web.Request, content_type: str) -> Outcome:
+    limit = request.client_max_size
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip"):
+        return outcome.unsupported_media(f"unsupported Content-Encoding {encoding!r}; use gzip or none")
     try:
         body = await request.read()
+        if encoding == "gzip":
+            body = _inflate(body, limit)
     except web.HTTPRequestEntityTooLarge:
-        return outcome.too_large(f"request body exceeds {request.client_max_size} bytes")
+        return outcome.too_large(f"request body exceeds {limit} bytes")
+    except OverflowError as err:
+        return outcome.too_large(str(err))
+    except ValueError as err:
+        return outcome.invalid(str(err))
     if content_type == JSON:
         try:
             body = json_to_protobuf(signal, body)

@@ -26,7 +26,7 @@ def ensure_topics(config: TalonflowConfig) -> list[str]:
     ]
     if not wanted:
         return []
-    for name, future in admin.create_topics(wanted, request_timeout=15).items():
+    for future in admin.create_topics(wanted, request_timeout=15).values():
         try:
             future.result()
         except KafkaException as err:

@@ -173,7 +173,8 @@ class Stack:
         if (self.kafka_dir / "data" / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        command = self._kafka_command()[:-2] + [
+        command = [
+            *self._kafka_command()[:-2],  # the JVM and classpath, without the broker main class
             "kafka.tools.StorageTool",
             "format",
             "-t",
