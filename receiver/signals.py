@@ -44,7 +44,7 @@ class Signal:
     def response_bytes(self, rejected: int = 0, message: str = "") -> bytes:
         response = self.response()
         if rejected or message:
-            partial = response.partial_success  # type: ignore[attr-defined]
+            partial = response.partial_success
             setattr(partial, self.partial_success_field, rejected)
             partial.error_message = message
         return response.SerializeToString()

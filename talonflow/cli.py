@@ -48,7 +48,7 @@ def _wait_healthy(stack: Stack, timeout: float) -> None:
                 if ensure_bucket(config):
                     _say(f"  minio: created bucket {config.minio.bucket}")
                 provisioned.add("minio")
-            problem = CHECKS[name](config)
+            problem = _problem(name, states.get(name), config)
             if problem is None:
                 del pending[name]
                 _say(f"  {name}: healthy ({time.monotonic() - started:.1f}s)")
@@ -59,6 +59,16 @@ def _wait_healthy(stack: Stack, timeout: float) -> None:
             tail = stack.log_tail(name) if name in states else ""
             raise StackError(f"{name} not healthy after {timeout:.0f}s: {problem}\n{tail}")
         time.sleep(0.5)
+
+
+def _problem(name: str, process: dict[str, Any] | None, config: Any) -> str | None:
+    """What keeps a part from being healthy: its supervised process not running, or its check failing.
+
+    The process state matters: another program on the same port would pass the check alone.
+    """
+    if process is not None and process["statename"] != "RUNNING":
+        return f"process {process['statename'].lower()}"
+    return CHECKS[name](config)
 
 
 def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
@@ -132,7 +142,7 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
     parts = []
     for name in CHECKS:  # unmanaged (external) services are checked too
         info = states.get(name)
-        problem = CHECKS[name](stack.config)
+        problem = _problem(name, info, stack.config)
         parts.append(
             {
                 "name": name,

@@ -222,7 +222,7 @@ class Stack:
         if not self.socket.exists():
             return False
         try:
-            return self.rpc().supervisor.getState()["statename"] == "RUNNING"  # type: ignore[no-any-return]
+            return self.rpc().supervisor.getState()["statename"] == "RUNNING"
         except (OSError, xmlrpc.client.Fault):
             return False
 
@@ -233,7 +233,7 @@ class Stack:
         return subprocess.Popen(command, env=self.service_environment())
 
     def process_info(self) -> list[dict[str, Any]]:
-        return self.rpc().supervisor.getAllProcessInfo()  # type: ignore[no-any-return]
+        return self.rpc().supervisor.getAllProcessInfo()
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.logs / f"{name}.log"

@@ -64,7 +64,7 @@ class LocalStack:
         return f"http://{self.config.receiver.ops.address}"
 
     def status(self) -> dict[str, Any]:
-        return json.loads(self.cli("status", "--json", check=False).stdout)  # type: ignore[no-any-return]
+        return json.loads(self.cli("status", "--json", check=False).stdout)
 
     def wait_healthy(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -132,5 +132,3 @@ def agent_key() -> tuple[str, str, bytes]:
     """A fresh (service.name, service.instance.id, Kafka key) so each test reads only its records."""
     instance = uuid.uuid4().hex[:12]
     return "test-agent", instance, f"test-agent/{instance}".encode()
-
-

@@ -33,7 +33,7 @@ def grpc_export(
 ) -> bytes:
     """Call <Service>/Export with `body` as the serialized request; raises grpc.RpcError."""
     method = channel.unary_unary(f"/{SIGNALS[signal].service}/Export")
-    return method(body, metadata=metadata, compression=compression, timeout=timeout)  # type: ignore[no-any-return]
+    return method(body, metadata=metadata, compression=compression, timeout=timeout)
 
 
 def http_post(

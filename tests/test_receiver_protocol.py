@@ -101,7 +101,10 @@ def test_request_with_several_agents_is_split_by_resource_key(local_stack: Any, 
     whole = ExportTraceServiceRequest.FromString(body)
     assert sorted(r.SerializeToString() for r in whole.resource_spans) == sorted(
         r.SerializeToString()
-        for r in [*gateway.resource_spans, *ExportTraceServiceRequest.FromString(second.value()).resource_spans]
+        for r in [
+            *gateway.resource_spans,
+            *ExportTraceServiceRequest.FromString(second.value()).resource_spans,
+        ]
     )
 
 
@@ -150,7 +153,14 @@ HTTP_HOSTILE: dict[str, tuple[str, bytes, str, dict[str, str], bool, int]] = {
         False,
         400,
     ),
-    "truncated": ("/v1/traces", span_request([("agent", "t")])[:-7], "application/x-protobuf", {}, False, 400),
+    "truncated": (
+        "/v1/traces",
+        span_request([("agent", "t")])[:-7],
+        "application/x-protobuf",
+        {},
+        False,
+        400,
+    ),
     "oversize": ("/v1/traces", b"\n" + b"\x80" * (1024 * 1024), "application/x-protobuf", {}, False, 413),
     "gzip bomb": ("/v1/traces", bytes(64 * 1024 * 1024), "application/x-protobuf", {}, True, 413),
     "broken gzip": (
@@ -169,7 +179,14 @@ HTTP_HOSTILE: dict[str, tuple[str, bytes, str, dict[str, str], bool, int]] = {
         False,
         400,
     ),
-    "unknown encoding": ("/v1/traces", b"abc", "application/x-protobuf", {"Content-Encoding": "br"}, False, 415),
+    "unknown encoding": (
+        "/v1/traces",
+        b"abc",
+        "application/x-protobuf",
+        {"Content-Encoding": "br"},
+        False,
+        415,
+    ),
     "wrong content type": ("/v1/traces", b"hello", "text/plain", {}, False, 415),
     "wrong path": ("/v1/spans", span_request([("agent", "t")]), "application/x-protobuf", {}, False, 404),
 }

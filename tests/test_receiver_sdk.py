@@ -38,7 +38,7 @@ from schemas.topics import LOGS_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 
 pytestmark = pytest.mark.integration
 
-EXPORTERS = {
+EXPORTERS: dict[tuple[str, str], tuple[Any, Any]] = {
     ("traces", "grpc"): (GrpcSpans, encode_spans),
     ("traces", "http"): (HttpSpans, encode_spans),
     ("metrics", "grpc"): (GrpcMetrics, encode_metrics),

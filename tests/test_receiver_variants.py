@@ -59,7 +59,9 @@ def test_bearer_token_and_tls_over_grpc(local_stack: Any, secured: Any, caplog: 
     assert TOKEN not in caplog.text
 
     # The SDK's own exporter, with TLS and the header, as an agent would be configured.
-    provider = TracerProvider(resource=Resource.create({"service.name": "agent", "service.instance.id": "sdk-tls"}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "agent", "service.instance.id": "sdk-tls"})
+    )
     exporter = OTLPSpanExporter(
         endpoint=config.receiver.grpc.address,
         credentials=credentials,
@@ -95,7 +97,9 @@ def test_request_larger_than_a_kafka_record_is_split_by_resource_then_scope(loca
         update={"grpc": Endpoint(port=36317), "http": Endpoint(port=36318), "ops": Endpoint(port=36133)}
     )
     config = local_stack.config.model_copy(update={"kafka": kafka, "receiver": receiver})
-    request = ExportTraceServiceRequest.FromString(span_request([("big", "one")], spans_per_agent=2, payload=20_000))
+    request = ExportTraceServiceRequest.FromString(
+        span_request([("big", "one")], spans_per_agent=2, payload=20_000)
+    )
     resource = request.resource_spans[0]
     for extra in range(3):  # ~40 KiB scopes: the resource (160 KiB) must split
         scope = resource.scope_spans.add()
@@ -113,6 +117,8 @@ def test_request_larger_than_a_kafka_record_is_split_by_resource_then_scope(loca
     assert "exceeds the Kafka record limit" in response.partial_success.error_message
     records = local_stack.records(SPANS_TOPIC, b"big/one", count=4)
     assert len(records) == 4 and all(len(r.value()) <= 64 * 1024 for r in records)
-    scopes = [ExportTraceServiceRequest.FromString(r.value()).resource_spans[0].scope_spans[0] for r in records]
+    scopes = [
+        ExportTraceServiceRequest.FromString(r.value()).resource_spans[0].scope_spans[0] for r in records
+    ]
     assert sorted(s.scope.name for s in scopes) == ["scope-0", "scope-1", "scope-2", "talonflow.tests"]
     assert sum(len(s.spans) for s in scopes) == 8

@@ -1,0 +1,110 @@
+"""The `talonflow` CLI as a user runs it: exit codes, stderr, --json, and the up/down life cycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import LocalStack
+
+CLI = [sys.executable, "-m", "talonflow.cli"]
+
+
+def run(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    prefix = [*CLI, "--config", str(config)] if config else CLI
+    return subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_help_and_usage_errors() -> None:
+    shown = run("--help")
+    assert shown.returncode == 0 and "up" in shown.stdout and "status" in shown.stdout
+    assert run("up", "--help").returncode == 0
+    wrong = run("explode")
+    assert wrong.returncode == 2 and "invalid choice" in wrong.stderr
+
+
+def test_config_error_names_the_key_and_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("receiver:\n  grpc: {port: 0}\n")
+    result = run("status", config=config)
+    assert result.returncode == 2
+    assert "receiver.grpc.port" in result.stderr and result.stdout == ""
+
+
+def test_status_of_a_stack_that_is_not_running(tmp_path: Path) -> None:
+    config = tmp_path / "idle.yaml"
+    config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state")}))
+    assert run("status", config=config).returncode == 3
+    as_json = run("status", "--json", config=config)
+    assert as_json.returncode == 3 and json.loads(as_json.stdout) == {"running": False, "parts": []}
+    stopped = run("down", config=config)
+    assert stopped.returncode == 0 and "not running" in stopped.stderr
+
+
+@pytest.mark.integration
+def test_status_json_of_the_running_stack(local_stack: LocalStack) -> None:
+    status = local_stack.status()
+    assert status["running"] is True
+    parts = {p["name"]: p for p in status["parts"]}
+    assert set(parts) == {"kafka", "minio", "receiver"}
+    assert all(p["healthy"] and p["state"] == "RUNNING" and p["pid"] for p in parts.values())
+    again = local_stack.cli("up", "--detach")  # idempotent: already running, still healthy
+    assert again.returncode == 0 and "already running" in again.stderr
+
+
+def sidecar_config(local_stack: LocalStack, tmp_path: Path, **receiver: Any) -> Path:
+    """A stack that reuses the session's Kafka and MinIO and runs only its own receiver."""
+    config = local_stack.config
+    document = {
+        "state_dir": str(tmp_path / "state"),
+        "kafka": {"bootstrap_servers": config.kafka.bootstrap_servers, "managed": False},
+        "minio": {"endpoint": {"port": config.minio.endpoint.port}, "managed": False},
+        "receiver": {"grpc": {"port": 37317}, "http": {"port": 37318}, "ops": {"port": 37133}, **receiver},
+    }
+    path = tmp_path / "sidecar.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.mark.integration
+def test_up_fails_with_the_failing_part_and_its_log(local_stack: LocalStack, tmp_path: Path) -> None:
+    taken = local_stack.config.receiver.ops.port  # the session receiver holds it already
+    config = sidecar_config(local_stack, tmp_path, ops={"port": taken})
+    try:
+        result = run("up", "--detach", "--timeout", "60", config=config)
+        after = run("status", config=config)
+    finally:
+        run("down", config=config)
+    assert result.returncode == 1
+    assert "receiver is FATAL" in result.stderr or "receiver not healthy" in result.stderr
+    assert "address" in result.stderr.lower()  # the log tail shows why: address already in use
+    assert after.returncode == 3  # a failed `up` leaves nothing running
+
+
+@pytest.mark.integration
+def test_foreground_up_runs_until_interrupted(local_stack: LocalStack, tmp_path: Path) -> None:
+    config = sidecar_config(local_stack, tmp_path)
+    process = subprocess.Popen(
+        [*CLI, "--config", str(config), "up"], stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while run("status", config=config).returncode != 0:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "foreground stack never became healthy"
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in `make run` does
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert run("status", config=config).returncode == 3

@@ -1,0 +1,108 @@
+"""Kafka stops mid-stream: retryable answers, /readyz red, and the SDK's retries deliver everything."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc.error_details_pb2 import RetryInfo
+from google.rpc.status_pb2 import Status
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from schemas.topics import SPANS_TOPIC
+from tests.otlp_clients import grpc_export, http_post, span_request
+
+pytestmark = pytest.mark.integration
+
+
+def readyz(stack: Any) -> int:
+    try:
+        return urllib.request.urlopen(f"{stack.ops_url}/readyz", timeout=2).status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def finished_spans(instance: str, count: int) -> list[Any]:
+    """Real SDK spans, recorded and ended, ready for an exporter."""
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "outage", "service.instance.id": instance})
+    )
+    tracer = provider.get_tracer("talonflow.tests")
+    spans = []
+    for index in range(count):
+        span = tracer.start_span(f"loop_iteration_{index}")
+        span.end()
+        spans.append(span)
+    return spans
+
+
+def test_kafka_outage_is_retryable_and_nothing_is_lost(local_stack: Any) -> None:
+    supervisor = local_stack.stack.rpc().supervisor
+    exporters = {
+        "grpc": GrpcSpans(endpoint=local_stack.grpc_endpoint, insecure=True, timeout=90),
+        "http": HttpSpans(endpoint=f"{local_stack.http_url}/v1/traces", timeout=90),
+    }
+    results: dict[str, SpanExportResult] = {}
+    try:
+        supervisor.stopProcess("kafka")
+        wait_for(lambda: readyz(local_stack) == 503, 15, "/readyz to turn red")
+
+        with (
+            grpc.insecure_channel(local_stack.grpc_endpoint) as channel,
+            pytest.raises(grpc.RpcError) as raised,
+        ):
+            grpc_export(channel, "traces", span_request([("outage", "probe")]))
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        trailers = dict(raised.value.trailing_metadata())
+        status = Status.FromString(trailers["grpc-status-details-bin"])
+        retry = RetryInfo()
+        assert status.details[0].Unpack(retry) and retry.retry_delay.seconds == 2
+        reply = http_post(f"{local_stack.http_url}/v1/traces", span_request([("outage", "probe")]))
+        assert reply.status == 503 and reply.headers["Retry-After"] == "2"
+
+        # Agents keep exporting while Kafka is down; their exporters retry as the answers ask.
+        threads = [
+            threading.Thread(
+                target=lambda t=transport: results.__setitem__(t, exporters[t].export(finished_spans(t, 50)))
+            )
+            for transport in exporters
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(3)
+        assert not results, "an export finished while Kafka was down"
+    finally:
+        supervisor.startProcess("kafka")
+    for thread in threads:
+        thread.join(120)
+    assert results == {"grpc": SpanExportResult.SUCCESS, "http": SpanExportResult.SUCCESS}
+    for transport in exporters:
+        records = local_stack.records(SPANS_TOPIC, f"outage/{transport}".encode(), count=1)
+        assert records, f"nothing from the {transport} exporter reached Kafka"
+        names = [
+            span.name
+            for record in records
+            for resource in ExportTraceServiceRequest.FromString(record.value()).resource_spans
+            for scope in resource.scope_spans
+            for span in scope.spans
+        ]
+        assert set(names) == {f"loop_iteration_{i}" for i in range(50)}
+    wait_for(lambda: readyz(local_stack) == 200, 30, "/readyz to turn green again")
+    local_stack.wait_healthy()
