@@ -92,7 +92,10 @@ class ConfluentProducer:
 
 
 class KafkaPythonProducer:
-    """kafka-python's producer, kept for side-by-side measurement (see README)."""
+    """kafka-python's producer, kept for side-by-side measurement (see README).
+
+    kafka-python 3 has no bound on buffered bytes, so `buffer_bytes` does not apply here.
+    """
 
     def __init__(self, kafka: KafkaConfig, settings: ProducerConfig) -> None:
         self._producer = KafkaProducer(
@@ -101,7 +104,7 @@ class KafkaPythonProducer:
             linger_ms=int(settings.linger * 1000),
             compression_type=None if settings.compression == "none" else settings.compression,
             max_request_size=kafka.record_limit_bytes,
-            buffer_memory=settings.buffer_bytes,
+            allow_auto_create_topics=False,
             delivery_timeout_ms=int(settings.delivery_timeout * 1000),
             request_timeout_ms=max(1000, int(settings.delivery_timeout * 1000) - 500),
             max_block_ms=100,  # send() runs on the event loop: never wait there for long
