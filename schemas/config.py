@@ -158,12 +158,25 @@ class ReceiverConfig(_Strict):
         return value
 
 
+class IngestConfig(_Strict):
+    """flows/ingest.py: Kafka → Parquet. Files appear at each commit (bytewax snapshot)."""
+
+    commit_interval: Seconds = Field(30.0, ge=1)  # file roll by age: rows visible at most this late
+    roll_bytes: Bytes = 128 * 1024**2  # file roll by size: a partition writes early past this
+    row_group_rows: int = Field(128 * 1024, ge=1024)
+    workers: int = Field(1, ge=1)  # bytewax -w for `talonflow up`
+    max_past: Seconds = 7 * 86400.0  # rows older than this against their Kafka time: dead letters
+    max_future: Seconds = 3600.0  # rows newer than this against their Kafka time: dead letters
+    poll_records: int = Field(500, ge=1)  # Kafka records per source poll: one bytewax item
+
+
 class TalonflowConfig(_Strict):
     state_dir: Path = Path(".talonflow")
     data_dir: Path = Path("data")
     kafka: KafkaConfig = KafkaConfig()
     minio: MinioConfig = MinioConfig()
     receiver: ReceiverConfig = ReceiverConfig()
+    ingest: IngestConfig = IngestConfig()
 
 
 def _expand_env(node: Any, where: str) -> Any:

@@ -14,9 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from schemas.config import ConfigError, config_path, load_config
+from schemas.datasets import DATASETS
 from talonflow.health import CHECKS, kafka_topics
 from talonflow.provision import ensure_bucket, ensure_topics
+from talonflow.query import run_query, write_result
 from talonflow.stack import Stack, StackError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 1, 2, 3
@@ -167,6 +171,16 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
     return 0 if all(p["healthy"] for p in parts) else EXIT_FAILED
 
 
+def cmd_query(stack: Stack, args: argparse.Namespace) -> int:
+    try:
+        frame = run_query(stack.config.data_dir, args.sql)
+    except (pl.exceptions.PolarsError, ValueError) as err:
+        _say(f"talonflow: query: {err}")
+        return EXIT_FAILED
+    write_result(frame, args.format)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="talonflow", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="config file (default: $TALONFLOW_CONFIG, else ./talonflow.yaml)")
@@ -180,6 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="state and health of each part (exit 3: not running)")
     status.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     status.set_defaults(run=cmd_status)
+    query = commands.add_parser(
+        "query",
+        help="SQL over the datasets (tables: " + ", ".join(DATASETS) + ")",
+        description="Polars SQL; each dataset is a table with hive columns date and hour.",
+    )
+    query.add_argument("sql", help='e.g. "SELECT name, count(*) FROM spans GROUP BY name"')
+    query.add_argument(
+        "--format", choices=["table", "csv", "json"], default="table", help="json: one object a line"
+    )
+    query.set_defaults(run=cmd_query)
     return parser
 
 

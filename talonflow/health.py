@@ -50,4 +50,14 @@ def receiver_healthy(config: TalonflowConfig) -> str | None:
     return _http_ok(f"http://{config.receiver.ops.address}/readyz")
 
 
-CHECKS: dict[str, Check] = {"kafka": kafka_healthy, "minio": minio_healthy, "receiver": receiver_healthy}
+def supervised_only(_config: TalonflowConfig) -> str | None:
+    """Flows have no port: their health is their supervised process staying RUNNING."""
+    return None
+
+
+CHECKS: dict[str, Check] = {
+    "kafka": kafka_healthy,
+    "minio": minio_healthy,
+    "receiver": receiver_healthy,
+    "ingest": supervised_only,
+}

@@ -7,6 +7,7 @@ this module only writes its config from `talonflow.yaml` and talks to it over XM
 from __future__ import annotations
 
 import base64
+import math
 import os
 import shlex
 import subprocess
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bytewax.recovery import init_db_dir
 from supervisor.xmlrpc import SupervisorTransport
 
 from schemas.config import TalonflowConfig
@@ -37,6 +39,7 @@ class Program:
     command: list[str]
     log: Path
     priority: int
+    environment: tuple[tuple[str, str], ...] = ()  # never secrets: those come from the environment
 
 
 def _versions() -> dict[str, str]:
@@ -79,7 +82,24 @@ class Stack:
             programs.append(Program("minio", self._minio_command(), self.logs / "minio.log", 10))
         receiver = [sys.executable, "-m", "receiver", "--config", str(self.config_file)]
         programs.append(Program("receiver", receiver, self.logs / "receiver.log", 30))
+        programs.append(self._flow("ingest"))
         return programs
+
+    def recovery_dir(self, flow: str) -> Path:
+        return self.state / "recovery" / flow
+
+    def _flow(self, name: str) -> Program:
+        """A bytewax dataflow with recovery on: snapshots every commit interval, none kept for backup."""
+        ingest = self.config.ingest
+        command = [
+            sys.executable, "-m", "bytewax.run", f"flows.{name}:flow",
+            "-r", str(self.recovery_dir(name)),
+            "-s", str(max(1, math.ceil(ingest.commit_interval))),
+            "-b", "0",
+            "-w", str(ingest.workers),
+        ]  # fmt: skip
+        environment = (("TALONFLOW_CONFIG", str(self.config_file)),)
+        return Program(name, command, self.logs / f"{name}.log", 40, environment)
 
     @property
     def kafka_dir(self) -> Path:
@@ -139,7 +159,16 @@ class Stack:
         if self.config.kafka.managed:
             self._write_kafka_properties()
             self._format_kafka_storage()
+        self._init_recovery("ingest")
         self.conf.write_text(self._supervisord_conf(programs))
+
+    def _init_recovery(self, flow: str) -> None:
+        """Create the flow's recovery partitions once; enough for any worker count up to 8."""
+        folder = self.recovery_dir(flow)
+        if folder.is_dir():
+            return
+        folder.mkdir(parents=True)
+        init_db_dir(folder, max(8, self.config.ingest.workers))
 
     def _write_kafka_properties(self) -> None:
         kafka = self.config.kafka
@@ -199,17 +228,20 @@ class Stack:
             f"[supervisorctl]\nserverurl=unix://{esc(self.socket)}\n",
         ]
         for program in programs:
-            sections.append(
-                f"[program:{program.name}]\n"
-                f"command={esc(shlex.join(program.command))}\n"
-                f"directory={esc(self.state)}\n"
-                f"priority={program.priority}\n"
-                "autostart=true\nautorestart=true\nstartsecs=2\nstartretries=5\n"
-                "stopsignal=TERM\nstopwaitsecs=30\nstopasgroup=true\nkillasgroup=true\n"
-                "redirect_stderr=true\n"
-                f"stdout_logfile={esc(program.log)}\n"
-                "stdout_logfile_maxbytes=50MB\nstdout_logfile_backups=3\n"
-            )
+            lines = [
+                f"[program:{program.name}]",
+                f"command={esc(shlex.join(program.command))}",
+                f"directory={esc(self.state)}",
+                f"priority={program.priority}",
+                "autostart=true\nautorestart=true\nstartsecs=2\nstartretries=5",
+                "stopsignal=TERM\nstopwaitsecs=30\nstopasgroup=true\nkillasgroup=true",
+                "redirect_stderr=true",
+                f"stdout_logfile={esc(program.log)}",
+                "stdout_logfile_maxbytes=50MB\nstdout_logfile_backups=3",
+            ]
+            if program.environment:
+                lines.append("environment=" + ",".join(f'{k}="{esc(v)}"' for k, v in program.environment))
+            sections.append("\n".join(lines) + "\n")
         return "\n".join(sections)
 
     # -- control ------------------------------------------------------------------------------

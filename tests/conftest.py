@@ -35,6 +35,7 @@ TEST_CONFIG: dict[str, Any] = {
         "max_request_bytes": "1MiB",
         "retry_after": "2s",
     },
+    "ingest": {"commit_interval": "1s"},
 }
 
 
@@ -115,7 +116,9 @@ def read_records(bootstrap: str, topic: str, key: bytes, count: int, timeout: fl
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     root = tmp_path_factory.mktemp("stack")
     config_file = root / "talonflow.yaml"
-    config_file.write_text(yaml.safe_dump({**TEST_CONFIG, "state_dir": str(root / "state")}))
+    config_file.write_text(
+        yaml.safe_dump({**TEST_CONFIG, "state_dir": str(root / "state"), "data_dir": str(root / "data")})
+    )
     stack = LocalStack(load_config(config_file), config_file)
     started = stack.cli("up", "--detach", "--timeout", "240", check=False)
     if started.returncode != 0:

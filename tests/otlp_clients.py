@@ -8,8 +8,10 @@ import urllib.request
 from dataclasses import dataclass
 
 import grpc
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, SummaryDataPoint
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
 from receiver.signals import SIGNALS
@@ -78,4 +80,26 @@ def span_request(agents: list[tuple[str, str]], spans_per_agent: int = 3, payloa
                     attributes=[KeyValue(key="blob", value=AnyValue(string_value="x" * payload))],
                 )
             )
+    return request.SerializeToString()
+
+
+def summary_request(name: str, instance: str, time_ns: int) -> bytes:
+    """A Summary point (count 10, sum 12.5, p95 4.2): the OTLP type the Python SDK cannot make."""
+    request = ExportMetricsServiceRequest()
+    resource_metrics = request.resource_metrics.add()
+    for key, value in (("service.name", name), ("service.instance.id", instance)):
+        resource_metrics.resource.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+    metric = Metric(name="agent.response.time", unit="s")
+    metric.summary.data_points.append(
+        SummaryDataPoint(
+            time_unix_nano=time_ns,
+            count=10,
+            sum=12.5,
+            quantile_values=[
+                SummaryDataPoint.ValueAtQuantile(quantile=0.5, value=1.1),
+                SummaryDataPoint.ValueAtQuantile(quantile=0.95, value=4.2),
+            ],
+        )
+    )
+    resource_metrics.scope_metrics.add().metrics.append(metric)
     return request.SerializeToString()

@@ -20,11 +20,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, SummaryDataPoint
 
 from schemas.topics import METRICS_TOPIC, SPANS_TOPIC
-from tests.otlp_clients import grpc_export, http_post, span_request
+from tests.otlp_clients import grpc_export, http_post, span_request, summary_request
 
 pytestmark = pytest.mark.integration
 
@@ -67,25 +65,13 @@ def test_same_request_over_grpc_and_http_gives_the_same_record(local_stack: Any,
 
 def test_summary_metrics_arrive(local_stack: Any, channel: Any, agent_key: Any) -> None:
     """The fifth OTLP metric type; the Python SDK has no Summary instrument, so it is built by hand."""
-    request = ExportMetricsServiceRequest()
-    resource_metrics = request.resource_metrics.add()
-    for key, value in (("service.name", agent_key[0]), ("service.instance.id", agent_key[1])):
-        resource_metrics.resource.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
-    metric = Metric(name="agent.response.time", unit="s")
-    metric.summary.data_points.append(
-        SummaryDataPoint(
-            time_unix_nano=1_700_000_000_000_000_000,
-            count=10,
-            sum=12.5,
-            quantile_values=[SummaryDataPoint.ValueAtQuantile(quantile=0.95, value=4.2)],
-        )
-    )
-    resource_metrics.scope_metrics.add().metrics.append(metric)
-    response = grpc_export(channel, "metrics", request.SerializeToString())
+    body = summary_request(agent_key[0], agent_key[1], 1_700_000_000_000_000_000)
+    response = grpc_export(channel, "metrics", body)
     assert ExportMetricsServiceResponse.FromString(response) == ExportMetricsServiceResponse()
     [record] = local_stack.records(METRICS_TOPIC, agent_key[2], count=1)
+    assert record.value() == body
     point = ExportMetricsServiceRequest.FromString(record.value()).resource_metrics[0].scope_metrics[0]
-    assert point.metrics[0].summary.data_points[0].quantile_values[0].value == 4.2
+    assert point.metrics[0].summary.data_points[0].quantile_values[1].value == 4.2
 
 
 def test_request_with_several_agents_is_split_by_resource_key(local_stack: Any, channel: Any) -> None:

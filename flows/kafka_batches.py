@@ -1,0 +1,122 @@
+"""A bytewax source that yields one item per Kafka poll: a list of records, never one per record.
+
+bytewax's own KafkaSource emits every record as an item; at a few microseconds per item that
+is the hot-path cost BYTEWAX.md warns about, so this source batches. Offsets live in bytewax's
+recovery snapshots (resume exactly where the last committed epoch ended) and are also committed
+to Kafka under `group_id`, only so that the usual consumer-lag tools can show progress.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from schemas.config import KafkaConfig
+from schemas.flatten import KafkaRecord
+
+log = logging.getLogger(__name__)
+Batch = tuple[str, list[KafkaRecord]]  # ("topic:partition", records of one poll)
+_IDLE = timedelta(milliseconds=100)
+
+
+class _PartitionReader(StatefulSourcePartition[Batch, int]):
+    def __init__(self, settings: dict[str, Any], topic: str, partition: int, offset: int, size: int) -> None:
+        self._topic, self._partition, self._size = topic, partition, size
+        self._consumer = Consumer(settings)
+        self._consumer.assign([TopicPartition(topic, partition, offset)])
+        self._next_offset = offset
+        self._awake: datetime | None = None
+
+    def next_batch(self) -> list[Batch]:
+        messages = self._consumer.consume(self._size, timeout=0)
+        records = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if error.fatal() or not error.retriable():
+                    raise KafkaException(error)
+                log.warning("kafka %s:%s: %s (retrying)", self._topic, self._partition, error.str())
+                continue
+            offset, value = message.offset(), message.value()
+            if offset is None or value is None:  # a tombstone or a client without offsets: nothing to ingest
+                continue
+            records.append(
+                KafkaRecord(
+                    self._topic, self._partition, offset, message.timestamp()[1], message.key(), value
+                )
+            )
+        self._awake = None if records else datetime.now(UTC) + _IDLE
+        if not records:
+            return []
+        self._next_offset = records[-1].offset + 1
+        return [(f"{self._topic}:{self._partition}", records)]
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> int:
+        if self._next_offset >= 0:  # not OFFSET_BEGINNING: something was read
+            offset = TopicPartition(self._topic, self._partition, self._next_offset)
+            self._consumer.commit(offsets=[offset], asynchronous=True)  # for lag tools only
+        return self._next_offset
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def source_partitions(settings: dict[str, Any], topics: tuple[str, ...]) -> list[str]:
+    """ "topic:partition" for every partition of `topics`, as sources and sinks name them."""
+    consumer = Consumer({**settings, "group.id": f"{settings['group.id']}-metadata"})
+    try:
+        metadata = consumer.list_topics(timeout=30)
+    finally:
+        consumer.close()
+    parts: list[str] = []
+    for topic in topics:
+        if topic not in metadata.topics:
+            raise RuntimeError(f"topic {topic} does not exist; `talonflow up` creates it")
+        parts.extend(f"{topic}:{p}" for p in sorted(metadata.topics[topic].partitions))
+    return parts
+
+
+def earliest_offset(settings: dict[str, Any], part: str) -> int:
+    """Where a source partition without resume state starts reading: the oldest retained offset."""
+    topic, partition = part.rsplit(":", 1)
+    consumer = Consumer({**settings, "group.id": f"{settings['group.id']}-metadata"})
+    try:
+        low, _high = consumer.get_watermark_offsets(TopicPartition(topic, int(partition)), timeout=30)
+    finally:
+        consumer.close()
+    return int(low)
+
+
+class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
+    """Every partition of `topics`, read from the start (or the resumed offset), a poll per item."""
+
+    def __init__(self, kafka: KafkaConfig, topics: tuple[str, ...], group_id: str, poll_records: int) -> None:
+        self._topics = topics
+        self._poll_records = poll_records
+        self.settings: dict[str, Any] = {
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "max.partition.fetch.bytes": kafka.record_limit_bytes,
+            "fetch.max.bytes": max(kafka.record_limit_bytes, 64 * 1024**2),
+            "reconnect.backoff.max.ms": 1000,
+            "logger": log,
+        }
+
+    def list_parts(self) -> list[str]:
+        return source_partitions(self.settings, self._topics)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PartitionReader:
+        topic, partition = for_part.rsplit(":", 1)
+        offset = OFFSET_BEGINNING if resume_state is None else resume_state
+        return _PartitionReader(self.settings, topic, int(partition), offset, self._poll_records)

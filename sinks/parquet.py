@@ -1,0 +1,173 @@
+"""Exactly-once Parquet partitions.
+
+Layout: `<root>/<dataset>/date=YYYY-MM-DD/hour=HH/<topic>-<partition>-<first>-<last>.parquet`.
+
+There is one writer per Kafka source partition. It buffers the Arrow tables made from that
+partition's records and writes them when the buffer passes `roll_bytes` and at every bytewax
+snapshot (epoch close); a file is named by the range of Kafka offsets its rows came from and
+appears atomically (temp file, fsync, rename). The snapshot state is the next offset to write.
+
+On resume every file that starts at or after that offset is deleted first: its records are
+replayed by the source, which resumes at the same offset. With no state (first start, or no
+recovery at all) the source reads from the partition's earliest offset, so the files starting
+there or later are deleted instead. Either way a replay rewrites rows, it never duplicates them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from schemas.datasets import DATASETS, Dataset
+
+log = logging.getLogger(__name__)
+Chunk = tuple[str, pa.Table, int, int]  # (dataset name, rows, first and last Kafka offset they came from)
+_FILE = re.compile(r"^(?P<source>.+-\d+)-(?P<first>\d{20})-(?P<last>\d{20})\.parquet$")
+
+
+def partition_dir(root: Path, dataset: str, hour_start: int) -> Path:
+    """The hive directory of the UTC hour starting at `hour_start` (ns since the epoch)."""
+    stamp = pa.scalar(hour_start, pa.timestamp("ns", tz="UTC")).as_py()
+    return root / dataset / f"date={stamp:%Y-%m-%d}" / f"hour={stamp:%H}"
+
+
+def write_atomically(
+    table: pa.Table, path: Path, row_group_rows: int, compression_level: int | None = None
+) -> None:
+    """Write then rename, so readers never see a partial file; fsync so a crash keeps what was renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("wb") as handle:
+        pq.write_table(
+            table,
+            handle,
+            compression="zstd",
+            compression_level=compression_level,
+            row_group_size=row_group_rows,
+        )
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def split_by_hour(table: pa.Table, dataset: Dataset) -> list[tuple[int, pa.Table]]:
+    """(hour start in ns, rows of that hour sorted by the dataset's sort keys), per UTC hour present."""
+    hours = pc.floor_temporal(table[dataset.time_column], unit="hour").cast(pa.int64())
+    parts = []
+    for hour in pc.unique(hours).to_pylist():
+        rows = table.filter(pc.equal(hours, hour))
+        parts.append((hour, rows.sort_by([(column, "ascending") for column in dataset.sort_by])))
+    return parts
+
+
+def file_stem(source: str) -> str:
+    """ "otlp_spans:3" -> "otlp_spans-3", the prefix of that source partition's files."""
+    topic, partition = source.rsplit(":", 1)
+    return f"{topic}-{partition}"
+
+
+class _Writer(StatefulSinkPartition[Chunk, int]):
+    def __init__(
+        self, root: Path, source: str, next_offset: int, roll_bytes: int, row_group_rows: int
+    ) -> None:
+        self._root, self._stem = root, file_stem(source)
+        self._next = next_offset
+        self._roll_bytes, self._row_group_rows = roll_bytes, row_group_rows
+        self._buffers: dict[str, list[pa.Table]] = defaultdict(list)
+        self._buffered_bytes = 0
+        self._first: int | None = None
+        self._last = -1
+
+    def write_batch(self, values: list[Chunk]) -> None:
+        for dataset, table, first, last in values:
+            self._buffers[dataset].append(table)
+            self._buffered_bytes += table.nbytes
+            self._first = first if self._first is None else self._first
+            self._last = max(self._last, last)
+        if self._buffered_bytes >= self._roll_bytes:
+            self._flush()
+
+    def snapshot(self) -> int:
+        self._flush()
+        return self._next
+
+    def _flush(self) -> None:
+        if self._first is None:
+            return
+        name = f"{self._stem}-{self._first:020d}-{self._last:020d}.parquet"
+        for dataset, tables in self._buffers.items():
+            for hour, rows in split_by_hour(pa.concat_tables(tables), DATASETS[dataset]):
+                write_atomically(rows, partition_dir(self._root, dataset, hour) / name, self._row_group_rows)
+        self._next = self._last + 1
+        self._buffers.clear()
+        self._buffered_bytes = 0
+        self._first = None
+
+
+def files_of(root: Path, source: str) -> list[tuple[int, int, Path]]:
+    """(first offset, last offset, path) of every file written from one source partition."""
+    stem = file_stem(source)
+    found = []
+    for path in root.glob(f"*/date=*/hour=*/{stem}-*.parquet"):
+        match = _FILE.match(path.name)
+        if match and match["source"] == stem:
+            found.append((int(match["first"]), int(match["last"]), path))
+    return found
+
+
+class ParquetSink(FixedPartitionedSink[Chunk, int]):
+    """Items are `("topic:partition", chunk)`; each source partition has its own writer."""
+
+    def __init__(
+        self,
+        root: Path,
+        sources: list[str],
+        earliest_offset: Callable[[str], int],
+        roll_bytes: int,
+        row_group_rows: int,
+    ) -> None:
+        self._root = root
+        self._sources = sorted(sources)  # bytewax indexes part_fn into the sorted global parts
+        self._earliest_offset = earliest_offset
+        self._roll_bytes, self._row_group_rows = roll_bytes, row_group_rows
+
+    def list_parts(self) -> list[str]:
+        return self._sources
+
+    def part_fn(self, item_key: str) -> int:
+        return self._sources.index(item_key)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Writer:
+        stem = file_stem(for_part)
+        for temporary in self._root.glob(f"*/date=*/hour=*/.{stem}-*.parquet.tmp"):
+            temporary.unlink(missing_ok=True)  # a write the last run did not finish
+        replay_from = self._earliest_offset(for_part) if resume_state is None else resume_state
+        stale, kept_overlap = [], 0
+        for first, last, path in files_of(self._root, for_part):
+            if first >= replay_from:
+                stale.append(path)
+            elif last >= replay_from:
+                kept_overlap += 1
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            log.warning(
+                "%s: removed %d files from offset %d on; they are replayed", for_part, len(stale), replay_from
+            )
+        if kept_overlap:  # only when retention cut through a file's range while no state was kept
+            log.warning(
+                "%s: %d files straddle offset %d and are kept; some rows may repeat",
+                for_part,
+                kept_overlap,
+                replay_from,
+            )
+        return _Writer(self._root, for_part, replay_from, self._roll_bytes, self._row_group_rows)
