@@ -1,7 +1,8 @@
 """`talonflow`: start, stop and inspect the local pipeline.
 
 Exit codes: 0 success, 1 failure (a part unhealthy or failing), 2 usage or config error,
-3 the stack is not running (`status`). Errors go to stderr; `--json` output to stdout.
+3 the stack is not running (`status`), 130 interrupted (Ctrl-C; what it started is stopped).
+Errors go to stderr; `--json` output to stdout.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +25,7 @@ from talonflow.provision import ensure_bucket, ensure_topics
 from talonflow.query import run_query, write_result
 from talonflow.stack import Stack, StackError
 
-EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 1, 2, 3
+EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_INTERRUPTED = 1, 2, 3, 130
 FAILED_STATES = {"FATAL", "EXITED", "STOPPED", "UNKNOWN"}
 
 
@@ -76,20 +78,22 @@ def _problem(name: str, process: dict[str, Any] | None, config: Any) -> str | No
 
 
 def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
-    if stack.running():
-        _say(f"talonflow: already running (state in {stack.state}); checking health")
-        supervisor = None
-    else:
-        stack.write_files()
-        _say(f"talonflow: starting {', '.join(p.name for p in stack.programs())} (logs in {stack.logs})")
-        supervisor = stack.start_supervisord(foreground=not args.detach)
-        _await_socket(stack, supervisor)
+    supervisor = None
     try:
+        if stack.running():
+            _say(f"talonflow: already running (state in {stack.state}); checking health")
+        else:
+            stack.write_files()
+            _say(f"talonflow: starting {', '.join(p.name for p in stack.programs())} (logs in {stack.logs})")
+            supervisor = stack.start_supervisord(foreground=not args.detach)
+            _await_socket(stack, supervisor)
         _wait_healthy(stack, args.timeout)
     except StackError as err:
         _say(f"talonflow: {err}")
         _shutdown(stack)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        return _interrupted(stack, supervisor)
     receiver = stack.config.receiver
     _say(
         f"talonflow: ready. OTLP/gRPC {receiver.grpc.address}, OTLP/HTTP http://{receiver.http.address}, "
@@ -99,11 +103,19 @@ def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
         return 0
     _say("talonflow: running in the foreground; Ctrl-C stops everything")
     try:
-        supervisor.wait()
+        supervisor.wait()  # returns early only if someone ran `talonflow down`
     except KeyboardInterrupt:
-        _say("talonflow: stopping")
-        supervisor.wait()
+        return _interrupted(stack, supervisor)
     return 0
+
+
+def _interrupted(stack: Stack, supervisor: subprocess.Popen[bytes] | None) -> int:
+    """Ctrl-C: whatever this command started is stopped before it exits (130, as shells expect)."""
+    _say("talonflow: interrupted; stopping")
+    if supervisor is not None:
+        _shutdown(stack)
+        supervisor.wait()
+    return EXIT_INTERRUPTED
 
 
 def _await_socket(stack: Stack, supervisor: Any, timeout: float = 15) -> None:

@@ -55,7 +55,7 @@ def test_status_json_of_the_running_stack(local_stack: LocalStack) -> None:
     status = local_stack.status()
     assert status["running"] is True
     parts = {p["name"]: p for p in status["parts"]}
-    assert set(parts) == {"kafka", "minio", "receiver"}
+    assert set(parts) == {"kafka", "minio", "receiver", "ingest"}
     assert all(p["healthy"] and p["state"] == "RUNNING" and p["pid"] for p in parts.values())
     again = local_stack.cli("up", "--detach")  # idempotent: already running, still healthy
     assert again.returncode == 0 and "already running" in again.stderr
@@ -103,7 +103,7 @@ def test_foreground_up_runs_until_interrupted(local_stack: LocalStack, tmp_path:
             assert time.monotonic() < deadline, "foreground stack never became healthy"
             time.sleep(0.5)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in `make run` does
-        assert process.wait(60) == 0
+        assert process.wait(60) == 130
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

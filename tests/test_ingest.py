@@ -79,6 +79,20 @@ def wait_for_rows(
     return duck_count(data, dataset, where)
 
 
+def settled_count(data: Path, dataset: str, where: str, quiet: float = 3.0, timeout: float = 120) -> int:
+    """The row count once it has stopped changing for `quiet` seconds (the flow caught up)."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = duck_count(data, dataset, where)[0]
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return count
+        time.sleep(0.5)
+    raise AssertionError(f"{dataset} never settled")
+
+
 def resource(name: str, instance: str) -> Resource:
     return Resource.create(
         {"service.name": name, "service.instance.id": instance, "service.version": "1.2.3"}
@@ -344,13 +358,13 @@ def test_restart_without_recovery_state_rewrites_rather_than_duplicates(
     flows.start()
     try:
         assert wait_for_rows(data, "spans", where, 50) == (50, 50)
-        everything = duck_count(data, "spans", "true")[0]
+        everything = settled_count(data, "spans", "true")
         flows.kill()
         for path in flows.recovery.iterdir():
             path.unlink()
         subprocess.run([sys.executable, "-m", "bytewax.recovery", str(flows.recovery), "4"], check=True)
         flows.start()
-        assert wait_for_rows(data, "spans", "true", everything, timeout=60)[0] == everything
+        assert wait_for_rows(data, "spans", "true", everything, timeout=90)[0] == everything
         assert duck_count(data, "spans", where) == (50, 50)
     finally:
         flows.stop()
