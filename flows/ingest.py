@@ -48,4 +48,8 @@ def build(config: TalonflowConfig) -> Dataflow:
     return flow
 
 
-flow = build(load_config())
+def __getattr__(name: str) -> Dataflow:
+    """`flows.ingest:flow`, built on first access so importing the module has no side effects."""
+    if name == "flow":
+        return build(load_config())
+    raise AttributeError(name)
