@@ -30,6 +30,7 @@ test: setup lint
 
 bench: setup
 	$(BIN)/python -m bench.receiver
+	$(BIN)/python -m bench.ingest --records 2000
 
 clean:
 	rm -rf $(VENV) .talonflow

@@ -37,6 +37,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from receiver.signals import TRACES
 from schemas.config import load_config
 from schemas.topics import SPANS_TOPIC
+from talonflow.stack import Stack
 
 BENCH_PORTS = {"kafka": 49092, "controller": 49093, "minio": 49000, "console": 49001}
 
@@ -169,14 +170,14 @@ def _proc_stat(pid: int) -> tuple[float, float]:
 
 
 @contextmanager
-def receiver_process(base: dict[str, Any], client: str, folder: Path, offset: int) -> Any:
+def receiver_process(base: dict[str, Any], client: str, linger: str, folder: Path, offset: int) -> Any:
     document = {
         **base,
         "receiver": {
             "grpc": {"port": 44317 + offset},
             "http": {"port": 44318 + offset},
             "ops": {"port": 43133 + offset},
-            "producer": {"client": client},
+            "producer": {"client": client, "linger": linger},
         },
     }
     path = folder / f"receiver-{client}.yaml"
@@ -296,6 +297,8 @@ def main() -> int:
     parser.add_argument("--clients", default="confluent-kafka,kafka-python")
     parser.add_argument("--transport", default="grpc", help="grpc, http or both (grpc,http)")
     parser.add_argument("--target", help="drive this OTLP/gRPC endpoint instead of talonflow's receiver")
+    parser.add_argument("--linger", default="5ms", help="receiver.producer.linger for talonflow's receivers")
+    parser.add_argument("--target-pid", type=int, help="with --target: its process, for CPU and peak RSS")
     parser.add_argument("--json", action="store_true", help="print results as JSON lines")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -311,7 +314,9 @@ def main() -> int:
             for concurrency in levels:
                 progress(f"{args.target}: {spans} spans x {concurrency} in flight")
                 results.append(
-                    measure(args.target, args.target, "grpc", None, spans, concurrency, args.duration)
+                    measure(
+                        args.target, args.target, "grpc", args.target_pid, spans, concurrency, args.duration
+                    )
                 )
         return report(results, args.json)
 
@@ -342,9 +347,11 @@ def main() -> int:
         progress("starting the bench stack (Kafka, MinIO)")
         subprocess.run([*cli, "up", "--detach"], check=True)
         try:
-            bootstrap = load_config(stack_config).kafka.bootstrap_servers
+            config = load_config(stack_config)
+            Stack(config, stack_config).rpc().supervisor.stopProcess("ingest")  # it would compete for CPU
+            bootstrap = config.kafka.bootstrap_servers
             for offset, client in enumerate(args.clients.split(",")):
-                with receiver_process(base, client, folder, offset * 10) as (process, document):
+                with receiver_process(base, client, args.linger, folder, offset * 10) as (process, document):
                     for transport in transports:
                         port = document["receiver"][transport]["port"]
                         for spans in sizes:
