@@ -1,7 +1,7 @@
 """Kafka `otlp_*` topics → Parquet datasets spans, metrics, logs (and dead_letters).
 
     TALONFLOW_CONFIG=talonflow.yaml python -m bytewax.run flows.ingest:flow \\
-        -r .talonflow/recovery/ingest -s 30 -b 0
+        -r .talonflow/recovery/ingest -s 60 -b 0
 
 Each bytewax item is one Kafka poll (a list of records), flattened into Arrow tables in one
 step, so the per-item cost of bytewax is paid per poll, not per span. Each Kafka partition has

@@ -48,21 +48,21 @@ class Forwarder:
             return_exceptions=True,
         )
         self._metrics.produce_seconds.labels(signal.name).observe(time.perf_counter() - started)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        for failure in failures:
-            if not isinstance(failure, ProduceError):
-                raise failure
+        failures: list[ProduceError] = []
+        for result in results:
+            if isinstance(result, ProduceError):
+                failures.append(result)
+            elif isinstance(result, BaseException):
+                raise result  # a bug, not a Kafka answer: let it surface
         sent = len(results) - len(failures)
         if sent:
             self._metrics.records.labels(signal.topic).inc(sent)
         items = sum(r.items for r in split.records)
         if failures:
             self._metrics.items.labels(signal.name, "refused").inc(items)
-            first = failures[0]
-            assert isinstance(first, ProduceError)
-            if first.overloaded:
-                return outcome.overloaded(str(first), self._retry_after)
-            return outcome.unavailable(str(first), self._retry_after)
+            if any(f.overloaded for f in failures):
+                return outcome.overloaded(str(failures[0]), self._retry_after)
+            return outcome.unavailable(str(failures[0]), self._retry_after)
         self._metrics.items.labels(signal.name, "accepted").inc(items)
         if split.rejected_items:
             self._metrics.items.labels(signal.name, "rejected").inc(split.rejected_items)

@@ -161,7 +161,7 @@ class ReceiverConfig(_Strict):
 class IngestConfig(_Strict):
     """flows/ingest.py: Kafka → Parquet. Files appear at each commit (bytewax snapshot)."""
 
-    commit_interval: Seconds = Field(30.0, ge=1)  # file roll by age: rows visible at most this late
+    commit_interval: Seconds = Field(60.0, ge=1)  # file roll by age: rows visible at most this late
     roll_bytes: Bytes = 128 * 1024**2  # file roll by size: a partition writes early past this
     row_group_rows: int = Field(128 * 1024, ge=1024)
     workers: int = Field(1, ge=1)  # bytewax -w for `talonflow up`
