@@ -170,6 +170,50 @@ class IngestConfig(_Strict):
     poll_records: int = Field(500, ge=1)  # Kafka records per source poll: one bytewax item
 
 
+class TierPolicy(_Strict):
+    """Ages (since a partition's hour closed) at which it leaves each tier; the retention matrix."""
+
+    hot_for: Seconds  # then compacted into MinIO (warm)
+    warm_for: Seconds  # then recompacted, stronger compression (cold)
+    cold_for: Seconds  # then gone
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierPolicy:
+        if not self.hot_for <= self.warm_for <= self.cold_for:
+            raise ValueError("ages must satisfy hot_for <= warm_for <= cold_for")
+        return self
+
+
+_DAY = 86400.0
+_RAW = TierPolicy(hot_for=7 * _DAY, warm_for=30 * _DAY, cold_for=90 * _DAY)
+_DEFAULT_POLICIES = {
+    "spans": TierPolicy(hot_for=3 * _DAY, warm_for=14 * _DAY, cold_for=30 * _DAY),
+    "metrics": _RAW,
+    "logs": _RAW,
+    "dead_letters": _RAW,
+}
+
+
+class LifecycleConfig(_Strict):
+    """sinks/lifecycle.py: hot (local) → warm (MinIO) → cold (MinIO, recompacted) → expired."""
+
+    interval: Seconds = Field(60.0, gt=0)  # between passes
+    grace: Seconds = 300.0  # superseded copies outlive a move this long, for queries already reading
+    ops: Endpoint = Endpoint(port=13134)  # /healthz and /metrics of the service
+    policies: dict[str, TierPolicy] = Field(default_factory=lambda: dict(_DEFAULT_POLICIES))
+
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: Any) -> Any:
+        """A file names only the datasets it changes; the others keep the retention matrix."""
+        if not isinstance(value, dict):
+            return value
+        unknown = sorted(set(value) - set(_DEFAULT_POLICIES))
+        if unknown:
+            raise ValueError(f"unknown datasets {unknown}; known: {sorted(_DEFAULT_POLICIES)}")
+        return {**_DEFAULT_POLICIES, **value}
+
+
 class TalonflowConfig(_Strict):
     state_dir: Path = Path(".talonflow")
     data_dir: Path = Path("data")
@@ -177,6 +221,7 @@ class TalonflowConfig(_Strict):
     minio: MinioConfig = MinioConfig()
     receiver: ReceiverConfig = ReceiverConfig()
     ingest: IngestConfig = IngestConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
 
 
 def _expand_env(node: Any, where: str) -> Any:

@@ -8,10 +8,14 @@ Errors go to stderr; `--json` output to stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,8 @@ import polars as pl
 
 from schemas.config import ConfigError, config_path, load_config
 from schemas.datasets import DATASETS
+from sinks import lifecycle
+from sinks.tiers import minio_client
 from talonflow.health import CHECKS, kafka_topics
 from talonflow.provision import ensure_bucket, ensure_topics
 from talonflow.query import run_query, write_result
@@ -185,11 +191,44 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
 
 def cmd_query(stack: Stack, args: argparse.Namespace) -> int:
     try:
-        frame = run_query(stack.config.data_dir, args.sql)
+        frame = run_query(stack.config, args.sql)
     except (pl.exceptions.PolarsError, ValueError) as err:
         _say(f"talonflow: query: {err}")
         return EXIT_FAILED
     write_result(frame, args.format)
+    return 0
+
+
+def cmd_lifecycle_run(stack: Stack, args: argparse.Namespace) -> int:
+    config = stack.config
+    if not args.once:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        lifecycle.serve(config, stop)
+        return 0
+    mover = lifecycle.Mover(config, minio_client(config.minio), lifecycle.LifecycleMetrics(), progress=True)
+    try:
+        changed = mover.run_pass()
+    except lifecycle.StoreUnavailable as err:
+        _say(f"talonflow: lifecycle: {err}; nothing was deleted, run again when MinIO is back")
+        return EXIT_FAILED
+    _say("talonflow: lifecycle: " + ", ".join(f"{d} {n}" for d, n in changed.items()) + " partitions moved")
+    return 0
+
+
+def cmd_lifecycle_status(stack: Stack, args: argparse.Namespace) -> int:
+    rows = lifecycle.status(stack.config)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in rows]))
+        return 0
+    print(f"{'DATASET':<14}{'TIER':<6}{'FILES':>7}{'BYTES':>14}{'ROWS':>12}  {'OLDEST':<26}NEWEST")
+    for r in rows:
+        print(
+            f"{r.dataset:<14}{r.tier:<6}{r.files:>7}{r.bytes:>14}{r.rows:>12}  "
+            f"{r.oldest or '-':<26}{r.newest or '-'}"
+        )
     return 0
 
 
@@ -216,6 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["table", "csv", "json"], default="table", help="json: one object a line"
     )
     query.set_defaults(run=cmd_query)
+    tiers = commands.add_parser(
+        "lifecycle", help="tiered storage: hot (local) -> warm -> cold (MinIO) -> gone"
+    )
+    tier_commands = tiers.add_subparsers(dest="lifecycle_command", required=True, metavar="COMMAND")
+    run = tier_commands.add_parser("run", help="the mover: a service, or one pass with --once")
+    run.add_argument("--once", action="store_true", help="one pass with progress bars, then exit")
+    run.set_defaults(run=cmd_lifecycle_run)
+    tier_status = tier_commands.add_parser(
+        "status", help="files, bytes, rows, oldest/newest partition per tier"
+    )
+    tier_status.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    tier_status.set_defaults(run=cmd_lifecycle_status)
     return parser
 
 

@@ -55,9 +55,14 @@ def supervised_only(_config: TalonflowConfig) -> str | None:
     return None
 
 
+def lifecycle_healthy(config: TalonflowConfig) -> str | None:
+    return _http_ok(f"http://{config.lifecycle.ops.address}/metrics")
+
+
 CHECKS: dict[str, Check] = {
     "kafka": kafka_healthy,
     "minio": minio_healthy,
     "receiver": receiver_healthy,
     "ingest": supervised_only,
+    "lifecycle": lifecycle_healthy,
 }

@@ -1,35 +1,49 @@
-"""`talonflow query`: Polars SQL over the Parquet datasets, each dataset a table.
+"""`talonflow query`: Polars SQL over the Parquet datasets, each dataset a table across all tiers.
 
-Tables are lazy scans of the hive partitions, so `WHERE date = ... AND hour = ...` prunes files
-before any is opened. A dataset with no files yet is an empty table of the right schema.
+A table is the union of its hot files on local disk and its warm and cold objects in MinIO, as
+the tier manifest lists them (sinks/tiers.py), so a partition is counted once wherever it is.
+Scans are lazy and hive-partitioned: `WHERE date = ... AND hour = ...` prunes files before any
+is opened. A dataset with no files yet is an empty table of the right schema.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TextIO
 
 import polars as pl
 import pyarrow as pa
 
+from schemas.config import TalonflowConfig
 from schemas.datasets import DATASETS, PARTITION_COLUMNS
+from sinks.lifecycle import hot_files
+from sinks.tiers import Manifest, storage_options
 
 _HIVE_SCHEMA = {PARTITION_COLUMNS[0]: pl.Date, PARTITION_COLUMNS[1]: pl.Int8}
 
 
-def dataset_frame(root: Path, name: str) -> pl.LazyFrame:
-    folder = root / name
-    if any(folder.glob("date=*/hour=*/*.parquet")):
-        return pl.scan_parquet(folder / "**" / "*.parquet", hive_partitioning=True, hive_schema=_HIVE_SCHEMA)
+def dataset_frame(config: TalonflowConfig, name: str) -> pl.LazyFrame:
+    manifest = Manifest.load(config.data_dir, name)
+    local = [str(p) for files in hot_files(config.data_dir, name, manifest).values() for p in files]
+    remote = [f"s3://{config.minio.bucket}/{o.key}" for p in manifest.partitions.values() for o in p.objects]
+    frames = []
+    if local:
+        frames.append(pl.scan_parquet(local, hive_partitioning=True, hive_schema=_HIVE_SCHEMA))
+    if remote:
+        options = storage_options(config.minio)
+        frames.append(
+            pl.scan_parquet(remote, hive_partitioning=True, hive_schema=_HIVE_SCHEMA, storage_options=options)
+        )
+    if frames:
+        return pl.concat(frames, how="vertical")
     empty = pl.from_arrow(pa.Table.from_pylist([], DATASETS[name].schema))
     assert isinstance(empty, pl.DataFrame)
     return empty.lazy().with_columns(*(pl.lit(None, dtype).alias(c) for c, dtype in _HIVE_SCHEMA.items()))
 
 
-def run_query(root: Path, sql: str) -> pl.DataFrame:
-    context = pl.SQLContext({name: dataset_frame(root, name) for name in DATASETS})
+def run_query(config: TalonflowConfig, sql: str) -> pl.DataFrame:
+    context = pl.SQLContext({name: dataset_frame(config, name) for name in DATASETS})
     return context.execute(sql, eager=True)
 
 

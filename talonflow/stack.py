@@ -83,6 +83,16 @@ class Stack:
         receiver = [sys.executable, "-m", "receiver", "--config", str(self.config_file)]
         programs.append(Program("receiver", receiver, self.logs / "receiver.log", 30))
         programs.append(self._flow("ingest"))
+        lifecycle = [
+            sys.executable,
+            "-m",
+            "talonflow.cli",
+            "--config",
+            str(self.config_file),
+            "lifecycle",
+            "run",
+        ]
+        programs.append(Program("lifecycle", lifecycle, self.logs / "lifecycle.log", 50))
         return programs
 
     def recovery_dir(self, flow: str) -> Path:

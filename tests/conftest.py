@@ -36,6 +36,7 @@ TEST_CONFIG: dict[str, Any] = {
         "retry_after": "2s",
     },
     "ingest": {"commit_interval": "1s"},
+    "lifecycle": {"ops": {"port": 33134}},
 }
 
 

@@ -55,7 +55,7 @@ def test_status_json_of_the_running_stack(local_stack: LocalStack) -> None:
     status = local_stack.status()
     assert status["running"] is True
     parts = {p["name"]: p for p in status["parts"]}
-    assert set(parts) == {"kafka", "minio", "receiver", "ingest"}
+    assert set(parts) == {"kafka", "minio", "receiver", "ingest", "lifecycle"}
     assert all(p["healthy"] and p["state"] == "RUNNING" and p["pid"] for p in parts.values())
     again = local_stack.cli("up", "--detach")  # idempotent: already running, still healthy
     assert again.returncode == 0 and "already running" in again.stderr
@@ -67,7 +67,8 @@ def sidecar_config(local_stack: LocalStack, tmp_path: Path, **receiver: Any) -> 
     document = {
         "state_dir": str(tmp_path / "state"),
         "kafka": {"bootstrap_servers": config.kafka.bootstrap_servers, "managed": False},
-        "minio": {"endpoint": {"port": config.minio.endpoint.port}, "managed": False},
+        "minio": {"endpoint": {"port": config.minio.endpoint.port}, "managed": False, "bucket": "sidecar"},
+        "lifecycle": {"ops": {"port": 37134}},
         "receiver": {"grpc": {"port": 37317}, "http": {"port": 37318}, "ops": {"port": 37133}, **receiver},
     }
     path = tmp_path / "sidecar.yaml"

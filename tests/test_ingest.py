@@ -193,7 +193,7 @@ def test_summary_points_keep_their_quantiles(local_stack: LocalStack, agent_key:
         grpc_export(channel, "metrics", summary_request(agent_key[0], agent_key[1], time.time_ns()))
     where = f"service_instance_id = '{agent_key[1]}'"
     assert wait_for_rows(local_stack.config.data_dir, "metrics", where, 1)[0] == 1
-    frame = run_query(local_stack.config.data_dir, f"SELECT * FROM metrics WHERE {where}")
+    frame = run_query(local_stack.config, f"SELECT * FROM metrics WHERE {where}")
     row = frame.row(0, named=True)
     assert (row["type"], row["count"], row["sum"]) == ("summary", 10, 12.5)
     assert (row["quantiles"], row["quantile_values"]) == ([0.5, 0.95], [1.1, 4.2])
