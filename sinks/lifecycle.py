@@ -138,10 +138,8 @@ class Mover:
     def _dataset(self, dataset: Dataset, policy: TierPolicy, scratch: Path) -> int:
         manifest = Manifest.load(self._data, dataset.name)
         now = time.time()
-        self._collect_garbage(dataset, manifest, now)
-        self._delete_orphans(dataset, manifest)
-        hot = hot_files(self._data, dataset.name, manifest)
-        self._metrics.overdue_bytes.labels(dataset.name).set(
+        hot = hot_files(self._data, dataset.name, manifest)  # garbage below is never among these
+        self._metrics.overdue_bytes.labels(dataset.name).set(  # first: it matters most when MinIO is away
             sum(
                 f.stat().st_size
                 for p, files in hot.items()
@@ -149,6 +147,8 @@ class Mover:
                 for f in files
             )
         )
+        self._collect_garbage(dataset, manifest, now)
+        self._delete_orphans(dataset, manifest)
         due_warm = [p for p in hot if policy.hot_for <= partition_age(p, now) < policy.cold_for]
         due_cold = [
             p

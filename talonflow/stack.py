@@ -216,8 +216,7 @@ class Stack:
             *self._kafka_command()[:-2],  # the JVM and classpath, without the broker main class
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            f"--cluster-id={cluster_id}",  # one token: a base64 id may start with "-"
             "-c",
             str(self.kafka_dir / "server.properties"),
         ]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -227,20 +228,58 @@ def test_killed_mover_restarts_without_loss_or_duplicates_and_queries_stay_exact
     assert tier_rows(config) == {"hot": 0, "warm": total, "cold": 0}
 
 
-def test_minio_outage_pauses_moves_and_nothing_is_lost(local_stack: LocalStack, tiers: Any) -> None:
+def metric(port: int, name: str) -> float | None:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name)]
+    return sum(values) if values else None
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def test_minio_outage_pauses_moves_and_nothing_is_lost(
+    local_stack: LocalStack, tiers: Any, tmp_path: Path
+) -> None:
     configure, data = tiers
     total = write_hot(data, [2, 3, 4], files_per_hour=2, spans_per_file=30)
     config = configure(hot_for="0s", warm_for="30d", cold_for="60d")
     supervisor = local_stack.stack.rpc().supervisor
     supervisor.stopProcess("minio")
+    minio_down = True
+    log = (tmp_path / "lifecycle.log").open("w")
+    service = subprocess.Popen(["true"])
     try:
         failed = lifecycle(config, "run", "--once")
         assert failed.returncode == 1 and "nothing was deleted" in failed.stderr
         assert len(list(data.glob("spans/*/*/*.parquet"))) == 6
         assert tier_rows(config)["hot"] == total
-    finally:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "talonflow.cli", "--config", str(config), "lifecycle", "run"],
+            stdout=log,
+            stderr=log,
+        )
+        wait_until(lambda: (metric(38134, "talonflow_lifecycle_errors_total") or 0) >= 1, 30, "a failed pass")
+        assert metric(38134, "talonflow_lifecycle_store_up") == 0.0
+        assert (metric(38134, "talonflow_lifecycle_overdue_hot_bytes") or 0) > 0
         supervisor.startProcess("minio")
+        minio_down = False
+        wait_until(
+            lambda: tier_rows(config) == {"hot": 0, "warm": total, "cold": 0}, 90, "the moves to finish"
+        )
+        assert metric(38134, "talonflow_lifecycle_store_up") == 1.0
+    finally:
+        if minio_down:
+            supervisor.startProcess("minio")
+        service.send_signal(signal.SIGTERM)
+        service.wait(30)
+    assert service.returncode == 0
+    assert "hot data stays local, retrying" in (tmp_path / "lifecycle.log").read_text()
     local_stack.wait_healthy()
-    assert lifecycle(config, "run", "--once").returncode == 0
-    assert tier_rows(config) == {"hot": 0, "warm": total, "cold": 0}
     assert counts(config) == dict.fromkeys(("query", "duckdb", "s3+local"), total)
