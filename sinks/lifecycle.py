@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import shutil
 import tempfile
 import threading
@@ -28,6 +29,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from minio import Minio
+from minio.commonconfig import ENABLED, Filter
+from minio.error import S3Error
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from tenacity import retry, retry_if_exception_type, wait_exponential
 from tqdm import tqdm
@@ -125,6 +129,7 @@ class Mover:
         changed: dict[str, int] = {}
         with exclusive(self._data), tempfile.TemporaryDirectory(dir=self._data / "_tiers") as scratch:
             try:
+                apply_bucket_rules(self._config, self._client)
                 for name, dataset in DATASETS.items():
                     changed[name] = self._dataset(
                         dataset, self._config.lifecycle.policies[name], Path(scratch)
@@ -267,6 +272,39 @@ class Mover:
             return function(*args, **kwargs)
         except Exception as err:  # urllib3, S3Error, OSError: all mean "not now"
             raise StoreUnavailable(f"minio: {err}") from err
+
+
+def bucket_rules(config: TalonflowConfig) -> LifecycleConfig | None:
+    """MinIO ILM rules that expire tier objects even if this service is down: a backstop a day
+    behind the service's own, exact expiry. Only policies of whole days can be expressed."""
+    rules = []
+    for name, policy in sorted(config.lifecycle.policies.items()):
+        for tier, created_at_age in ((WARM, policy.hot_for), (COLD, policy.warm_for)):
+            days = math.ceil((policy.cold_for - created_at_age) / 86400) + 1
+            if policy.cold_for >= 86400:
+                rules.append(
+                    Rule(
+                        ENABLED,
+                        rule_filter=Filter(prefix=f"{tier}/{name}/"),
+                        rule_id=f"talonflow-{tier}-{name}",
+                        expiration=Expiration(days=days),
+                    )
+                )
+    return LifecycleConfig(rules) if rules else None
+
+
+def apply_bucket_rules(config: TalonflowConfig, client: Minio) -> None:
+    rules = bucket_rules(config)
+    try:
+        if rules is None:
+            client.delete_bucket_lifecycle(config.minio.bucket)
+        else:
+            client.set_bucket_lifecycle(config.minio.bucket, rules)
+    except S3Error as err:
+        if err.code != "NoSuchLifecycleConfiguration":  # nothing to delete is fine
+            raise StoreUnavailable(f"minio: {err}") from err
+    except Exception as err:  # see Mover._call
+        raise StoreUnavailable(f"minio: {err}") from err
 
 
 def clear_scratch(data_dir: Path) -> None:

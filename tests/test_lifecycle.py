@@ -157,6 +157,12 @@ def test_data_moves_hot_warm_cold_gone_on_schedule(tiers: Any) -> None:
 
     moved = lifecycle(config, "run", "--once")
     assert moved.returncode == 0, moved.stderr
+    settings = load_config(config)
+    rules = minio_client(settings.minio).get_bucket_lifecycle(settings.minio.bucket)
+    assert rules is not None
+    expiry = {str(rule.rule_id): rule.expiration.days for rule in rules.rules if rule.expiration}
+    assert expiry["talonflow-cold-metrics"] == 61 and expiry["talonflow-warm-logs"] == 84  # MinIO's own ILM
+    assert not any("spans" in rule for rule in expiry)  # seconds: the service expires those itself
     assert tier_rows(config) == {"hot": 0, "warm": total, "cold": 0}
     assert counts(config) == dict.fromkeys(("query", "duckdb", "s3+local"), total)
     time.sleep(1.2)  # grace: the local copies go on the next pass, after the warm copy was verified
@@ -176,7 +182,6 @@ def test_data_moves_hot_warm_cold_gone_on_schedule(tiers: Any) -> None:
     assert counts(config) == dict.fromkeys(("query", "duckdb", "s3+local"), total - old_rows)
     time.sleep(1.2)
     assert lifecycle(config, "run", "--once").returncode == 0
-    settings = load_config(config)
     keys = {
         o.object_name
         for o in minio_client(settings.minio).list_objects(settings.minio.bucket, recursive=True)
