@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from schemas.config import TalonflowConfig, TierPolicy
 from schemas.datasets import DATASETS, Dataset
-from sinks.tiers import COLD, WARM, Manifest, Partition, StoredObject, exclusive, minio_client
+from sinks.tiers import COLD, WARM, Manifest, Partition, StoredObject, ensure_bucket, exclusive, minio_client
 
 log = logging.getLogger(__name__)
 _WARM_LEVEL, _COLD_LEVEL = 3, 19  # zstd levels: fast for warm, dense for cold
@@ -296,6 +296,7 @@ def bucket_rules(config: TalonflowConfig) -> LifecycleConfig | None:
 def apply_bucket_rules(config: TalonflowConfig, client: Minio) -> None:
     rules = bucket_rules(config)
     try:
+        ensure_bucket(config.minio)
         if rules is None:
             client.delete_bucket_lifecycle(config.minio.bucket)
         else:

@@ -129,3 +129,12 @@ def storage_options(config: MinioConfig) -> dict[str, Any]:
         "aws_region": "us-east-1",
         "aws_allow_http": "true",
     }
+
+
+def ensure_bucket(config: MinioConfig) -> bool:
+    """Create the bucket if it is missing; True when it was created."""
+    client = minio_client(config)
+    if client.bucket_exists(config.bucket):
+        return False
+    client.make_bucket(config.bucket)
+    return True

@@ -25,9 +25,9 @@ import polars as pl
 from schemas.config import ConfigError, config_path, load_config
 from schemas.datasets import DATASETS
 from sinks import lifecycle
-from sinks.tiers import minio_client
+from sinks.tiers import ensure_bucket, minio_client
 from talonflow.health import CHECKS, kafka_topics
-from talonflow.provision import ensure_bucket, ensure_topics
+from talonflow.provision import ensure_topics
 from talonflow.query import run_query, write_result
 from talonflow.stack import Stack, StackError
 
@@ -57,7 +57,7 @@ def _wait_healthy(stack: Stack, timeout: float) -> None:
                 if created:
                     _say(f"  kafka: created topics {', '.join(created)}")
             if name == "minio" and "minio" not in provisioned and CHECKS["minio"](config) is None:
-                if ensure_bucket(config):
+                if ensure_bucket(config.minio):
                     _say(f"  minio: created bucket {config.minio.bucket}")
                 provisioned.add("minio")
             problem = _problem(name, states.get(name), config)

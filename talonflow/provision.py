@@ -1,10 +1,9 @@
-"""Create what the services need once they answer: Kafka topics and the MinIO bucket. Idempotent."""
+"""Create what the services need once they answer: Kafka topics (the bucket: sinks.tiers). Idempotent."""
 
 from __future__ import annotations
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
-from minio import Minio
 
 from schemas.config import TalonflowConfig
 from schemas.topics import ALL_TOPICS
@@ -33,18 +32,3 @@ def ensure_topics(config: TalonflowConfig) -> list[str]:
             if err.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
     return [t.topic for t in wanted]
-
-
-def ensure_bucket(config: TalonflowConfig) -> bool:
-    """Create the MinIO bucket if it is missing; True when it was created."""
-    minio = config.minio
-    client = Minio(
-        minio.endpoint.address,
-        access_key=minio.access_key.get_secret_value(),
-        secret_key=minio.secret_key.get_secret_value(),
-        secure=False,
-    )
-    if client.bucket_exists(minio.bucket):
-        return False
-    client.make_bucket(minio.bucket)
-    return True

@@ -27,8 +27,7 @@ from schemas.config import load_config
 from schemas.datasets import SPANS
 from schemas.flatten import KafkaRecord, flatten
 from sinks.parquet import partition_dir, split_by_hour, write_atomically
-from sinks.tiers import Manifest, minio_client
-from talonflow.provision import ensure_bucket
+from sinks.tiers import Manifest, ensure_bucket, minio_client
 from talonflow.query import run_query
 from tests.conftest import LocalStack
 from tests.otlp_clients import span_request
@@ -82,7 +81,7 @@ def tiers(local_stack: LocalStack, tmp_path: Path) -> Any:
         return path
 
     configure(hot_for="0s", warm_for="30d", cold_for="60d")
-    ensure_bucket(load_config(path))
+    ensure_bucket(load_config(path).minio)
     return configure, tmp_path / "data"
 
 
