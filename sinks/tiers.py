@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from minio import Minio
+from minio.error import S3Error
 
 from schemas.config import MinioConfig
 
@@ -136,5 +137,10 @@ def ensure_bucket(config: MinioConfig) -> bool:
     client = minio_client(config)
     if client.bucket_exists(config.bucket):
         return False
-    client.make_bucket(config.bucket)
+    try:
+        client.make_bucket(config.bucket)
+    except S3Error as err:  # created meanwhile by another part of the stack
+        if err.code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            return False
+        raise
     return True

@@ -51,15 +51,13 @@ def _wait_healthy(stack: Stack, timeout: float) -> None:
             state = states.get(name, {}).get("statename")
             if state in FAILED_STATES:
                 raise StackError(f"{name} is {state}:\n{stack.log_tail(name)}")
-            if name == "kafka" and "kafka" not in provisioned and not isinstance(kafka_topics(config), str):
-                created = ensure_topics(config)
-                provisioned.add("kafka")
-                if created:
-                    _say(f"  kafka: created topics {', '.join(created)}")
-            if name == "minio" and "minio" not in provisioned and CHECKS["minio"](config) is None:
-                if ensure_bucket(config.minio):
-                    _say(f"  minio: created bucket {config.minio.bucket}")
-                provisioned.add("minio")
+            if name in ("kafka", "minio") and name not in provisioned:
+                try:
+                    _provision(name, config, provisioned)
+                except Exception as err:  # not ready yet: the next round tries again, the timeout decides
+                    pending[name] = f"provisioning: {err}"
+                if name not in provisioned:
+                    continue
             problem = _problem(name, states.get(name), config)
             if problem is None:
                 del pending[name]
@@ -71,6 +69,19 @@ def _wait_healthy(stack: Stack, timeout: float) -> None:
             tail = stack.log_tail(name) if name in states else ""
             raise StackError(f"{name} not healthy after {timeout:.0f}s: {problem}\n{tail}")
         time.sleep(0.5)
+
+
+def _provision(name: str, config: Any, provisioned: set[str]) -> None:
+    """Topics once Kafka answers, the bucket once MinIO answers; `provisioned` records success."""
+    if name == "kafka" and not isinstance(kafka_topics(config), str):
+        created = ensure_topics(config)
+        provisioned.add(name)
+        if created:
+            _say(f"  kafka: created topics {', '.join(created)}")
+    elif name == "minio" and CHECKS["minio"](config) is None:
+        if ensure_bucket(config.minio):
+            _say(f"  minio: created bucket {config.minio.bucket}")
+        provisioned.add(name)
 
 
 def _problem(name: str, process: dict[str, Any] | None, config: Any) -> str | None:
