@@ -128,6 +128,8 @@ class Mover:
         """Move what is due; returns how many partitions changed tier, per dataset."""
         changed: dict[str, int] = {}
         with exclusive(self._data), tempfile.TemporaryDirectory(dir=self._data / "_tiers") as scratch:
+            for name in DATASETS:  # first: this matters most when MinIO is away
+                self._report_overdue(name, self._config.lifecycle.policies[name])
             try:
                 apply_bucket_rules(self._config, self._client)
                 for name, dataset in DATASETS.items():
@@ -140,18 +142,17 @@ class Mover:
         self._metrics.store_up.set(1)
         return changed
 
+    def _report_overdue(self, dataset: str, policy: TierPolicy) -> None:
+        """Hot bytes that should have moved already: grows while MinIO is away."""
+        now = time.time()
+        hot = hot_files(self._data, dataset, Manifest.load(self._data, dataset))
+        overdue = [f for p, files in hot.items() if partition_age(p, now) >= policy.hot_for for f in files]
+        self._metrics.overdue_bytes.labels(dataset).set(sum(f.stat().st_size for f in overdue))
+
     def _dataset(self, dataset: Dataset, policy: TierPolicy, scratch: Path) -> int:
         manifest = Manifest.load(self._data, dataset.name)
         now = time.time()
         hot = hot_files(self._data, dataset.name, manifest)  # garbage below is never among these
-        self._metrics.overdue_bytes.labels(dataset.name).set(  # first: it matters most when MinIO is away
-            sum(
-                f.stat().st_size
-                for p, files in hot.items()
-                if partition_age(p, now) >= policy.hot_for
-                for f in files
-            )
-        )
         self._collect_garbage(dataset, manifest, now)
         self._delete_orphans(dataset, manifest)
         due_warm = [p for p in hot if policy.hot_for <= partition_age(p, now) < policy.cold_for]
