@@ -272,6 +272,12 @@ class Flows:
         self.kill()
         self.log.close()
 
+    def log_tail(self, lines: int = 40) -> str:
+        """What the flows printed, for a failure message."""
+        self.log.flush()
+        text = (self.recovery.parent / "flow.log").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
 
 def isolated_flow(
     local_stack: LocalStack, tmp_path: Path, processes: int, workers: int
@@ -364,7 +370,8 @@ def test_restart_without_recovery_state_rewrites_rather_than_duplicates(
             path.unlink()
         subprocess.run([sys.executable, "-m", "bytewax.recovery", str(flows.recovery), "4"], check=True)
         flows.start()
-        assert wait_for_rows(data, "spans", "true", everything, timeout=90)[0] == everything
+        again = wait_for_rows(data, "spans", "true", everything, timeout=90)[0]
+        assert again == everything, f"{again} rows after the restart, {everything} before\n{flows.log_tail()}"
         assert duck_count(data, "spans", where) == (50, 50)
     finally:
         flows.stop()
