@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,7 +87,8 @@ def test_up_fails_with_the_failing_part_and_its_log(local_stack: LocalStack, tmp
     finally:
         run("down", config=config)
     assert result.returncode == 1
-    assert "receiver is FATAL" in result.stderr or "receiver not healthy" in result.stderr
+    # FATAL when it dies within startsecs, EXITED when a slow machine lets it run longer first
+    assert re.search(r"receiver (is (FATAL|EXITED|BACKOFF)|not healthy)", result.stderr), result.stderr
     assert "address" in result.stderr.lower()  # the log tail shows why: address already in use
     assert after.returncode == 3  # a failed `up` leaves nothing running
 

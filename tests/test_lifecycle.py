@@ -287,3 +287,45 @@ def test_minio_outage_pauses_moves_and_nothing_is_lost(
     assert "hot data stays local, retrying" in (tmp_path / "lifecycle.log").read_text()
     local_stack.wait_healthy()
     assert counts(config) == dict.fromkeys(("query", "duckdb", "s3+local"), total)
+
+
+def test_minio_stopped_in_the_middle_of_moves_then_they_finish(
+    local_stack: LocalStack, tiers: Any, tmp_path: Path
+) -> None:
+    configure, data = tiers
+    hours = list(range(2, 40))
+    total = write_hot(data, hours, files_per_hour=4, spans_per_file=60)
+    config = configure(hot_for="0s", warm_for="30d", cold_for="60d")
+    settings = load_config(config)
+    supervisor = local_stack.stack.rpc().supervisor
+    service = subprocess.Popen(
+        [sys.executable, "-m", "talonflow.cli", "--config", str(config), "lifecycle", "run"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    stopped_at = 0
+    try:
+        wait_until(
+            lambda: len(Manifest.load(settings.data_dir, "spans").partitions) >= 3, 60, "moves to start"
+        )
+        supervisor.stopProcess("minio")
+        stopped_at = len(Manifest.load(settings.data_dir, "spans").partitions)
+        assert stopped_at < len(hours), "every move finished before MinIO went away"
+        wait_until(lambda: metric(38134, "talonflow_lifecycle_store_up") == 0.0, 60, "the pass to fail")
+        assert counts_without_store(config) == total  # hot rows still all on disk or in verified objects
+        supervisor.startProcess("minio")
+        wait_until(
+            lambda: tier_rows(config) == {"hot": 0, "warm": total, "cold": 0}, 120, "the moves to finish"
+        )
+    finally:
+        if supervisor.getProcessInfo("minio")["statename"] != "RUNNING":
+            supervisor.startProcess("minio")
+        service.send_signal(signal.SIGTERM)
+        service.wait(30)
+    local_stack.wait_healthy()
+    assert counts(config) == dict.fromkeys(("query", "duckdb", "s3+local"), total)
+
+
+def counts_without_store(config: Path) -> int:
+    """Rows the manifest vouches for (objects) plus hot rows on disk: what exists while MinIO is away."""
+    return sum(tier_rows(config).values())
