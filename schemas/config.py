@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -24,56 +22,20 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.datasets import DATASETS
+from schemas.notify import NotifyConfig
+from schemas.rollups import RESOLUTIONS
+from schemas.types import Bytes, Port, Seconds
+from schemas.types import Strict as _Strict
+
 CONFIG_ENV = "TALONFLOW_CONFIG"
 DEFAULT_CONFIG = "talonflow.yaml"
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "kib": 1024,
-    "kb": 1000,
-    "mib": 1024**2,
-    "mb": 1000**2,
-    "gib": 1024**3,
-    "gb": 1000**3,
-}
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class ConfigError(Exception):
     """A config file that cannot be used; the message names the key and the problem."""
-
-
-def _parse_duration(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as '5s', '2m' or '7d'")
-    if isinstance(value, int | float):
-        return float(value)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*", str(value))
-    if not match:
-        raise ValueError(f"invalid duration {value!r}: expected a number with a unit (ms, s, m, h, d)")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-
-
-def _parse_size(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as '4MiB'")
-    if isinstance(value, int):
-        return value
-    match = re.fullmatch(r"\s*(\d+)\s*([KMG]i?B|B)?\s*", str(value), flags=re.IGNORECASE)
-    if not match:
-        raise ValueError(f"invalid size {value!r}: expected bytes or a number with B, KiB, MiB or GiB")
-    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()]
-
-
-Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
-Bytes = Annotated[int, BeforeValidator(_parse_size), Field(gt=0)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Endpoint(_Strict):
@@ -164,7 +126,7 @@ class IngestConfig(_Strict):
     commit_interval: Seconds = Field(60.0, ge=1)  # file roll by age: rows visible at most this late
     roll_bytes: Bytes = 128 * 1024**2  # file roll by size: a partition writes early past this
     row_group_rows: int = Field(128 * 1024, ge=1024)
-    workers: int = Field(1, ge=1)  # bytewax -w for `talonflow up`
+    workers: int = Field(1, ge=1, le=8)  # bytewax -w for `talonflow up`
     max_past: Seconds = 7 * 86400.0  # rows older than this against their Kafka time: dead letters
     max_future: Seconds = 3600.0  # rows newer than this against their Kafka time: dead letters
     poll_records: int = Field(500, ge=1)  # Kafka records per source poll: one bytewax item
@@ -186,11 +148,13 @@ class TierPolicy(_Strict):
 
 _DAY = 86400.0
 _RAW = TierPolicy(hot_for=7 * _DAY, warm_for=30 * _DAY, cold_for=90 * _DAY)
+_YEAR = TierPolicy(hot_for=7 * _DAY, warm_for=30 * _DAY, cold_for=365 * _DAY)  # rollups, alert history
 _DEFAULT_POLICIES = {
+    **{
+        name: (_YEAR if name.startswith("rollups_") or name in ("alerts", "heartbeats") else _RAW)
+        for name in DATASETS
+    },
     "spans": TierPolicy(hot_for=3 * _DAY, warm_for=14 * _DAY, cold_for=30 * _DAY),
-    "metrics": _RAW,
-    "logs": _RAW,
-    "dead_letters": _RAW,
 }
 
 
@@ -214,6 +178,66 @@ class LifecycleConfig(_Strict):
         return {**_DEFAULT_POLICIES, **value}
 
 
+class Price(_Strict):
+    """USD per million tokens of one model."""
+
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+
+
+class RollupsConfig(_Strict):
+    """flows/rollups.py: otlp_metrics and otlp_spans → talon_rollups and rollups_<resolution>."""
+
+    resolutions: tuple[str, ...] = ("1m", "1h", "1d")  # each a multiple of the one before
+    allowed_lateness: Seconds = 30.0  # a window closes this long after event time passed its end
+    shards: int = Field(16, ge=1)  # keyed-state partitions, spread over workers
+    commit_interval: Seconds = Field(10.0, ge=1)  # bytewax snapshots: rollup files appear this often
+    sketch_scale: int = Field(6, ge=0, le=10)  # gauge quantile sketch: relative error ~ 2**(2**-s) - 1
+    prices: dict[str, Price] = Field(default_factory=dict)  # gen_ai.request.model → price
+    workers: int = Field(1, ge=1, le=8)
+    poll_records: int = Field(500, ge=1)
+
+    @field_validator("resolutions")
+    @classmethod
+    def _nested(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [r for r in value if r not in RESOLUTIONS]
+        if unknown or not value:
+            raise ValueError(f"unknown resolutions {unknown}; choose from {list(RESOLUTIONS)}")
+        seconds = [RESOLUTIONS[r] for r in value]
+        if any(b <= a or b % a for a, b in pairwise(seconds)):
+            raise ValueError("each resolution must be a larger multiple of the one before")
+        return value
+
+
+class HeartbeatComponent(_Strict):
+    """A component whose silence pages someone; `match` selects it by resource attributes."""
+
+    match: dict[str, str]  # e.g. {service.name: main_agent}
+    expected_interval: Seconds = Field(gt=0)
+    grace_period: Seconds
+    metric: str | None = None  # count only this metric as a beat (default: any signal)
+    log_event: str | None = None  # or only log records with this event_name
+
+
+class HeartbeatsConfig(_Strict):
+    """flows/heartbeats.py: up → late (past the interval) → down (past interval + grace)."""
+
+    components: dict[str, HeartbeatComponent] = Field(default_factory=dict)
+    default_interval: Seconds = Field(60.0, gt=0)  # any other resource that has reported
+    default_grace: Seconds = 120.0
+    tick: Seconds = Field(1.0, gt=0)  # the clock: verdicts at most this late
+    workers: int = Field(1, ge=1, le=8)
+
+
+class AlertsConfig(_Strict):
+    """flows/alerts.py: rule files evaluated over 1-minute rollups; events to talon_alerts and `alerts`."""
+
+    rule_files: tuple[Path, ...] = (Path("alerts.yaml"),)  # relative to this config file
+    settle: Seconds = 10.0  # evaluate a window this long after its first rollup, or when a later one comes
+    commit_interval: Seconds = Field(5.0, ge=1)
+    workers: int = Field(1, ge=1, le=8)
+
+
 class TalonflowConfig(_Strict):
     state_dir: Path = Path(".talonflow")
     data_dir: Path = Path("data")
@@ -222,6 +246,10 @@ class TalonflowConfig(_Strict):
     receiver: ReceiverConfig = ReceiverConfig()
     ingest: IngestConfig = IngestConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    rollups: RollupsConfig = RollupsConfig()
+    heartbeats: HeartbeatsConfig = HeartbeatsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    notifications: NotifyConfig = NotifyConfig()
 
 
 def _expand_env(node: Any, where: str) -> Any:
@@ -274,6 +302,8 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> TalonflowConf
         )
         raise ConfigError(f"{path}: {problems}") from err
     base = path.resolve().parent
+    rule_files = tuple(base / f for f in config.alerts.rule_files)
+    alerts = config.alerts.model_copy(update={"rule_files": rule_files})
     return config.model_copy(
-        update={"state_dir": base / config.state_dir, "data_dir": base / config.data_dir}
+        update={"state_dir": base / config.state_dir, "data_dir": base / config.data_dir, "alerts": alerts}
     )

@@ -12,13 +12,14 @@ Conventions, for every dataset:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
 import pyarrow as pa
 
-TIME = pa.timestamp("ns", tz="UTC")
-ATTRIBUTES = pa.map_(pa.string(), pa.string())
+from schemas.base import ATTRIBUTES, PARTITION_COLUMNS, TIME, Dataset
+from schemas.rollups import ALERTS, HEARTBEATS, LATE_POINTS, RESOLUTIONS, rollup_dataset
+
+__all__ = ["ATTRIBUTES", "DATASETS", "PARTITION_COLUMNS", "TIME", "Dataset"]
 
 # Promoted resource attributes: (column, OTLP attribute key), shared by spans, metrics and logs.
 RESOURCE_COLUMNS: Final = (
@@ -140,18 +141,10 @@ DEAD_LETTERS_SCHEMA: Final = pa.schema(
 )
 
 
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    schema: pa.Schema
-    time_column: str  # drives the date/hour partitions
-    sort_by: tuple[str, ...]  # row order inside a file, for compression and scans
-
-
 SPANS: Final = Dataset("spans", SPANS_SCHEMA, "start_time", ("service_name", "name", "start_time"))
 METRICS: Final = Dataset("metrics", METRICS_SCHEMA, "time", ("service_name", "metric_name", "time"))
 LOGS: Final = Dataset("logs", LOGS_SCHEMA, "time", ("service_name", "severity_number", "time"))
 DEAD_LETTERS: Final = Dataset("dead_letters", DEAD_LETTERS_SCHEMA, "time", ("topic", "partition", "offset"))
 
-DATASETS: Final = {d.name: d for d in (SPANS, METRICS, LOGS, DEAD_LETTERS)}
-PARTITION_COLUMNS: Final = ("date", "hour")  # hive keys, derived from each dataset's time_column
+_DERIVED: Final = (*(rollup_dataset(r) for r in RESOLUTIONS), LATE_POINTS, ALERTS, HEARTBEATS)
+DATASETS: Final = {d.name: d for d in (SPANS, METRICS, LOGS, DEAD_LETTERS, *_DERIVED)}

@@ -24,6 +24,7 @@ import polars as pl
 
 from schemas.config import ConfigError, config_path, load_config
 from schemas.datasets import DATASETS
+from schemas.rules import RuleFileError, load_rules
 from sinks import lifecycle
 from sinks.tiers import ensure_bucket, minio_client
 from talonflow.health import CHECKS, kafka_topics
@@ -243,6 +244,29 @@ def cmd_lifecycle_status(stack: Stack, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    """Validate alert rule files; needs neither the config nor the stack, so CI can run it anywhere."""
+    files = []
+    for path in args.files:
+        try:
+            rule_file = load_rules(path)
+        except RuleFileError as err:
+            for line in str(err).splitlines():
+                _say(f"talonflow: rules: {line}")
+            errors = [dataclasses.asdict(problem) for problem in err.problems]
+            files.append({"file": path, "valid": False, "groups": 0, "rules": 0, "errors": errors})
+            continue
+        rules = sum(len(group.rules) for group in rule_file.groups)
+        groups = len(rule_file.groups)
+        files.append({"file": path, "valid": True, "groups": groups, "rules": rules, "errors": []})
+        if not args.json:
+            _say(f"talonflow: rules: {path}: ok, {groups} groups, {rules} rules")
+    valid = all(f["valid"] for f in files)
+    if args.json:
+        print(json.dumps({"valid": valid, "files": files}))
+    return 0 if valid else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="talonflow", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="config file (default: $TALONFLOW_CONFIG, else ./talonflow.yaml)")
@@ -278,11 +302,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tier_status.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     tier_status.set_defaults(run=cmd_lifecycle_status)
+    rules = commands.add_parser("rules", help="alert rule files (see alerts.yaml)")
+    rule_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
+    check = rule_commands.add_parser("check", help="validate rule files: exit 0 valid, 1 invalid")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    check.set_defaults(run=cmd_rules_check)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "rules":  # files only: no config, no stack
+        return cmd_rules_check(args)
     try:
         config = load_config(args.config)
         stack = Stack(config, Path(config_path(args.config)))

@@ -64,5 +64,7 @@ CHECKS: dict[str, Check] = {
     "minio": minio_healthy,
     "receiver": receiver_healthy,
     "ingest": supervised_only,
+    "rollups": supervised_only,
+    "alerts": supervised_only,
     "lifecycle": lifecycle_healthy,
 }

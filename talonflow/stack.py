@@ -25,6 +25,7 @@ from schemas.config import TalonflowConfig
 
 REPO = Path(__file__).resolve().parents[1]
 NATIVE = REPO / "compose" / "native"
+FLOWS = ("ingest", "rollups", "alerts")  # bytewax dataflows under flows/, each with its recovery store
 
 
 class StackError(Exception):
@@ -82,7 +83,11 @@ class Stack:
             programs.append(Program("minio", self._minio_command(), self.logs / "minio.log", 10))
         receiver = [sys.executable, "-m", "receiver", "--config", str(self.config_file)]
         programs.append(Program("receiver", receiver, self.logs / "receiver.log", 30))
-        programs.append(self._flow("ingest"))
+        programs.append(self._flow("ingest", self.config.ingest.workers, self.config.ingest.commit_interval))
+        rollups = self.config.rollups
+        programs.append(self._flow("rollups", rollups.workers, rollups.commit_interval))
+        alerts = self.config.alerts
+        programs.append(self._flow("alerts", alerts.workers, alerts.commit_interval))
         lifecycle = [
             sys.executable,
             "-m",
@@ -98,15 +103,14 @@ class Stack:
     def recovery_dir(self, flow: str) -> Path:
         return self.state / "recovery" / flow
 
-    def _flow(self, name: str) -> Program:
+    def _flow(self, name: str, workers: int, commit_interval: float) -> Program:
         """A bytewax dataflow with recovery on: snapshots every commit interval, none kept for backup."""
-        ingest = self.config.ingest
         command = [
             sys.executable, "-m", "bytewax.run", f"flows.{name}:flow",
             "-r", str(self.recovery_dir(name)),
-            "-s", str(max(1, math.ceil(ingest.commit_interval))),
+            "-s", str(max(1, math.ceil(commit_interval))),
             "-b", "0",
-            "-w", str(ingest.workers),
+            "-w", str(workers),
         ]  # fmt: skip
         environment = (("TALONFLOW_CONFIG", str(self.config_file)),)
         return Program(name, command, self.logs / f"{name}.log", 40, environment)
@@ -169,7 +173,8 @@ class Stack:
         if self.config.kafka.managed:
             self._write_kafka_properties()
             self._format_kafka_storage()
-        self._init_recovery("ingest")
+        for flow in FLOWS:
+            self._init_recovery(flow)
         self.conf.write_text(self._supervisord_conf(programs))
 
     def _init_recovery(self, flow: str) -> None:
@@ -178,7 +183,7 @@ class Stack:
         if folder.is_dir():
             return
         folder.mkdir(parents=True)
-        init_db_dir(folder, max(8, self.config.ingest.workers))
+        init_db_dir(folder, 8)  # bytewax needs partitions >= workers: -w up to 8
 
     def _write_kafka_properties(self) -> None:
         kafka = self.config.kafka

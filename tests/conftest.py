@@ -37,6 +37,26 @@ TEST_CONFIG: dict[str, Any] = {
     },
     "ingest": {"commit_interval": "1s"},
     "lifecycle": {"ops": {"port": 33134}},
+    "alerts": {
+        "rule_files": [str(Path(__file__).parent / "alert_rules.yaml")],
+        "settle": "2s",
+        "commit_interval": "1s",
+    },
+    "notifications": {
+        "route": {
+            "receiver": "hook",
+            "group_by": ["alertname"],
+            "group_wait": "100ms",
+            "group_interval": "1s",
+        },
+        "receivers": [{"name": "hook", "webhook_configs": [{"url": "http://127.0.0.1:38099/alerts"}]}],
+    },
+    "rollups": {
+        "allowed_lateness": "1s",
+        "commit_interval": "1s",
+        "resolutions": ["1m", "1h"],
+        "prices": {"claude-sonnet": {"input": 3.0, "output": 15.0}},
+    },
 }
 
 

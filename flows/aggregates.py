@@ -1,0 +1,640 @@
+"""The arithmetic of rollups: OTLP rows → points → mergeable window partials → rollup rows.
+
+Everything here works on whole Polars frames (a Kafka poll at a time), never per data point,
+and every partial merges with any other of the same series and window, in any order: that is
+what lets flows/rollups.py fold batches, replays and finer windows into coarser ones.
+
+A partial is two frames:
+- `rows`: one row per (series_id, window_start): points, count, sum, min, max, the latest
+  point (time and value) and the increase of monotonic sums;
+- `buckets`: the distribution of that series in that window, as counts per bucket. Explicit
+  histograms keep their own bounds (scheme "x", bucket i covers (bounds[i-1], bounds[i]]).
+  Gauges, span durations and exponential histograms use the OTLP base-2 exponential buckets
+  (scheme "e": bucket i at scale s covers (2**(i/2**s), 2**((i+1)/2**s)]): the same mergeable
+  sketch the OTel SDKs use, computed here with vectorised log2 instead of a per-value sketch
+  library (ddsketch's Python API inserts one value at a time). Relative error of a quantile:
+  at most 2**(2**-s / 2) - 1, 0.54 % at the default scale 6.
+
+Cumulative monotonic sums and cumulative histograms become deltas first (like the Collector's
+cumulativetodelta processor): the previous point of each series is kept in `CumulativeState`.
+A value below the previous one, or a new start time, is a reset: the new value counts whole.
+The first point of a series counts whole as well (OTLP cumulative points count since their
+start_time). Summaries are not mergeable: a summary row reports its latest point's quantiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from schemas.rollups import (
+    GENAI_COST,
+    GENAI_TOKENS,
+    MODEL_LABEL,
+    PROVIDER_LABEL,
+    QUANTILES,
+    ROLLUPS_SCHEMA,
+    SOURCE_LABEL,
+    SPAN_DURATION,
+    SPAN_NAME_LABEL,
+    STATUS_LABEL,
+    TOKEN_TYPE_LABEL,
+)
+
+KEY: Final = ["series_id", "window_start"]
+META: Final = ["metric_name", "unit", "type", "is_monotonic", "service_name", "labels"]
+_LABEL = pl.Struct({"key": pl.String, "value": pl.String})
+_EMPTY_LABELS = pl.lit([], dtype=pl.List(_LABEL))
+_SERVICE_KEYS = (("service.name", "service_name"), ("service.instance.id", "service_instance_id"))
+
+# Token and cost metrics of the GenAI conventions (a histogram) and of OpenClaw (counters).
+_TOKEN_METRICS: Final = ("gen_ai.client.token.usage", "openclaw.tokens")
+_COST_METRICS: Final = ("openclaw.cost.usd",)
+_AMOUNT: Final = pl.coalesce("sum", "value")  # a histogram's sum, or a counter's value
+_ECONOMY_LABELS: Final = {  # derived label -> attribute keys, in order of preference
+    MODEL_LABEL: ("gen_ai.request.model", "gen_ai.response.model", "openclaw.model"),
+    PROVIDER_LABEL: ("gen_ai.provider.name", "gen_ai.system", "openclaw.provider"),
+    TOKEN_TYPE_LABEL: ("gen_ai.token.type", "openclaw.token"),
+}
+_SPAN_TOKENS: Final = {"input": "gen_ai.usage.input_tokens", "output": "gen_ai.usage.output_tokens"}
+
+_POINT_SCHEMA: Final = pl.Schema(
+    {
+        "series_id": pl.UInt64(),
+        "delta_key": pl.UInt64(),  # whose previous point makes this one a delta: the source series
+        "metric_name": pl.String(),
+        "unit": pl.String(),
+        "type": pl.String(),
+        "is_monotonic": pl.Boolean(),
+        "cumulative": pl.Boolean(),
+        "service_name": pl.String(),
+        "labels": pl.List(_LABEL),
+        "time": pl.Int64(),
+        "start_time": pl.Int64(),
+        "value": pl.Float64(),  # gauge and sum points; a span's duration in ms
+        "raw": pl.Float64(),  # a cumulative sum's own value, once `value` became its delta
+        "count": pl.Float64(),
+        "sum": pl.Float64(),
+        "min": pl.Float64(),
+        "max": pl.Float64(),
+        "bounds": pl.List(pl.Float64()),
+        "buckets": pl.List(pl.Float64()),
+        "exp_scale": pl.Int32(),
+        "exp_zero": pl.Float64(),
+        "pos_offset": pl.Int32(),
+        "pos": pl.List(pl.Float64()),
+        "neg_offset": pl.Int32(),
+        "neg": pl.List(pl.Float64()),
+        "q_levels": pl.List(pl.Float64()),
+        "q_values": pl.List(pl.Float64()),
+    }
+)
+_BUCKET_SCHEMA: Final = pl.Schema(
+    {
+        "series_id": pl.UInt64(),
+        "window_start": pl.Int64(),
+        "scheme": pl.String(),  # x: explicit bounds, e: base-2 exponential
+        "scale": pl.Int32(),
+        "index": pl.Int64(),  # explicit: bucket number; exponential: bucket index, 0 for the zero bucket
+        "sign": pl.Int8(),  # exponential: -1, 0 (zero bucket) or 1; explicit: 1
+        "count": pl.Float64(),
+    }
+)
+
+
+def _labels_of(attributes: pl.Expr) -> pl.Expr:
+    """Map attributes → sorted list of {key, value}: one canonical form per label set."""
+    entries = attributes.map.entries().fill_null(_EMPTY_LABELS)
+    return entries.list.eval(pl.element().sort_by(pl.element().struct.field("key")))
+
+
+def _with_service(labels: pl.Expr) -> pl.Expr:
+    """The point's labels plus service.name and service.instance.id of its resource."""
+    extra = [pl.struct(key=pl.lit(key), value=pl.col(column)) for key, column in _SERVICE_KEYS]
+    merged = pl.concat_list(
+        [
+            labels,
+            pl.concat_list(extra).list.eval(
+                pl.element().filter(pl.element().struct.field("value").is_not_null())
+            ),
+        ]
+    )
+    return merged.list.eval(pl.element().sort_by(pl.element().struct.field("key")))
+
+
+def _series_hash(name: pl.Expr, labels: pl.Expr) -> pl.Expr:
+    text = labels.list.eval(
+        pl.concat_str(pl.element().struct.field("key"), pl.lit("\x1f"), pl.element().struct.field("value"))
+    ).list.join("\x1e")
+    return pl.concat_str(name, pl.lit("\x1d"), text).hash(seed=0x7A10)
+
+
+def _label(labels: pl.Expr, key: str) -> pl.Expr:
+    found = labels.list.eval(pl.element().filter(pl.element().struct.field("key") == key))
+    return found.list.first().struct.field("value")
+
+
+def _first_label(labels: pl.Expr, keys: tuple[str, ...]) -> pl.Expr:
+    return pl.coalesce([_label(labels, key) for key in keys]).fill_null("")
+
+
+def _reduced(pairs: dict[str, pl.Expr]) -> pl.Expr:
+    """A sorted label list from (key, value expression) pairs; keys must be given sorted."""
+    return pl.concat_list([pl.struct(key=pl.lit(k), value=v) for k, v in sorted(pairs.items())])
+
+
+# -- OTLP rows → points --------------------------------------------------------------------------
+def metric_points(metrics: pa.Table, prices: dict[str, tuple[float, float]]) -> pl.DataFrame:
+    """The points of a `metrics` table, plus the GenAI token and cost series derived from them."""
+    frame = pl.from_arrow(metrics)
+    assert isinstance(frame, pl.DataFrame)
+    if frame.is_empty():
+        return empty_points()
+    labels = _with_service(_labels_of(pl.col("attributes")))
+    points = frame.select(
+        pl.col("metric_name"),
+        pl.col("unit"),
+        pl.col("type"),
+        pl.col("is_monotonic").fill_null(False),
+        (pl.col("temporality") == "cumulative").alias("cumulative"),
+        pl.col("service_name"),
+        labels.alias("labels"),
+        pl.col("time").dt.epoch("ns").alias("time"),
+        pl.col("start_time").dt.epoch("ns").fill_null(0).alias("start_time"),
+        pl.col("value"),
+        pl.col("count").cast(pl.Float64),
+        pl.col("sum"),
+        pl.col("min"),
+        pl.col("max"),
+        pl.col("explicit_bounds").alias("bounds"),
+        pl.col("bucket_counts").cast(pl.List(pl.Float64)).alias("buckets"),
+        pl.col("exp_scale"),
+        pl.col("exp_zero_count").cast(pl.Float64).alias("exp_zero"),
+        pl.col("exp_positive_offset").alias("pos_offset"),
+        pl.col("exp_positive_counts").cast(pl.List(pl.Float64)).alias("pos"),
+        pl.col("exp_negative_offset").alias("neg_offset"),
+        pl.col("exp_negative_counts").cast(pl.List(pl.Float64)).alias("neg"),
+        pl.col("quantiles").alias("q_levels"),
+        pl.col("quantile_values").alias("q_values"),
+    )
+    points = points.with_columns(series_id=_series_hash(pl.col("metric_name"), pl.col("labels")))
+    points = points.with_columns(delta_key=pl.col("series_id"))
+    return pl.concat([_cast(points), *_economy_from_metrics(points, prices)], how="diagonal_relaxed")
+
+
+def _economy_labels(labels: pl.Expr, source: str) -> dict[str, pl.Expr]:
+    pairs = {key: _first_label(labels, keys) for key, keys in _ECONOMY_LABELS.items()}
+    pairs[SOURCE_LABEL] = pl.lit(source)
+    pairs["service.name"] = pl.col("service_name").fill_null("")
+    return pairs
+
+
+def _price_of(model: pl.Expr, token_type: pl.Expr, prices: dict[str, tuple[float, float]]) -> pl.Expr:
+    """USD per token for (model, token type); 0 for models without a price."""
+    per_input = model.replace_strict({m: p[0] / 1e6 for m, p in prices.items()}, default=0.0)
+    per_output = model.replace_strict({m: p[1] / 1e6 for m, p in prices.items()}, default=0.0)
+    return pl.when(token_type == "output").then(per_output).otherwise(per_input)
+
+
+def _derived(points: pl.DataFrame, name: str, amount: pl.Expr, labels: dict[str, pl.Expr]) -> pl.DataFrame:
+    """A monotonic sum series derived from `points`, delta-converted against its source series."""
+    unit = "USD" if name == GENAI_COST else "{token}"
+    out = points.select(
+        pl.lit(name).alias("metric_name"),
+        pl.lit(unit).alias("unit"),
+        pl.lit("sum").alias("type"),
+        pl.lit(True).alias("is_monotonic"),
+        pl.col("cumulative"),
+        pl.col("service_name"),
+        _reduced(labels).alias("labels"),
+        pl.col("time"),
+        pl.col("start_time"),
+        amount.alias("value"),
+        (pl.col("delta_key") ^ pl.lit(hash(name) & 0xFFFFFFFF, dtype=pl.UInt64)).alias("delta_key"),
+    )
+    return _cast(out.with_columns(series_id=_series_hash(pl.col("metric_name"), pl.col("labels"))))
+
+
+def _economy_from_metrics(points: pl.DataFrame, prices: dict[str, tuple[float, float]]) -> list[pl.DataFrame]:
+    out = []
+    for metric in _TOKEN_METRICS:
+        rows = points.filter(pl.col("metric_name") == metric)
+        if rows.is_empty():
+            continue
+        labels = _economy_labels(pl.col("labels"), "metric")
+        tokens = _AMOUNT
+        out.append(_derived(rows, GENAI_TOKENS, tokens, labels))
+        if prices:
+            price = _price_of(labels[MODEL_LABEL], labels[TOKEN_TYPE_LABEL], prices)
+            out.append(_derived(rows, GENAI_COST, tokens * price, labels))
+    for metric in _COST_METRICS:
+        rows = points.filter(pl.col("metric_name") == metric)
+        if not rows.is_empty():
+            out.append(_derived(rows, GENAI_COST, _AMOUNT, _economy_labels(pl.col("labels"), "metric")))
+    return out
+
+
+def span_points(spans: pa.Table, prices: dict[str, tuple[float, float]]) -> pl.DataFrame:
+    """RED samples (`span.duration` per service, span name, status) and GenAI usage from span attributes."""
+    frame = pl.from_arrow(spans)
+    assert isinstance(frame, pl.DataFrame)
+    if frame.is_empty():
+        return empty_points()
+    red_labels = _reduced(
+        {
+            "service.name": pl.col("service_name").fill_null(""),
+            SPAN_NAME_LABEL: pl.col("name"),
+            STATUS_LABEL: pl.col("status_code"),
+        }
+    )
+    red = frame.select(
+        pl.lit(SPAN_DURATION).alias("metric_name"),
+        pl.lit("ms").alias("unit"),
+        pl.lit("histogram").alias("type"),
+        pl.lit(False).alias("is_monotonic"),
+        pl.lit(False).alias("cumulative"),
+        pl.col("service_name"),
+        red_labels.alias("labels"),
+        pl.col("end_time").dt.epoch("ns").alias("time"),
+        pl.lit(0, dtype=pl.Int64).alias("start_time"),
+        (pl.col("duration_ns") / 1e6).alias("value"),
+    ).with_columns(series_id=_series_hash(pl.col("metric_name"), pl.col("labels")))
+    out = [_cast(red.with_columns(delta_key=pl.col("series_id")))]
+    usage = frame.filter(
+        pl.any_horizontal(pl.col(f"gen_ai_usage_{t}_tokens").is_not_null() for t in _SPAN_TOKENS)
+    )
+    if not usage.is_empty():
+        base = usage.select(
+            pl.lit(False).alias("cumulative"),
+            pl.col("service_name"),
+            pl.col("end_time").dt.epoch("ns").alias("time"),
+            pl.lit(0, dtype=pl.Int64).alias("start_time"),
+            pl.lit(0, dtype=pl.UInt64).alias("delta_key"),
+            pl.col("gen_ai_request_model")
+            .fill_null(pl.col("gen_ai_response_model"))
+            .fill_null("")
+            .alias("m"),
+            pl.col("gen_ai_provider_name").fill_null("").alias("p"),
+            *(pl.col(f"gen_ai_usage_{t}_tokens").cast(pl.Float64).alias(t) for t in _SPAN_TOKENS),
+        )
+        for token_type in _SPAN_TOKENS:
+            labels = {
+                MODEL_LABEL: pl.col("m"),
+                PROVIDER_LABEL: pl.col("p"),
+                TOKEN_TYPE_LABEL: pl.lit(token_type),
+                SOURCE_LABEL: pl.lit("span"),
+                "service.name": pl.col("service_name").fill_null(""),
+            }
+            rows = base.filter(pl.col(token_type).is_not_null())
+            out.append(_derived(rows, GENAI_TOKENS, pl.col(token_type), labels))
+            if prices:
+                price = _price_of(pl.col("m"), pl.lit(token_type), prices)
+                out.append(_derived(rows, GENAI_COST, pl.col(token_type) * price, labels))
+    return pl.concat(out, how="diagonal_relaxed")
+
+
+def _cast(points: pl.DataFrame) -> pl.DataFrame:
+    """Every point frame has the same columns and types, whatever produced it."""
+    missing = [
+        pl.lit(None, dtype=dtype).alias(name)
+        for name, dtype in _POINT_SCHEMA.items()
+        if name not in points.columns
+    ]
+    return points.with_columns(missing).select([pl.col(n).cast(t) for n, t in _POINT_SCHEMA.items()])
+
+
+def empty_points() -> pl.DataFrame:
+    return pl.DataFrame(schema=_POINT_SCHEMA)
+
+
+# -- cumulative → delta --------------------------------------------------------------------------
+_CUMULATIVE_KINDS: Final = ("sum", "histogram", "exponential_histogram")
+
+
+@dataclass
+class CumulativeState:
+    """The latest cumulative point of every series seen: what the next point is a delta against."""
+
+    last: pl.DataFrame = field(default_factory=empty_points)
+
+    def to_deltas(self, points: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(points with cumulative values replaced by deltas, points out of order and dropped)."""
+        is_cumulative = (
+            pl.col("cumulative")
+            & ((pl.col("type") != "sum") | pl.col("is_monotonic"))
+            & pl.col("type").is_in(_CUMULATIVE_KINDS)
+        )
+        cumulative = points.filter(is_cumulative)
+        if cumulative.is_empty():
+            return points, empty_points()
+        rest = points.filter(~is_cumulative)
+        known = self.last.filter(pl.col("delta_key").is_in(cumulative["delta_key"].implode()))
+        both = pl.concat([known.with_columns(_old=pl.lit(True)), cumulative.with_columns(_old=pl.lit(False))])
+        both = both.sort("delta_key", "time", "_old", descending=[False, False, True], maintain_order=True)
+        previous_time = pl.col("time").shift(1).over("delta_key")
+        stale = (~pl.col("_old")) & previous_time.is_not_null() & (pl.col("time") <= previous_time)
+        late = both.filter(stale).drop("_old")
+        both = both.filter(~stale)
+        deltas = _difference(both.with_columns(raw=pl.col("value"))).filter(~pl.col("_old")).drop("_old")
+        self.last = pl.concat(
+            [
+                self.last.filter(~pl.col("delta_key").is_in(both["delta_key"].implode())),
+                both.drop("_old")
+                .group_by("delta_key")
+                .agg(pl.all().sort_by("time").last())
+                .select(_POINT_SCHEMA.keys()),
+            ]
+        )
+        return pl.concat([rest, deltas.select(_POINT_SCHEMA.keys())]), late
+
+
+def _difference(rows: pl.DataFrame) -> pl.DataFrame:
+    """Each point minus the one before it in its series, or itself where the series reset."""
+
+    def prev(column: str) -> pl.Expr:
+        return pl.col(column).shift(1).over("delta_key")
+
+    amount = pl.coalesce(pl.col("value"), pl.col("count"))
+    reset = (
+        prev("time").is_null()
+        | (amount < pl.coalesce(prev("value"), prev("count")))
+        | ((pl.col("start_time") != prev("start_time")) & (pl.col("start_time") > 0))
+        | (pl.col("buckets").list.len() != prev("buckets").list.len())
+        | (pl.col("exp_scale") != prev("exp_scale"))
+    ).fill_null(False) | prev("time").is_null()
+
+    def minus(column: str) -> pl.Expr:
+        return pl.when(reset).then(pl.col(column)).otherwise(pl.col(column) - prev(column)).alias(column)
+
+    def minus_list(column: str) -> pl.Expr:
+        return pl.when(reset).then(pl.col(column)).otherwise(pl.col(column) - prev(column)).alias(column)
+
+    def minus_offset_list(column: str, offset: str) -> pl.Expr:
+        """Exponential buckets of two points with different offsets: align, then subtract."""
+        shift = pl.col(offset) - prev(offset)
+        aligned = pl.concat_list([pl.lit(0.0).repeat_by(shift.clip(0, None)), prev(column)])
+        return (
+            pl.when(reset | (shift < 0))
+            .then(pl.col(column))
+            .otherwise(_pad_minus(pl.col(column), aligned))
+            .alias(column)
+        )
+
+    return rows.with_columns(
+        minus("value"), minus("count"), minus("sum"), minus("exp_zero"),
+        minus_list("buckets"),
+        minus_offset_list("pos", "pos_offset"),
+        minus_offset_list("neg", "neg_offset"),
+        pl.when(reset).then(pl.col("min")).alias("min"),  # cumulative min/max span the whole life
+        pl.when(reset).then(pl.col("max")).alias("max"),
+    )  # fmt: skip
+
+
+def _pad_minus(current: pl.Expr, previous: pl.Expr) -> pl.Expr:
+    """current - previous elementwise, previous cut or zero-padded to current's length."""
+    length = current.list.len()
+    padded = pl.concat_list([previous, pl.lit(0.0).repeat_by(length)]).list.head(length)
+    return current - padded
+
+
+# -- points → partials ---------------------------------------------------------------------------
+@dataclass
+class Partial:
+    """Mergeable aggregates of some series over some windows (see the module docstring)."""
+
+    rows: pl.DataFrame
+    buckets: pl.DataFrame
+
+    @staticmethod
+    def concat(parts: list[Partial]) -> Partial:
+        return Partial(pl.concat([p.rows for p in parts]), pl.concat([p.buckets for p in parts]))
+
+    def split(self, windows: pl.Series) -> tuple[Partial, Partial]:
+        """(the part in `windows`, the rest)."""
+        inside_rows = pl.col("window_start").is_in(windows.implode())
+        return (
+            Partial(self.rows.filter(inside_rows), self.buckets.filter(inside_rows)),
+            Partial(self.rows.filter(~inside_rows), self.buckets.filter(~inside_rows)),
+        )
+
+
+def partials(points: pl.DataFrame, width_ns: int, sketch_scale: int) -> Partial:
+    """Aggregate delta points into one partial per (series, window of `width_ns`)."""
+    points = points.with_columns(window_start=pl.col("time") - pl.col("time") % width_ns)
+    is_number = pl.col("type").is_in(["gauge", "sum"]) | (pl.col("metric_name") == SPAN_DURATION)
+    is_hist = (
+        pl.col("type").is_in(["histogram", "exponential_histogram", "summary"])
+        & pl.col("count").is_not_null()
+    )
+    counter = pl.col("is_monotonic") & (pl.col("type") == "sum")
+    points = points.with_columns(
+        n=pl.when(is_hist).then(pl.col("count")).otherwise(1.0),
+        s=pl.when(is_hist).then(pl.col("sum")).otherwise(pl.col("value")),
+        lo=pl.when(is_number).then(pl.col("value")).otherwise(pl.col("min")),
+        hi=pl.when(is_number).then(pl.col("value")).otherwise(pl.col("max")),
+        latest=pl.when(is_hist).then(pl.col("sum") / pl.col("count")).otherwise(pl.coalesce("raw", "value")),
+        inc=pl.when(counter).then(pl.col("value")),
+    )
+    rows = points.group_by(KEY).agg(
+        *(pl.col(c).first() for c in META),
+        pl.len().cast(pl.Int64).alias("points"),
+        pl.col("n").sum().alias("count"),
+        pl.col("s").sum().alias("sum"),
+        pl.col("lo").min().alias("min"),
+        pl.col("hi").max().alias("max"),
+        pl.col("time").max().alias("last_time"),
+        pl.col("latest").sort_by("time").last().alias("last"),
+        pl.col("inc").sum().alias("increase"),
+        pl.col("inc").is_not_null().any().alias("has_increase"),
+        pl.col("bounds").drop_nulls().last().alias("bounds"),
+        pl.col("q_levels").sort_by("time").last().alias("q_levels"),
+        pl.col("q_values").sort_by("time").last().alias("q_values"),
+    )
+    return Partial(rows, _buckets(points, is_number & ~counter & (pl.col("type") != "sum"), sketch_scale))
+
+
+def _buckets(points: pl.DataFrame, sampled: pl.Expr, scale: int) -> pl.DataFrame:
+    frames = []
+    samples = points.filter(sampled & pl.col("value").is_not_null() & pl.col("value").is_finite())
+    if not samples.is_empty():
+        value = pl.col("value")
+        index = (value.abs().log(2) * (2.0**scale)).ceil().cast(pl.Int64) - 1
+        frames.append(
+            samples.select(
+                *KEY, scheme=pl.lit("e"), scale=pl.lit(scale, pl.Int32),
+                index=pl.when(value == 0).then(0).otherwise(index),
+                sign=value.sign().cast(pl.Int8), count=pl.lit(1.0),
+            )
+        )  # fmt: skip
+    explicit = points.filter(pl.col("buckets").list.len() > 0)
+    if not explicit.is_empty():
+        frames.append(
+            explicit.select(*KEY, "buckets", index=pl.int_ranges(pl.col("buckets").list.len()))
+            .explode("buckets", "index")
+            .select(*KEY, scheme=pl.lit("x"), scale=pl.lit(0, pl.Int32), index="index",
+                    sign=pl.lit(1, pl.Int8), count="buckets")
+        )  # fmt: skip
+    exponential = points.filter(pl.col("exp_scale").is_not_null())
+    if not exponential.is_empty():
+        for side, sign in (("pos", 1), ("neg", -1)):
+            part = exponential.filter(pl.col(side).list.len() > 0)
+            if part.is_empty():
+                continue
+            frames.append(
+                part.with_columns(i=pl.int_ranges(pl.col(side).list.len()))
+                .explode(side, "i")
+                .select(*KEY, scheme=pl.lit("e"), scale="exp_scale", sign=pl.lit(sign, pl.Int8),
+                        index=pl.col("i") + pl.col(f"{side}_offset"), count=side)
+            )  # fmt: skip
+        zeros = exponential.filter(pl.col("exp_zero") > 0)
+        frames.append(
+            zeros.select(*KEY, scheme=pl.lit("e"), scale="exp_scale", index=pl.lit(0, pl.Int64),
+                         sign=pl.lit(0, pl.Int8), count="exp_zero")
+        )  # fmt: skip
+    if not frames:
+        return pl.DataFrame(schema=_BUCKET_SCHEMA)
+    buckets = pl.concat([f.select(list(_BUCKET_SCHEMA)).cast(_BUCKET_SCHEMA) for f in frames]).filter(
+        pl.col("count") > 0
+    )
+    return _merge_buckets(buckets)
+
+
+# -- merging --------------------------------------------------------------------------------------
+def merge(partial: Partial) -> Partial:
+    """One partial per (series, window), whatever was concatenated."""
+    rows = partial.rows.group_by(KEY).agg(
+        *(pl.col(c).first() for c in META),
+        pl.col("points").sum(),
+        pl.col("count").sum(),
+        pl.col("sum").sum(),
+        pl.col("min").min(),
+        pl.col("max").max(),
+        pl.col("last").sort_by("last_time").last(),
+        pl.col("last_time").max(),
+        pl.col("increase").sum(),
+        pl.col("has_increase").any(),
+        pl.col("bounds").drop_nulls().last(),
+        pl.col("q_levels").sort_by("last_time").last(),
+        pl.col("q_values").sort_by("last_time").last(),
+    )
+    return Partial(rows.select(partial.rows.columns), _merge_buckets(partial.buckets))
+
+
+def _merge_buckets(buckets: pl.DataFrame) -> pl.DataFrame:
+    """Sum counts per bucket; exponential buckets first come down to their group's lowest scale."""
+    low = pl.col("scale").min().over([*KEY, "scheme"])
+    shifted = buckets.with_columns(
+        index=pl.when(pl.col("sign") == 0)
+        .then(0)
+        .otherwise(
+            # floor division keeps a bucket's lower edge: index i at scale s is in i >> (s - low)
+            pl.col("index") // (2 ** (pl.col("scale") - low)).cast(pl.Int64)
+        ),
+        scale=low,
+    )
+    return (
+        shifted.group_by([*KEY, "scheme", "scale", "sign", "index"])
+        .agg(pl.col("count").sum())
+        .select(list(_BUCKET_SCHEMA))
+    )
+
+
+def rebase(partial: Partial, width_ns: int) -> Partial:
+    """The same aggregates assigned to the coarser windows of `width_ns` that contain them."""
+    start = pl.col("window_start") - pl.col("window_start") % width_ns
+    return Partial(
+        partial.rows.with_columns(window_start=start), partial.buckets.with_columns(window_start=start)
+    )
+
+
+# -- partials → rollup rows ----------------------------------------------------------------------
+def finalize(partial: Partial, width_ns: int, resolution: str) -> pa.Table:
+    """Rollup rows (ROLLUPS_SCHEMA) of merged partials: rates and quantiles computed."""
+    rows = partial.rows
+    seconds = width_ns / 1e9
+    quantiles = _quantiles(partial.buckets, rows)
+    rows = rows.join(quantiles, on=KEY, how="left")
+    rows = rows.with_columns(
+        **{name: pl.coalesce(pl.col(name), _summary_quantile(level)) for name, level in QUANTILES.items()}
+    )
+    table = rows.select(
+        pl.from_epoch("window_start", "ns").dt.replace_time_zone("UTC").dt.cast_time_unit("ns"),
+        pl.from_epoch(pl.col("window_start") + width_ns, "ns")
+        .dt.replace_time_zone("UTC")
+        .alias("window_end"),
+        pl.lit(resolution).alias("resolution"),
+        pl.col("series_id").map_elements(lambda h: f"{h:016x}", return_dtype=pl.String),
+        *(pl.col(c) for c in META if c != "labels"),
+        pl.col("labels").cast(pl.Map(pl.String, pl.String)).alias("attributes"),
+        "points", "count", "sum", "min", "max", "last",
+        pl.when("has_increase").then(pl.col("increase")).alias("increase"),
+        pl.when("has_increase").then(pl.col("increase") / seconds).alias("rate"),
+        *QUANTILES,
+    ).sort("metric_name", "series_id")  # fmt: skip
+    return table.to_arrow().cast(ROLLUPS_SCHEMA)
+
+
+def _summary_quantile(level: float) -> pl.Expr:
+    """A summary's own quantile value at `level`, when its latest point reported that level."""
+    position = pl.col("q_levels").list.eval(pl.element() == level).list.arg_max()
+    found = pl.col("q_levels").list.contains(level)
+    return pl.when(found).then(pl.col("q_values").list.get(position, null_on_oob=True))
+
+
+def _quantiles(buckets: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """p50..p99 per (series, window) from bucket counts, clamped into the window's [min, max]."""
+    if buckets.is_empty():
+        return pl.DataFrame(
+            schema={**{k: _BUCKET_SCHEMA[k] for k in KEY}, **dict.fromkeys(QUANTILES, pl.Float64)}
+        )
+    edges = rows.select(*KEY, "min", "max", "bounds")
+    ordered = (
+        buckets.join(edges, on=KEY, how="left")
+        .with_columns(order=pl.when(pl.col("sign") < 0).then(-pl.col("index")).otherwise(pl.col("index")))
+        .sort(*KEY, "sign", "order")
+    )
+    ordered = ordered.with_columns(
+        cum=pl.col("count").cum_sum().over(KEY), total=pl.col("count").sum().over(KEY)
+    ).with_columns(before=pl.col("cum") - pl.col("count"))
+    base = 2.0 ** (2.0 ** -pl.col("scale").cast(pl.Float64))
+    exp_lower = base.pow(pl.col("index").cast(pl.Float64))
+    exp_value = (
+        pl.when(pl.col("sign") == 0)
+        .then(0.0)
+        .otherwise(pl.col("sign").cast(pl.Float64) * exp_lower * base.sqrt())
+    )
+    x_lower = (
+        pl.when(pl.col("index") == 0)
+        .then(pl.coalesce(pl.col("min"), pl.min_horizontal(pl.lit(0.0), pl.col("bounds").list.first())))
+        .otherwise(pl.col("bounds").list.get(pl.col("index") - 1, null_on_oob=True))
+    )
+    x_upper = pl.coalesce(
+        pl.col("bounds").list.get(pl.col("index"), null_on_oob=True), pl.col("max"), x_lower
+    )
+    out = []
+    for name, level in QUANTILES.items():
+        rank = pl.lit(level) * pl.col("total")
+        hit = ordered.filter(pl.col("cum") >= rank).group_by(KEY).agg(pl.all().first())
+        fraction = ((rank - pl.col("before")) / pl.col("count")).clip(0.0, 1.0)
+        x_value = x_lower + (x_upper - x_lower) * fraction  # Prometheus histogram_quantile interpolation
+        value = pl.when(pl.col("scheme") == "x").then(x_value).otherwise(exp_value)
+        value = value.clip(pl.col("min"), pl.col("max"))
+        out.append(hit.select(*KEY, value.alias(name)))
+    result = out[0]
+    for frame in out[1:]:
+        result = result.join(frame, on=KEY, how="left")
+    return result
+
+
+def quantile_error(scale: int) -> float:
+    """The largest relative error of an exponential-bucket quantile at `scale`."""
+    return float(2.0 ** (2.0**-scale / 2) - 1)
+
+
+def shard_of(series_ids: pl.Series, shards: int) -> np.ndarray:
+    """Which keyed-state shard owns each series: the routing key of flows/rollups.py."""
+    return (series_ids % shards).to_numpy()

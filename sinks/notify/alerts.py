@@ -1,0 +1,148 @@
+"""Alerts in Alertmanager's webhook shape, and the message one receiver gets for one group."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of an alert that has not resolved
+
+
+def _strings(value: Any, key: str) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{key}: expected a mapping, not {type(value).__name__}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _common(maps: list[dict[str, str]]) -> dict[str, str]:
+    """The pairs every map has with the same value, as Alertmanager's CommonLabels."""
+    if not maps:
+        return {}
+    return {k: v for k, v in sorted(maps[0].items()) if all(m.get(k) == v for m in maps[1:])}
+
+
+@dataclass(frozen=True)
+class Alert:
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: str
+    ends_at: str
+    generator_url: str
+    fingerprint: str
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Alert:
+        """Read one submitted alert; ValueError names what is wrong with it."""
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"expected a mapping, not {type(raw).__name__}")
+        status = raw.get("status")
+        if status not in ("firing", "resolved"):
+            raise ValueError(f"status: expected 'firing' or 'resolved', not {status!r}")
+        labels = _strings(raw.get("labels"), "labels")
+        if not labels:
+            raise ValueError("labels: an alert needs at least one label")
+        digest = hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
+        return cls(
+            status=status,
+            labels=labels,
+            annotations=_strings(raw.get("annotations") or {}, "annotations"),
+            starts_at=str(raw.get("startsAt") or ""),
+            ends_at=str(raw.get("endsAt") or ZERO_TIME),
+            generator_url=str(raw.get("generatorURL") or ""),
+            fingerprint=str(raw.get("fingerprint") or digest),
+        )
+
+    @property
+    def firing(self) -> bool:
+        return self.status == "firing"
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "startsAt": self.starts_at,
+            "endsAt": self.ends_at,
+            "generatorURL": self.generator_url,
+            "fingerprint": self.fingerprint,
+        }
+
+    def template_data(self) -> dict[str, Any]:
+        return {
+            "Status": self.status,
+            "Labels": self.labels,
+            "Annotations": self.annotations,
+            "StartsAt": self.starts_at,
+            "EndsAt": self.ends_at,
+            "GeneratorURL": self.generator_url,
+            "Fingerprint": self.fingerprint,
+        }
+
+
+class AlertList(list[dict[str, Any]]):
+    """`Alerts` in templates; `Alerts.Firing` and `Alerts.Resolved` as in Alertmanager."""
+
+    @property
+    def Firing(self) -> list[dict[str, Any]]:  # Alertmanager's name
+        return [a for a in self if a["Status"] == "firing"]
+
+    @property
+    def Resolved(self) -> list[dict[str, Any]]:  # Alertmanager's name
+        return [a for a in self if a["Status"] == "resolved"]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What one receiver is sent for one aggregation group at one flush."""
+
+    receiver: str
+    group_key: str
+    group_labels: dict[str, str]
+    alerts: list[Alert]
+    external_url: str
+
+    @property
+    def status(self) -> str:
+        return "firing" if any(a.firing for a in self.alerts) else "resolved"
+
+    @cached_property
+    def common_labels(self) -> dict[str, str]:
+        return _common([a.labels for a in self.alerts])
+
+    @cached_property
+    def common_annotations(self) -> dict[str, str]:
+        return _common([a.annotations for a in self.alerts])
+
+    def webhook_payload(self, max_alerts: int = 0) -> dict[str, Any]:
+        """Alertmanager's webhook body (version 4); `max_alerts` > 0 truncates the alert list."""
+        shown = self.alerts[:max_alerts] if max_alerts else self.alerts
+        return {
+            "version": "4",
+            "groupKey": self.group_key,
+            "truncatedAlerts": len(self.alerts) - len(shown),
+            "status": self.status,
+            "receiver": self.receiver,
+            "groupLabels": self.group_labels,
+            "commonLabels": self.common_labels,
+            "commonAnnotations": self.common_annotations,
+            "externalURL": self.external_url,
+            "alerts": [a.payload() for a in shown],
+        }
+
+    def template_data(self) -> dict[str, Any]:
+        """Alertmanager's template data model, under its names."""
+        return {
+            "Receiver": self.receiver,
+            "Status": self.status,
+            "Alerts": AlertList(a.template_data() for a in self.alerts),
+            "GroupLabels": dict(sorted(self.group_labels.items())),
+            "CommonLabels": self.common_labels,
+            "CommonAnnotations": self.common_annotations,
+            "ExternalURL": self.external_url,
+            "GroupKey": self.group_key,
+        }
