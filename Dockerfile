@@ -22,6 +22,7 @@ COPY receiver ./receiver
 COPY schemas ./schemas
 COPY sinks ./sinks
 COPY flows ./flows
+COPY alerts.yaml /etc/talonflow/alerts.yaml
 RUN set -eux; \
     pip install --no-cache-dir --no-deps --force-reinstall -c constraints.txt .; \
     rm -rf build ./*.egg-info

@@ -183,7 +183,7 @@ def build(config: TalonflowConfig) -> Dataflow:
 
     brokers = config.kafka.bootstrap_servers.split(",")
     out = op.flat_map("json", transitions, messages)
-    op.output("kafka-out", out, KafkaSink(brokers, ALERTS_TOPIC, {"enable.idempotence": "true"}))
+    op.output("kafka-out", out, KafkaSink(brokers, ALERTS_TOPIC))
     return flow
 
 

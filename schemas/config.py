@@ -226,6 +226,9 @@ class HeartbeatsConfig(_Strict):
     default_interval: Seconds = Field(60.0, gt=0)  # any other resource that has reported
     default_grace: Seconds = 120.0
     tick: Seconds = Field(1.0, gt=0)  # the clock: verdicts at most this late
+    startup_grace: Seconds = 30.0  # after a (re)start no verdict gets worse this long: replay catches up
+    shards: int = Field(8, ge=1)
+    commit_interval: Seconds = Field(5.0, ge=1)
     workers: int = Field(1, ge=1, le=8)
 
 

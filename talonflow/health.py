@@ -66,5 +66,6 @@ CHECKS: dict[str, Check] = {
     "ingest": supervised_only,
     "rollups": supervised_only,
     "alerts": supervised_only,
+    "heartbeats": supervised_only,
     "lifecycle": lifecycle_healthy,
 }

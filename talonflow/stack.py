@@ -25,7 +25,12 @@ from schemas.config import TalonflowConfig
 
 REPO = Path(__file__).resolve().parents[1]
 NATIVE = REPO / "compose" / "native"
-FLOWS = ("ingest", "rollups", "alerts")  # bytewax dataflows under flows/, each with its recovery store
+FLOWS = (
+    "ingest",
+    "rollups",
+    "alerts",
+    "heartbeats",
+)  # bytewax dataflows under flows/, each with its recovery store
 
 
 class StackError(Exception):
@@ -88,6 +93,8 @@ class Stack:
         programs.append(self._flow("rollups", rollups.workers, rollups.commit_interval))
         alerts = self.config.alerts
         programs.append(self._flow("alerts", alerts.workers, alerts.commit_interval))
+        heartbeats = self.config.heartbeats
+        programs.append(self._flow("heartbeats", heartbeats.workers, heartbeats.commit_interval))
         lifecycle = [
             sys.executable,
             "-m",

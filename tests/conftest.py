@@ -51,6 +51,18 @@ TEST_CONFIG: dict[str, Any] = {
         },
         "receivers": [{"name": "hook", "webhook_configs": [{"url": "http://127.0.0.1:38099/alerts"}]}],
     },
+    "heartbeats": {
+        "components": {
+            "stall_agent": {
+                "match": {"service.name": "hb-stall"},
+                "expected_interval": "2s",
+                "grace_period": "3s",
+            }
+        },
+        "tick": "250ms",
+        "startup_grace": "2s",
+        "commit_interval": "1s",
+    },
     "rollups": {
         "allowed_lateness": "1s",
         "commit_interval": "1s",

@@ -1,0 +1,440 @@
+"""Kafka `otlp_*` + a clock → heartbeat verdicts on `talon_heartbeats`, `heartbeats` and alerts.
+
+    TALONFLOW_CONFIG=talonflow.yaml python -m bytewax.run flows.heartbeats:flow \\
+        -r .talonflow/recovery/heartbeats -s 5 -b 0
+
+Like healthchecks.io, each component is up while it reports within `expected_interval`, late
+past it, and down past interval + `grace_period`. A component is matched by its resource
+attributes (`heartbeats.components`), or is any other resource that has reported, with the
+default interval and grace. A beat is any signal, or only a named metric or log event when the
+component says so; its time is the record's Kafka timestamp (when the receiver took it), so a
+replay sees the same beats. Verdicts run on ticks of the system clock, so a silent pipeline is
+still judged; components spread over `shards` keyed states, and every tick reaches every shard.
+
+A restart must not page anyone: for `startup_grace` after a (re)start, while the source replays
+the records since the last snapshot, no component gets worse; verdicts catch up after that.
+Each transition is a `heartbeats` row and a `talon_heartbeats` JSON document; down fires a
+`HeartbeatDown` alert (Parquet `alerts`, `talon_alerts`, notifications) and the return resolves
+it. Every minute each component also gets `heartbeat.active`, `heartbeat.stale` and
+`heartbeat.age_seconds` rollups, so alert rules and queries see them like any other series.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import bytewax.operators as op
+import pyarrow as pa
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import SimplePollingSource
+from bytewax.operators import StatefulLogic
+from google.protobuf.message import DecodeError
+
+from flows.kafka_batches import Batch, KafkaBatchSource
+from flows.rule_engine import ACTIVE_ENDS_AT, alert_rows, fingerprint, rfc3339
+from receiver.signals import SIGNALS
+from schemas.config import HeartbeatComponent, HeartbeatsConfig, TalonflowConfig, load_config
+from schemas.datasets import DATASETS
+from schemas.flatten import KafkaRecord
+from schemas.rollups import COMPONENT_LABEL, HEARTBEAT_ACTIVE, HEARTBEAT_AGE, HEARTBEAT_STALE
+from schemas.topics import (
+    ALERTS_TOPIC,
+    HEARTBEATS_TOPIC,
+    METRICS_TOPIC,
+    OTLP_TOPICS,
+    ROLLUPS_TOPIC,
+    SERVICE_INSTANCE_ID,
+    SERVICE_NAME,
+)
+from sinks.notify import Notifier
+from sinks.parquet import Chunk, ParquetSink
+
+CONSUMER_GROUP = "talonflow-heartbeats"
+ALERT_NAME: Final = "HeartbeatDown"
+_RANK: Final = {"up": 0, "late": 1, "down": 2}
+_MINUTE_NS: Final = 60_000_000_000
+Message = tuple[str, bytes, bytes]  # (topic, key, JSON value)
+Output = tuple[str, pa.Table, list[Message]]  # (dataset, rows, the same as topic messages)
+
+
+@dataclass(frozen=True)
+class Beat:
+    component: str
+    service_name: str
+    instance: str
+    seen_ms: int  # the newest Kafka timestamp of the component's records in a poll
+    interval: float
+    grace: float
+
+
+def _attributes(resource: Any) -> dict[str, str]:
+    out = {}
+    for pair in resource.attributes:
+        kind = pair.value.WhichOneof("value")
+        if kind is not None:
+            out[pair.key] = str(getattr(pair.value, kind))
+    return out
+
+
+def _is_beat(topic: str, scope_items: Any, wanted: HeartbeatComponent | None) -> bool:
+    """Any record counts, unless the component names the metric or log event that is its beat."""
+    if wanted is None or (wanted.metric is None and wanted.log_event is None):
+        return True
+    if topic == METRICS_TOPIC and wanted.metric is not None:
+        return any(m.name == wanted.metric for scope in scope_items for m in scope.metrics)
+    if wanted.log_event is not None and topic != METRICS_TOPIC:
+        return any(
+            r.event_name == wanted.log_event
+            for scope in scope_items
+            for r in getattr(scope, "log_records", [])
+        )
+    return False
+
+
+class Matcher:
+    """Which component a resource is: the first configured match, else its own service/instance."""
+
+    def __init__(self, config: HeartbeatsConfig) -> None:
+        self._config = config
+
+    def component(self, attributes: dict[str, str]) -> tuple[str, HeartbeatComponent | None]:
+        for name, component in self._config.components.items():
+            if all(attributes.get(k) == v for k, v in component.match.items()):
+                return name, component
+        return f"{attributes.get(SERVICE_NAME, '')}/{attributes.get(SERVICE_INSTANCE_ID, '')}", None
+
+    def beats(self, records: list[KafkaRecord]) -> dict[str, Beat]:
+        """The newest beat of every component in a poll; resources only, items are not read."""
+        found: dict[str, Beat] = {}
+        for record in records:
+            signal = next(s for s in SIGNALS.values() if s.topic == record.topic)
+            try:
+                request = signal.request.FromString(record.value)
+            except DecodeError:
+                continue  # the ingest flow dead-letters it; it is no beat
+            for resource_items in getattr(request, signal.resources_field):
+                attributes = _attributes(resource_items.resource)
+                name, component = self.component(attributes)
+                scopes = getattr(resource_items, signal.scopes_field)
+                if not _is_beat(record.topic, scopes, component):
+                    continue
+                previous = found.get(name)
+                if previous is None or previous.seen_ms < record.timestamp_ms:
+                    interval = component.expected_interval if component else self._config.default_interval
+                    grace = component.grace_period if component else self._config.default_grace
+                    found[name] = Beat(
+                        name,
+                        attributes.get(SERVICE_NAME, ""),
+                        attributes.get(SERVICE_INSTANCE_ID, ""),
+                        record.timestamp_ms,
+                        interval,
+                        grace,
+                    )
+        return found
+
+
+@dataclass
+class Watch:
+    """One component's liveness: its last beat, its verdict, and since when."""
+
+    beat: Beat
+    state: str = "up"
+    since_ns: int = 0
+    down_since_ns: int | None = None
+    seeded: bool = False  # configured, never reported: its `beat` is the flow's start, any real one wins
+
+    def age_s(self, now_ns: int) -> float:
+        return max(0.0, (now_ns - self.beat.seen_ms * 1_000_000) / 1e9)
+
+    def verdict(self, now_ns: int) -> str:
+        age = self.age_s(now_ns)
+        if age <= self.beat.interval:
+            return "up"
+        return "late" if age <= self.beat.interval + self.beat.grace else "down"
+
+
+@dataclass
+class ShardState:
+    watches: dict[str, Watch] = field(default_factory=dict)
+    minute_ns: int = 0  # the last minute whose heartbeat rollups were written
+    sequence: int = 0
+
+
+Item = tuple[str, Any]  # ("beats", {component: Beat}) or ("tick", (now in ns, shard))
+
+
+class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
+    def __init__(self, config: HeartbeatsConfig, seeds: dict[str, Beat], state: ShardState | None) -> None:
+        self._config, self._seeds = config, seeds
+        self.state = state or ShardState()
+        self._guard_until = time.time_ns() + int(config.startup_grace * 1e9)  # not state: each start
+
+    def on_item(self, value: Item) -> tuple[Iterable[tuple[int, Output]], bool]:
+        kind, payload = value
+        changes: list[tuple[Watch, str]] = []
+        if kind == "beats":
+            now = time.time_ns()
+            for name, beat in payload.items():
+                watch = self.state.watches.get(name)
+                if watch is None:
+                    self.state.watches[name] = Watch(beat, "up", now)
+                elif beat.seen_ms > watch.beat.seen_ms or watch.seeded:
+                    watch.beat, watch.seeded = beat, False
+            changes = self._judge(now, better_only=True)
+            return self._emit(self._transitions(changes, now)), StatefulLogic.RETAIN
+        now, shard = payload
+        for name, seed in self._seeds.items():  # configured components are watched from the first tick
+            if shard_of(name, self._config.shards) == shard and name not in self.state.watches:
+                self.state.watches[name] = Watch(seed, "up", now, seeded=True)
+        changes = self._judge(now, better_only=now < self._guard_until)
+        outputs = self._transitions(changes, now) + self._rollups(now)
+        return self._emit(outputs), StatefulLogic.RETAIN
+
+    def snapshot(self) -> ShardState:
+        return self.state
+
+    def _judge(self, now: int, better_only: bool) -> list[tuple[Watch, str]]:
+        changes = []
+        for watch in self.state.watches.values():
+            verdict = watch.verdict(now)
+            if verdict == watch.state or (better_only and _RANK[verdict] > _RANK[watch.state]):
+                continue
+            changes.append((watch, watch.state))
+            watch.state, watch.since_ns = verdict, now
+        return changes
+
+    def _transitions(self, changes: list[tuple[Watch, str]], now: int) -> list[Output]:
+        if not changes:
+            return []
+        rows, messages, alerts = [], [], []
+        for watch, previous in changes:
+            beat = watch.beat
+            row: dict[str, Any] = {
+                "time": now,
+                "component": beat.component,
+                "service_name": beat.service_name,
+                "service_instance_id": beat.instance,
+                "state": watch.state,
+                "previous_state": previous,
+                "last_seen": beat.seen_ms * 1_000_000,
+                "age_seconds": watch.age_s(now),
+                "expected_interval_seconds": beat.interval,
+                "grace_period_seconds": beat.grace,
+            }
+            rows.append(row)
+            document = {**row, "time": _iso(now), "last_seen": _iso(beat.seen_ms * 1_000_000)}
+            messages.append((HEARTBEATS_TOPIC, beat.component.encode(), _json(document)))
+            if watch.state == "down" or previous == "down":
+                alerts.append(self._alert(watch, previous, now))
+        outputs: list[Output] = [
+            ("heartbeats", pa.Table.from_pylist(rows, DATASETS["heartbeats"].schema), messages)
+        ]
+        if alerts:
+            alert_messages = [(ALERTS_TOPIC, a["fingerprint"].encode(), _json(a)) for a in alerts]
+            outputs.append(("alerts", alert_rows(alerts), alert_messages))
+        return outputs
+
+    def _alert(self, watch: Watch, previous: str, now: int) -> dict[str, Any]:
+        beat = watch.beat
+        firing = watch.state == "down"
+        if firing:
+            watch.down_since_ns = now
+        labels = {
+            "alertname": ALERT_NAME,
+            "severity": "critical",
+            COMPONENT_LABEL: beat.component,
+            SERVICE_NAME: beat.service_name,
+            SERVICE_INSTANCE_ID: beat.instance,
+        }
+        labels = {k: v for k, v in labels.items() if v}
+        age = watch.age_s(now)
+        state = "firing" if firing else "resolved"
+        return {
+            "status": state,
+            "labels": labels,
+            "annotations": {
+                "summary": f"{beat.component} has not reported for {age:.0f}s",
+                "description": f"expected every {beat.interval:g}s, grace {beat.grace:g}s; "
+                f"last seen {_iso(beat.seen_ms * 1_000_000)}",
+            },
+            "startsAt": _iso(watch.down_since_ns or now),
+            "endsAt": ACTIVE_ENDS_AT if firing else _iso(now),
+            "generatorURL": "",
+            "fingerprint": fingerprint(labels),
+            "state": state,
+            "previous_state": "firing" if not firing else ("pending" if previous == "late" else "inactive"),
+            "value": age,
+            "evaluatedAt": _iso(now),
+        }
+
+    def _rollups(self, now: int) -> list[Output]:
+        """At each minute boundary: the three heartbeat series of every watched component."""
+        minute = now - now % _MINUTE_NS
+        if minute <= self.state.minute_ns or not self.state.watches:
+            self.state.minute_ns = max(self.state.minute_ns, minute)
+            return []
+        self.state.minute_ns = minute
+        start = minute - _MINUTE_NS
+        rows, messages = [], []
+        for watch in self.state.watches.values():
+            beat = watch.beat
+            labels = {
+                COMPONENT_LABEL: beat.component,
+                SERVICE_NAME: beat.service_name,
+                SERVICE_INSTANCE_ID: beat.instance,
+            }
+            labels = {k: v for k, v in labels.items() if v}
+            for name, value in (
+                (HEARTBEAT_ACTIVE, float(watch.state != "down")),
+                (HEARTBEAT_STALE, float(watch.state != "up")),
+                (HEARTBEAT_AGE, watch.age_s(minute)),
+            ):
+                row = _rollup_row(name, labels, beat.service_name, start, minute, value)
+                rows.append(row)
+                document = {
+                    **row,
+                    "window_start": _iso(start),
+                    "window_end": _iso(minute),
+                    "attributes": labels,
+                }
+                messages.append((ROLLUPS_TOPIC, row["series_id"].encode(), _json(document)))
+        table = pa.Table.from_pylist(rows, DATASETS["rollups_1m"].schema)
+        return [("rollups_1m", table, messages)]
+
+    def _emit(self, outputs: list[Output]) -> list[tuple[int, Output]]:
+        numbered = []
+        for output in outputs:
+            numbered.append((self.state.sequence, output))
+            self.state.sequence += 1
+        return numbered
+
+
+def _rollup_row(
+    name: str, labels: dict[str, str], service: str, start: int, end: int, value: float
+) -> dict[str, Any]:
+    identity = name + "\x1d" + "\x1e".join(f"{k}\x1f{v}" for k, v in sorted(labels.items()))
+    return {
+        "window_start": start,
+        "window_end": end,
+        "resolution": "1m",
+        "series_id": f"{zlib.crc32(identity.encode()):08x}{zlib.adler32(identity.encode()):08x}",
+        "metric_name": name,
+        "unit": "s" if name == HEARTBEAT_AGE else "1",
+        "type": "gauge",
+        "is_monotonic": False,
+        "service_name": service,
+        "attributes": list(labels.items()),
+        "points": 1,
+        "count": 1.0,
+        "sum": value,
+        "min": value,
+        "max": value,
+        "last": value,
+    }
+
+
+def _iso(ns: int) -> str:
+    return rfc3339(datetime.fromtimestamp(ns / 1e9, UTC))
+
+
+def _json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":"), default=str).encode()
+
+
+def shard_of(component: str, shards: int) -> int:
+    return zlib.crc32(component.encode()) % shards
+
+
+class Clock(SimplePollingSource[int]):
+    """The tick that judges components even when no record arrives at all."""
+
+    def next_item(self) -> int:
+        return time.time_ns()
+
+
+def seeds(config: HeartbeatsConfig) -> dict[str, Beat]:
+    """Configured components, watched from the flow's start as if they had just reported."""
+    now_ms = time.time_ns() // 1_000_000
+    return {
+        name: Beat(
+            name,
+            component.match.get(SERVICE_NAME, ""),
+            component.match.get(SERVICE_INSTANCE_ID, ""),
+            now_ms,
+            component.expected_interval,
+            component.grace_period,
+        )
+        for name, component in config.components.items()
+    }
+
+
+def build(config: TalonflowConfig) -> Dataflow:
+    settings = config.heartbeats
+    shards = settings.shards
+    matcher = Matcher(settings)
+    seeded = seeds(settings)
+    notifier = Notifier(config.notifications)
+    notifier.start()
+
+    flow = Dataflow("heartbeats")
+    source = KafkaBatchSource(config.kafka, OTLP_TOPICS, CONSUMER_GROUP, 500)
+    polls = op.input("kafka", flow, source)
+
+    def beats_by_shard(batch: Batch) -> list[tuple[str, Item]]:
+        by_shard: dict[int, dict[str, Beat]] = {}
+        for name, beat in matcher.beats(batch[1]).items():
+            by_shard.setdefault(shard_of(name, shards), {})[name] = beat
+        return [(str(shard), ("beats", found)) for shard, found in by_shard.items()]
+
+    beats = op.flat_map("beats", polls, beats_by_shard)
+    ticks = op.input("clock", flow, Clock(timedelta(seconds=settings.tick)))
+    broadcast = op.flat_map(
+        "broadcast", ticks, lambda now: [(str(s), ("tick", (now, s))) for s in range(shards)]
+    )
+    items = op.merge("items", beats, broadcast)
+
+    def build_logic(key_state: ShardState | None) -> ShardWatch:
+        return ShardWatch(settings, seeded, key_state)
+
+    watched = op.stateful("watch", items, build_logic)
+
+    def to_chunk(item: tuple[str, tuple[int, Output]]) -> tuple[str, Chunk]:
+        shard, (sequence, (dataset, table, messages)) = item
+        for topic, _key, value in messages:
+            if topic == ALERTS_TOPIC:
+                notifier.submit(json.loads(value))
+        return f"heartbeats:{shard}", (dataset, table, sequence, sequence)
+
+    sink = ParquetSink(
+        config.data_dir,
+        [f"heartbeats:{shard}" for shard in range(shards)],
+        lambda _part: 0,
+        config.ingest.roll_bytes,
+        config.ingest.row_group_rows,
+    )
+    op.output("parquet", op.map("chunk", watched, to_chunk), sink)
+
+    def to_messages(item: tuple[str, tuple[int, Output]]) -> list[KafkaSinkMessage[bytes, bytes]]:
+        return [KafkaSinkMessage(key, value, topic=topic) for topic, key, value in item[1][1][2]]
+
+    brokers = config.kafka.bootstrap_servers.split(",")
+    op.output(
+        "kafka-out",
+        op.flat_map("json", watched, to_messages),
+        KafkaSink(brokers, None),
+    )
+    return flow
+
+
+def __getattr__(name: str) -> Dataflow:
+    """`flows.heartbeats:flow`, built on first access so importing the module has no side effects."""
+    if name == "flow":
+        return build(load_config())
+    raise AttributeError(name)

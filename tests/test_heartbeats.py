@@ -1,0 +1,116 @@
+"""The heartbeats flow on the real stack: a stalled agent is down within grace + 1 s, back when it beats."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+import grpc
+import polars as pl
+import pytest
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+
+from schemas.topics import HEARTBEATS_TOPIC
+from talonflow.query import run_query
+from tests.conftest import LocalStack
+from tests.otlp_clients import grpc_export, span_request
+
+pytestmark = pytest.mark.integration
+COMPONENT = "stall_agent"  # tests/conftest.py: service.name hb-stall, every 2s, grace 3s
+INTERVAL, GRACE = 2.0, 3.0
+
+
+class Transitions:
+    """talon_heartbeats documents of one component, read as they are produced."""
+
+    def __init__(self, local_stack: LocalStack) -> None:
+        self._consumer = Consumer(
+            {"bootstrap.servers": local_stack.config.kafka.bootstrap_servers, "group.id": f"t-{uuid.uuid4()}"}
+        )
+        topic = self._consumer.list_topics(HEARTBEATS_TOPIC, timeout=10).topics[HEARTBEATS_TOPIC]
+        self._consumer.assign([TopicPartition(HEARTBEATS_TOPIC, p, OFFSET_END) for p in topic.partitions])
+        self.seen: list[tuple[float, dict[str, Any]]] = []  # (arrival time, document)
+
+    def until(self, state: str, seen_after: float, timeout: float = 30) -> dict[str, Any]:
+        """The first `state` verdict about a beat after `seen_after` (the seeded start may come first)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for arrived, document in self.seen:
+                last_seen = datetime.fromisoformat(document["last_seen"]).timestamp()
+                if document["state"] == state and last_seen >= seen_after:
+                    self.seen.remove((arrived, document))
+                    return {**document, "arrived": arrived}
+            message = self._consumer.poll(0.1)
+            if message is not None and not message.error() and message.key() == COMPONENT.encode():
+                self.seen.append((time.time(), json.loads(message.value() or b"{}")))
+        raise AssertionError(f"{COMPONENT} never went {state}; saw {[d['state'] for _, d in self.seen]}")
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def beat(local_stack: LocalStack, seconds: float) -> float:
+    """Export spans as service hb-stall every 0.5 s for `seconds`; the time of the last acked export."""
+    last = time.time()
+    with grpc.insecure_channel(local_stack.grpc_endpoint) as channel:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            grpc_export(channel, "traces", span_request([("hb-stall", "i-1")], spans_per_agent=1))
+            last = time.time()
+            time.sleep(0.5)
+    return last
+
+
+def flow_pid(local_stack: LocalStack) -> int:
+    parts = {p["name"]: p for p in local_stack.status()["parts"]}
+    return int(parts["heartbeats"]["pid"])
+
+
+def test_a_stall_is_down_within_grace_and_back_on_return_across_a_restart(local_stack: LocalStack) -> None:
+    transitions = Transitions(local_stack)
+    try:
+        last = beat(local_stack, 2)  # the flow may still be starting: its seeded verdicts may come first
+        late = transitions.until("late", last - 0.1, timeout=90)
+        down = transitions.until("down", last - 0.1)
+        assert INTERVAL <= late["arrived"] - last <= INTERVAL + 1
+        assert INTERVAL + GRACE <= down["arrived"] - last <= INTERVAL + GRACE + 1  # on an idle pipeline
+        assert down["age_seconds"] >= INTERVAL + GRACE
+
+        old = flow_pid(local_stack)
+        returned = time.time()
+        beat(local_stack, 1)
+        assert transitions.until("up", returned)["previous_state"] == "down"
+        # a restart in the middle of a stall: the state survives, the verdict still comes, once
+        transitions.until("late", returned)
+        time.sleep(1.2)  # a snapshot after the verdict, and still well before the down verdict
+        os.kill(old, signal.SIGKILL)
+        assert transitions.until("down", returned, timeout=60)["previous_state"] == "late"
+        assert flow_pid(local_stack) != old
+    finally:
+        transitions.close()
+
+    def verdicts() -> list[str]:
+        rows = run_query(local_stack.config, f"SELECT * FROM heartbeats WHERE component = '{COMPONENT}'")
+        return (
+            rows.filter(pl.col("last_seen").dt.epoch("ms") >= int((last - 0.1) * 1000))
+            .sort("time")["state"]
+            .to_list()
+        )
+
+    expected = ["late", "down", "up", "late", "down"]
+    deadline = time.monotonic() + 30  # the restarted flow writes the last verdict at its next commit
+    while len(verdicts()) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)
+    assert verdicts() == expected  # exactly once, across the kill
+    alerts = run_query(local_stack.config, "SELECT * FROM alerts WHERE alertname = 'HeartbeatDown'")
+    mine = alerts.filter(
+        (pl.col("labels").map.get("component") == COMPONENT)
+        & (pl.col("time").dt.epoch("ms") >= int(last * 1000))
+    )
+    assert mine.sort("time")["state"].to_list() == ["firing", "resolved", "firing"]

@@ -1,0 +1,96 @@
+"""Heartbeat verdicts in clock time: up → late → down → up, alerts, rollups, and a restart's guard."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pyarrow as pa
+
+from flows.heartbeats import ALERT_NAME, Beat, ShardState, ShardWatch, seeds, shard_of
+from schemas.config import HeartbeatsConfig
+
+S = 1_000_000_000
+CONFIG = HeartbeatsConfig.model_validate(
+    {
+        "components": {
+            "main_agent": {
+                "match": {"service.name": "main_agent"},
+                "expected_interval": 30,
+                "grace_period": 60,
+            },
+            "email_processor": {
+                "match": {"service.name": "email"},
+                "expected_interval": 300,
+                "grace_period": 600,
+            },
+        },
+        "startup_grace": 0,
+        "shards": 1,
+    }
+)
+
+
+def rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows as dicts, times as integer nanoseconds (datetime has no nanoseconds)."""
+    as_ints = [pa.field(f.name, pa.int64()) if pa.types.is_timestamp(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(as_ints)).to_pylist()
+
+
+def tick(watch: ShardWatch, at_ns: int) -> dict[str, list[Any]]:
+    outputs: dict[str, list[Any]] = {}
+    for _sequence, (dataset, table, _messages) in watch.on_item(("tick", (at_ns, 0)))[0]:
+        outputs.setdefault(dataset, []).extend(rows(table))
+    return outputs
+
+
+def test_seeded_component_goes_late_then_down_with_an_alert_and_comes_back() -> None:
+    seeded = seeds(CONFIG)
+    t0 = seeded["main_agent"].seen_ms * 1_000_000
+    watch = ShardWatch(CONFIG, seeded, None)
+    assert tick(watch, t0 + 10 * S).get("heartbeats") is None
+    late = tick(watch, t0 + 31 * S)["heartbeats"]
+    assert [(r["component"], r["previous_state"], r["state"]) for r in late] == [("main_agent", "up", "late")]
+    down = tick(watch, t0 + 91 * S)
+    assert [(r["state"], r["age_seconds"]) for r in down["heartbeats"]] == [("down", 91.0)]
+    (alert,) = down["alerts"]
+    assert alert["alertname"] == ALERT_NAME and alert["state"] == "firing" and alert["severity"] == "critical"
+    assert dict(alert["labels"])["component"] == "main_agent"
+    assert tick(watch, t0 + 92 * S).get("heartbeats") is None  # no repeat while it stays down
+
+    back = Beat("main_agent", "main_agent", "", (t0 + 100 * S) // 1_000_000, 30, 60)
+    outputs = {d: rows(t) for _s, (d, t, _m) in watch.on_item(("beats", {"main_agent": back}))[0]}
+    assert [(r["previous_state"], r["state"]) for r in outputs["heartbeats"]] == [("down", "up")]
+    assert outputs["alerts"][0]["state"] == "resolved"
+    assert outputs["alerts"][0]["fingerprint"] == alert["fingerprint"]
+
+
+def test_minute_rollups_expose_active_stale_and_age() -> None:
+    seeded = seeds(CONFIG)
+    t0 = seeded["main_agent"].seen_ms * 1_000_000
+    watch = ShardWatch(CONFIG, seeded, None)
+    minute = t0 - t0 % (60 * S) + 60 * S
+    tick(watch, minute - S)
+    rows = tick(watch, minute + 2 * S)["rollups_1m"]
+    by = {(r["metric_name"], dict(r["attributes"])["component"]): r["last"] for r in rows}
+    assert by["heartbeat.active", "main_agent"] == 1.0
+    assert by["heartbeat.age_seconds", "email_processor"] == (minute - t0) / S
+
+
+def test_a_restart_does_not_page_while_it_catches_up() -> None:
+    seeded = seeds(CONFIG)
+    t0 = seeded["main_agent"].seen_ms * 1_000_000
+    watch = ShardWatch(CONFIG, seeded, None)
+    tick(watch, t0 + S)
+    state: ShardState = pickle.loads(pickle.dumps(watch.snapshot()))
+    guarded = CONFIG.model_copy(update={"startup_grace": 3600.0})
+    restarted = ShardWatch(guarded, seeded, state)
+    assert tick(restarted, t0 + 500 * S).get("heartbeats") is None  # within the guard: no worse verdicts
+    after = ShardWatch(CONFIG, seeded, pickle.loads(pickle.dumps(restarted.snapshot())))
+    verdicts = {r["component"]: r["state"] for r in tick(after, t0 + 500 * S)["heartbeats"]}
+    assert verdicts == {"main_agent": "down", "email_processor": "late"}
+
+
+def test_components_spread_over_shards_deterministically() -> None:
+    assert shard_of("main_agent", 8) == shard_of("main_agent", 8)
+    assert len({shard_of(f"agent-{i}", 8) for i in range(100)}) == 8
