@@ -213,10 +213,11 @@ def main() -> int:
         subprocess.run([*cli, "up", "--detach"], check=True)
         try:
             from schemas.config import load_config
-            from talonflow.stack import Stack
+            from talonflow.stack import FLOWS, Stack
 
             stack = Stack(load_config(config), config)
-            stack.rpc().supervisor.stopProcess("ingest")  # the bench runs its own, timed
+            for name in FLOWS:  # the bench runs its own ingest, timed; the other flows would compete for CPU
+                stack.rpc().supervisor.stopProcess(name)
             bootstrap = stack.config.kafka.bootstrap_servers
             recovery = folder / "recovery"
             recovery.mkdir()

@@ -37,7 +37,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from receiver.signals import TRACES
 from schemas.config import load_config
 from schemas.topics import SPANS_TOPIC
-from talonflow.stack import Stack
+from talonflow.stack import FLOWS, Stack
 
 BENCH_PORTS = {"kafka": 49092, "controller": 49093, "minio": 49000, "console": 49001}
 
@@ -348,7 +348,8 @@ def main() -> int:
         subprocess.run([*cli, "up", "--detach"], check=True)
         try:
             config = load_config(stack_config)
-            Stack(config, stack_config).rpc().supervisor.stopProcess("ingest")  # it would compete for CPU
+            for flow in FLOWS:  # they would compete for CPU
+                Stack(config, stack_config).rpc().supervisor.stopProcess(flow)
             bootstrap = config.kafka.bootstrap_servers
             for offset, client in enumerate(args.clients.split(",")):
                 with receiver_process(base, client, args.linger, folder, offset * 10) as (process, document):

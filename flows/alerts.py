@@ -5,8 +5,11 @@
 
 Every poll of rollups goes to every rule (one keyed state per rule, so rules spread over
 workers). A rule evaluates a 1-minute window in event time once the rollup stream has moved
-past it (a rollup of a later window arrived) or, on an idle stream, `settle` seconds after the
-window's first rollup: shards close the same window at slightly different moments. Each
+past it (a rollup of a later window arrived: replays, backfills, busy streams) or, on the clock,
+`settle` seconds after the rollups flow closes it (its end + `rollups.allowed_lateness`) and
+after its first rollup: rollup shards, and the heartbeats flow's minute rollups, deliver the
+same window at slightly different moments. A rollup arriving after its window was evaluated is
+ignored by the rule (rule_engine: event time only moves forward). Each
 transition (schemas/rollups.py ALERTS_SCHEMA) is written to Parquet exactly once (sequence-named
 files, as in flows/rollups.py), produced to the topic at least once (deduplicate on fingerprint,
 state and time), and firing/resolved ones are handed to the notifier (sinks/notify), which
@@ -68,22 +71,24 @@ def rollup_frame(batch: Batch) -> pl.DataFrame:
 @dataclass
 class RuleState:
     runner: RuleRunner
-    waiting: dict[datetime, float] = field(default_factory=dict)  # window end -> wall time first seen
+    waiting: dict[datetime, float] = field(default_factory=dict)  # window end -> when it may be evaluated
     sequence: int = 0
 
 
 class RuleLogic(StatefulLogic[tuple[str, pl.DataFrame], tuple[int, list[Event]], RuleState]):
     """One rule: buffer rollups, evaluate each window once it is complete, in event-time order."""
 
-    def __init__(self, rules: dict[str, Rule], settle: float, state: RuleState | None) -> None:
-        self._rules, self._settle = rules, settle
+    def __init__(
+        self, rules: dict[str, Rule], settle: float, lateness: float, state: RuleState | None
+    ) -> None:
+        self._rules, self._settle, self._lateness = rules, settle, lateness
         self.state = state
         if state is not None:
             name = state.runner.rule.alert
             if name in rules:
                 state.runner.rule = rules[name]  # an edited rule applies on restart
-            now = time.monotonic()
-            state.waiting = dict.fromkeys(state.waiting, now)  # wall time is not state
+            restart = time.time() + settle
+            state.waiting = {end: max(due, restart) for end, due in state.waiting.items()}
 
     def on_item(self, value: tuple[str, pl.DataFrame]) -> tuple[Iterable[tuple[int, list[Event]]], bool]:
         name, frame = value
@@ -92,17 +97,18 @@ class RuleLogic(StatefulLogic[tuple[str, pl.DataFrame], tuple[int, list[Event]],
         if frame.is_empty():
             return [], StatefulLogic.RETAIN
         self.state.runner.add(frame)
-        now = time.monotonic()
+        now = time.time()
         for end in frame["window_end"].unique().to_list():
-            self.state.waiting.setdefault(end, now)
+            closes = end.timestamp() + self._lateness  # when the rollups flow closes it, on the clock
+            self.state.waiting.setdefault(end, max(now, closes) + self._settle)
         newest = max(self.state.waiting)
-        return self._evaluate(lambda end, seen: end < newest or now - seen >= self._settle)
+        return self._evaluate(lambda end, due: end < newest or now >= due)
 
     def on_notify(self) -> tuple[Iterable[tuple[int, list[Event]]], bool]:
         if self.state is None:
             return [], StatefulLogic.RETAIN
-        now = time.monotonic()
-        return self._evaluate(lambda _end, seen: now - seen >= self._settle)
+        now = time.time()
+        return self._evaluate(lambda _end, due: now >= due)
 
     def notify_at(self) -> datetime | None:
         return datetime.now(UTC) + timedelta(seconds=0.5) if self.state and self.state.waiting else None
@@ -159,7 +165,8 @@ def build(config: TalonflowConfig) -> Dataflow:
     source = KafkaBatchSource(config.kafka, (ROLLUPS_TOPIC,), CONSUMER_GROUP, 500)
     frames = op.map("parse", op.input("kafka", flow, source), rollup_frame)
     keyed = op.flat_map("to-rules", frames, lambda frame: [(name, (name, frame)) for name in rules])
-    transitions = op.stateful("rules", keyed, lambda state: RuleLogic(rules, settle, state))
+    lateness = config.rollups.allowed_lateness
+    transitions = op.stateful("rules", keyed, lambda state: RuleLogic(rules, settle, lateness, state))
 
     def to_chunk(item: tuple[str, tuple[int, list[Event]]]) -> tuple[str, Chunk]:
         rule, (sequence, events) = item

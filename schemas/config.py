@@ -235,8 +235,8 @@ class HeartbeatsConfig(_Strict):
 class AlertsConfig(_Strict):
     """flows/alerts.py: rule files evaluated over 1-minute rollups; events to talon_alerts and `alerts`."""
 
-    rule_files: tuple[Path, ...] = (Path("alerts.yaml"),)  # relative to this config file
-    settle: Seconds = 10.0  # evaluate a window this long after its first rollup, or when a later one comes
+    rule_files: tuple[Path, ...] = ()  # relative to this config file; none: the alerts flow does not run
+    settle: Seconds = 10.0  # evaluate a window this long after rollups closes it, or when a later one comes
     commit_interval: Seconds = Field(5.0, ge=1)
     workers: int = Field(1, ge=1, le=8)
 

@@ -79,7 +79,7 @@ def _provision(name: str, config: Any, provisioned: set[str]) -> None:
         provisioned.add(name)
         if created:
             _say(f"  kafka: created topics {', '.join(created)}")
-    elif name == "minio" and CHECKS["minio"](config) is None:
+    elif name == "minio" and CHECKS["minio"](config, None) is None:
         if ensure_bucket(config.minio):
             _say(f"  minio: created bucket {config.minio.bucket}")
         provisioned.add(name)
@@ -92,7 +92,7 @@ def _problem(name: str, process: dict[str, Any] | None, config: Any) -> str | No
     """
     if process is not None and process["statename"] != "RUNNING":
         return f"process {process['statename'].lower()}"
-    return CHECKS[name](config)
+    return CHECKS[name](config, process["pid"] if process else None)
 
 
 def cmd_up(stack: Stack, args: argparse.Namespace) -> int:

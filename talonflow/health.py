@@ -12,7 +12,7 @@ from schemas.config import TalonflowConfig
 from schemas.topics import ALL_TOPICS
 
 # A check returns None when the part is healthy, else what is wrong.
-Check = Callable[[TalonflowConfig], str | None]
+Check = Callable[[TalonflowConfig, int | None], str | None]  # (config, supervised pid) -> problem
 
 
 def _http_ok(url: str) -> str | None:
@@ -34,7 +34,7 @@ def kafka_topics(config: TalonflowConfig) -> set[str] | str:
         return f"{config.kafka.bootstrap_servers} unreachable: {err}"
 
 
-def kafka_healthy(config: TalonflowConfig) -> str | None:
+def kafka_healthy(config: TalonflowConfig, _pid: int | None = None) -> str | None:
     topics = kafka_topics(config)
     if isinstance(topics, str):
         return topics
@@ -42,20 +42,32 @@ def kafka_healthy(config: TalonflowConfig) -> str | None:
     return f"topics missing: {', '.join(missing)}" if missing else None
 
 
-def minio_healthy(config: TalonflowConfig) -> str | None:
+def minio_healthy(config: TalonflowConfig, _pid: int | None = None) -> str | None:
     return _http_ok(f"http://{config.minio.endpoint.address}/minio/health/live")
 
 
-def receiver_healthy(config: TalonflowConfig) -> str | None:
-    return _http_ok(f"http://{config.receiver.ops.address}/readyz")
+def receiver_healthy(config: TalonflowConfig, pid: int | None = None) -> str | None:
+    """Ready, and the process answering is the one supervised: not another receiver on that port."""
+    url = f"http://{config.receiver.ops.address}"
+    problem = _http_ok(f"{url}/readyz")
+    if problem is not None or pid is None:
+        return problem
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+            answered = response.read().decode().split()
+    except OSError as err:
+        return f"{url}/healthz unreachable: {err}"
+    if answered[-1:] != [str(pid)]:
+        return f"{url} is served by another process, not pid {pid}"
+    return None
 
 
-def supervised_only(_config: TalonflowConfig) -> str | None:
+def supervised_only(_config: TalonflowConfig, _pid: int | None = None) -> str | None:
     """Flows have no port: their health is their supervised process staying RUNNING."""
     return None
 
 
-def lifecycle_healthy(config: TalonflowConfig) -> str | None:
+def lifecycle_healthy(config: TalonflowConfig, _pid: int | None = None) -> str | None:
     return _http_ok(f"http://{config.lifecycle.ops.address}/metrics")
 
 

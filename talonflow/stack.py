@@ -92,7 +92,8 @@ class Stack:
         rollups = self.config.rollups
         programs.append(self._flow("rollups", rollups.workers, rollups.commit_interval))
         alerts = self.config.alerts
-        programs.append(self._flow("alerts", alerts.workers, alerts.commit_interval))
+        if alerts.rule_files:
+            programs.append(self._flow("alerts", alerts.workers, alerts.commit_interval))
         heartbeats = self.config.heartbeats
         programs.append(self._flow("heartbeats", heartbeats.workers, heartbeats.commit_interval))
         lifecycle = [

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from talonflow.stack import FLOWS
 from tests.conftest import LocalStack
 
 CLI = [sys.executable, "-m", "talonflow.cli"]
@@ -56,7 +57,7 @@ def test_status_json_of_the_running_stack(local_stack: LocalStack) -> None:
     status = local_stack.status()
     assert status["running"] is True
     parts = {p["name"]: p for p in status["parts"]}
-    assert set(parts) == {"kafka", "minio", "receiver", "ingest", "lifecycle"}
+    assert set(parts) == {"kafka", "minio", "receiver", *FLOWS, "lifecycle"}
     assert all(p["healthy"] and p["state"] == "RUNNING" and p["pid"] for p in parts.values())
     again = local_stack.cli("up", "--detach")  # idempotent: already running, still healthy
     assert again.returncode == 0 and "already running" in again.stderr

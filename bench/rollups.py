@@ -1,0 +1,267 @@
+"""Rollups, alerts and heartbeats: throughput against bytewax's own windows, and end-to-end latencies.
+
+    python -m bench.rollups [--polls 200] [--points 500] [--samples 20]
+
+1. Throughput, in process, on the same points: (a) flows/rollups.py's per-poll path (flatten,
+   points, shard split, fold into 1-minute windows and close them), next to (b) the floor of
+   flattening alone and (c) the reference, bytewax's `fold_window` over tumbling windows with
+   one item per data point (what BYTEWAX.md warns about), counting the same count/sum/min/max.
+2. Latencies on a private stack (ports 49xxx): export → rollup on `talon_rollups` (a window
+   closed by a later point, so no waiting for the clock), rollup → alert event on `talon_alerts`
+   (a `for: 0s` threshold rule), and last heartbeat → down verdict beyond interval + grace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import polars as pl
+import yaml
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+
+from bench.ingest import metrics_request, peak_rss_mb
+from flows.rollups import ShardState, ShardWindows, by_shard, to_points
+from schemas.config import RollupsConfig
+from schemas.flatten import KafkaRecord, TimeBounds, flatten
+from schemas.topics import ALERTS_TOPIC, HEARTBEATS_TOPIC, METRICS_TOPIC, ROLLUPS_TOPIC
+
+PORTS = {"kafka": 49292, "controller": 49293, "minio": 49200, "console": 49201}
+RECEIVER = {"grpc": {"port": 44617}, "http": {"port": 44618}, "ops": {"port": 43433}}
+RULES = """
+groups:
+  - name: bench
+    rules:
+      - alert: BenchGauge
+        expr: {value: {metric: bench.gauge, field: last, by: [service.instance.id]}}
+        op: ">"
+        threshold: 50
+        for: 0s
+        labels: {severity: info}
+"""
+
+
+def polls(count: int, points: int) -> list[list[KafkaRecord]]:
+    """`count` Kafka polls of one metrics request each, spread over two minutes of event time."""
+    start = time.time_ns() - 180 * 10**9
+    out = []
+    for seed in range(count):
+        now = start + seed * (120 * 10**9 // count)
+        out.append(
+            [KafkaRecord(METRICS_TOPIC, 0, seed, now // 10**6, b"k", metrics_request(points, now, seed))]
+        )
+    return out
+
+
+def ours(batches: list[list[KafkaRecord]], config: RollupsConfig) -> tuple[float, int]:
+    """Seconds for the rollups flow's per-poll work, and the rollup rows it closed."""
+    bounds = TimeBounds(max_past_s=86400)
+    shards = {str(s): ShardWindows(config, ShardState()) for s in range(config.shards)}
+    rows = 0
+    started = time.perf_counter()
+    for records in batches:
+        for shard, frame in by_shard(to_points(("m:0", records), bounds, {}), config.shards):
+            rows += sum(table.num_rows for _seq, (_d, table) in shards[shard].on_item(frame)[0])
+    for logic in shards.values():  # close what is still open: the watermark past everything
+        logic.state.newest_ns += 10**13
+        rows += sum(table.num_rows for _seq, (_d, table) in logic.on_notify()[0])
+    return time.perf_counter() - started, rows
+
+
+def floor(batches: list[list[KafkaRecord]]) -> float:
+    started = time.perf_counter()
+    for records in batches:
+        flatten(records, TimeBounds(max_past_s=86400))
+    return time.perf_counter() - started
+
+
+def reference(batches: list[list[KafkaRecord]]) -> tuple[float, int]:
+    """bytewax fold_window, one item per data point: the per-item cost the flow avoids."""
+    import bytewax.operators as op
+    import bytewax.operators.windowing as win
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    points = []
+    for records in batches:
+        table = flatten(records, TimeBounds(max_past_s=86400)).tables["metrics"]
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        values = frame.select("metric_name", "time", pl.coalesce("value", "sum", pl.lit(0.0)).alias("v"))
+        for name, at, value in values.iter_rows():
+            points.append((name, at, value))
+    flow = Dataflow("reference")
+    stream = op.input("in", flow, TestingSource(points, batch_size=500))
+    keyed = op.key_on("key", stream, lambda p: p[0])
+    clock: win.EventClock[Any] = win.EventClock(
+        lambda p: p[1], wait_for_system_duration=timedelta(seconds=30)
+    )
+    windower = win.TumblingWindower(length=timedelta(minutes=1), align_to=datetime(2020, 1, 1, tzinfo=UTC))
+
+    def fold(acc: tuple[int, float, float, float], p: Any) -> tuple[int, float, float, float]:
+        return acc[0] + 1, acc[1] + p[2], min(acc[2], p[2]), max(acc[3], p[2])
+
+    out = win.fold_window(
+        "fold", keyed, clock, windower, lambda: (0, 0.0, float("inf"), float("-inf")), fold, lambda a, b: a
+    )
+    closed: list[Any] = []
+    op.output("out", out.down, TestingSink(closed))
+    started = time.perf_counter()
+    run_main(flow)
+    return time.perf_counter() - started, len(closed)
+
+
+# -- latencies on a live stack -------------------------------------------------------------------
+def gauge_request(instance: str, value: float, at_ns: int, service: str = "bench") -> bytes:
+    request = ExportMetricsServiceRequest()
+    resource = request.resource_metrics.add()
+    for key, text in (("service.name", service), ("service.instance.id", instance)):
+        resource.resource.attributes.append(KeyValue(key=key, value=AnyValue(string_value=text)))
+    metric = Metric(name="bench.gauge")
+    metric.gauge.data_points.add(time_unix_nano=at_ns, as_double=value)
+    resource.scope_metrics.add().metrics.append(metric)
+    return request.SerializeToString()
+
+
+class Tail:
+    """A topic read from its end: (arrival time, document) as they come."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}"})
+        parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in parts])
+        self.consumer.poll(0.5)
+
+    def wait(self, match: Any, timeout: float = 60) -> tuple[float, dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = self.consumer.poll(0.05)
+            if message is not None and not message.error():
+                document = json.loads(message.value() or b"{}")
+                if match(document):
+                    return time.time(), document
+        raise TimeoutError("no matching document")
+
+
+def percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return f"p50 {statistics.median(ordered) * 1000:8.0f} ms   p99 {p99 * 1000:8.0f} ms   (n={len(ordered)})"
+
+
+def latencies(folder: Path, samples: int) -> None:
+    rules = folder / "rules.yaml"
+    rules.write_text(RULES)
+    config = folder / "talonflow.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(folder / "state"),
+                "data_dir": str(folder / "data"),
+                "kafka": {
+                    "bootstrap_servers": f"127.0.0.1:{PORTS['kafka']}",
+                    "controller_port": PORTS["controller"],
+                },
+                "minio": {"endpoint": {"port": PORTS["minio"]}, "console": {"port": PORTS["console"]}},
+                "receiver": RECEIVER,
+                "lifecycle": {"ops": {"port": 43434}},
+                "rollups": {"allowed_lateness": "1s", "commit_interval": "1s", "resolutions": ["1m"]},
+                "alerts": {"rule_files": [str(rules)], "settle": "1s", "commit_interval": "1s"},
+                "heartbeats": {
+                    "components": {
+                        "bench": {
+                            "match": {"service.name": "bench-hb"},
+                            "expected_interval": "1s",
+                            "grace_period": "1s",
+                        }
+                    },
+                    "tick": "100ms",
+                    "startup_grace": "1s",
+                },
+            }
+        )
+    )
+    cli = [sys.executable, "-m", "talonflow.cli", "--config", str(config)]
+    print("starting the bench stack", file=sys.stderr)
+    subprocess.run([*cli, "up", "--detach"], check=True)
+    try:
+        bootstrap = f"127.0.0.1:{PORTS['kafka']}"
+        rollups, alerts, beats = (Tail(bootstrap, t) for t in (ROLLUPS_TOPIC, ALERTS_TOPIC, HEARTBEATS_TOPIC))
+        to_rollup, to_alert, to_down = [], [], []
+        base = (time.time_ns() // 60_000_000_000 + 1) * 60_000_000_000
+        with grpc.insecure_channel(f"127.0.0.1:{RECEIVER['grpc']['port']}") as channel:
+            export = channel.unary_unary("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
+            for index in range(samples):
+                instance = f"i-{index}"
+                window = base + index * 60_000_000_000  # each sample a minute later: event time only moves on
+                export(gauge_request(instance, 75.0, window + 10**9), timeout=10)
+                sent = time.time()
+                export(gauge_request(instance, 1.0, window + 62 * 10**9), timeout=10)  # closes the window
+                closed, _ = rollups.wait(
+                    lambda d, i=instance: d["attributes"].get("service.instance.id") == i
+                )
+                to_rollup.append(closed - sent)
+                fired, _ = alerts.wait(lambda d, i=instance: d["labels"].get("service.instance.id") == i)
+                to_alert.append(fired - closed)
+                print(f"  sample {index + 1}/{samples}", file=sys.stderr)
+            for index in range(max(3, samples // 4)):
+                export(gauge_request("x", 0.0, time.time_ns(), service="bench-hb"), timeout=10)
+                beat = time.time() - 0.2  # the receiver's Kafka timestamp is a little before the ack
+
+                def stale(d: dict[str, Any], after: float = beat) -> bool:
+                    seen = datetime.fromisoformat(d["last_seen"]).timestamp()
+                    return d["component"] == "bench" and d["state"] == "down" and seen >= after
+
+                down, document = beats.wait(stale)
+                last_seen = datetime.fromisoformat(document["last_seen"]).timestamp()
+                to_down.append(down - last_seen - 2.0)  # beyond interval + grace
+                print(f"  heartbeat sample {index + 1}", file=sys.stderr)
+        print(f"export -> rollup on talon_rollups (window closed by a later point): {percentiles(to_rollup)}")
+        print(f"rollup -> alert event on talon_alerts (for: 0s, settle 1s):        {percentiles(to_alert)}")
+        print(f"last heartbeat -> down verdict, beyond interval + grace:          {percentiles(to_down)}")
+    finally:
+        subprocess.run([*cli, "down"], check=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--polls", type=int, default=200)
+    parser.add_argument("--points", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--skip-stack", action="store_true", help="throughput only")
+    args = parser.parse_args()
+    batches = polls(args.polls, args.points)
+    total = args.polls * args.points
+    config = RollupsConfig(resolutions=("1m", "1h"), shards=16)
+    flat = floor(batches)
+    ours_s, rows = ours(batches, config)
+    ref_s, ref_rows = reference(batches)
+    print(f"{total} data points in {args.polls} polls, {args.points // 3} series per metric, 3 metrics")
+    print(f"floor: flatten only                     {total / flat:>12,.0f} points/s")
+    print(f"talonflow rollups (per poll, Polars)    {total / ours_s:>12,.0f} points/s   {rows} rollup rows")
+    print(f"reference: bytewax fold_window per item {total / ref_s:>12,.0f} points/s   {ref_rows} windows")
+    print(f"peak RSS of this process: {peak_rss_mb(os.getpid()):.0f} MB")
+    if not args.skip_stack:
+        with tempfile.TemporaryDirectory(prefix="talonflow-bench-rollups-") as tmp:
+            latencies(Path(tmp), args.samples)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
