@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -37,6 +35,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from schemas.topics import LOGS_TOPIC
 from talonflow.query import run_query
 from tests.conftest import LocalStack
+from tests.isolated import Flows
 from tests.otlp_clients import grpc_export, span_request, summary_request
 
 pytestmark = pytest.mark.integration
@@ -232,53 +231,6 @@ def test_poison_record_goes_to_dead_letters_and_the_rest_flows(local_stack: Loca
 
 
 # -- crash safety and scale ----------------------------------------------------------------------
-class Flows:
-    """One ingest flow as separate bytewax processes (`-i/-a`) or one process with `-w` workers."""
-
-    def __init__(self, config_file: Path, recovery: Path, processes: int, workers: int) -> None:
-        self.config_file, self.recovery = config_file, recovery
-        self.processes, self.workers = processes, workers
-        self.running: list[subprocess.Popen[bytes]] = []
-        self.log = (recovery.parent / "flow.log").open("ab")
-
-    def start(self) -> None:
-        base = [
-            sys.executable,
-            "-m",
-            "bytewax.run",
-            "flows.ingest:flow",
-            "-r",
-            str(self.recovery),
-            "-s",
-            "1",
-            "-b",
-            "0",
-        ]
-        env = {**os.environ, "TALONFLOW_CONFIG": str(self.config_file)}
-        if self.processes == 1:
-            commands = [[*base, "-w", str(self.workers)]]
-        else:
-            ports = [random.randint(20000, 30000) for _ in range(self.processes)]
-            addresses = ";".join(f"127.0.0.1:{p}" for p in ports)
-            commands = [[*base, "-i", str(i), "-a", addresses] for i in range(self.processes)]
-        self.running = [subprocess.Popen(c, env=env, stdout=self.log, stderr=self.log) for c in commands]
-
-    def kill(self) -> None:
-        for process in self.running:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-
-    def stop(self) -> None:
-        self.kill()
-        self.log.close()
-
-    def log_tail(self, lines: int = 40) -> str:
-        """What the flows printed, for a failure message."""
-        self.log.flush()
-        text = (self.recovery.parent / "flow.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-
 def isolated_flow(
     local_stack: LocalStack, tmp_path: Path, processes: int, workers: int
 ) -> tuple[Flows, Path]:

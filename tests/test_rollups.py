@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+import random
+import subprocess
+import sys
+import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -23,6 +33,8 @@ from schemas.rollups import GENAI_COST, GENAI_TOKENS, SPAN_DURATION
 from schemas.topics import ROLLUPS_TOPIC
 from talonflow.query import run_query
 from tests.conftest import LocalStack, read_records
+from tests.isolated import Flows
+from tests.otlp_clients import grpc_export
 
 pytestmark = pytest.mark.integration
 
@@ -104,3 +116,90 @@ def test_sdk_metrics_and_spans_roll_up_exactly(local_stack: LocalStack) -> None:
     assert document["increase"] == added.sum() and document["resolution"] == "1m"
     assert document["attributes"]["service.instance.id"] == instance
     assert document["window_start"].endswith(":00Z")
+
+
+def stream_counter(local_stack: LocalStack, instance: str, stop: threading.Event, sent: list[int]) -> None:
+    """An agent exporting delta counter points (value 1, event time now) until told to stop."""
+    with grpc.insecure_channel(local_stack.grpc_endpoint) as channel:
+        while not stop.is_set():
+            request = ExportMetricsServiceRequest()
+            resource = request.resource_metrics.add()
+            for key, value in (("service.name", "killed"), ("service.instance.id", instance)):
+                resource.resource.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+            metric = Metric(name="kill.counter")
+            metric.sum.aggregation_temporality = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+            metric.sum.is_monotonic = True
+            now = time.time_ns()
+            for index in range(10):
+                point = metric.sum.data_points.add(time_unix_nano=now + index, as_double=1.0)
+                point.attributes.append(KeyValue(key="loop", value=AnyValue(string_value=f"l{index % 3}")))
+            resource.scope_metrics.add().metrics.append(metric)
+            grpc_export(channel, "metrics", request.SerializeToString())
+            sent[0] += 10
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("processes", "workers"), [(1, 2), (2, 1)], ids=["-w 2", "two processes"])
+def test_kill_9_during_a_stream_keeps_every_rollup_exact(
+    local_stack: LocalStack, tmp_path: Path, processes: int, workers: int
+) -> None:
+    """Recovery restores shards, cumulative state and open windows: counts come out exact, once each."""
+    data = tmp_path / "data"
+    config = tmp_path / "flow.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {"bootstrap_servers": local_stack.config.kafka.bootstrap_servers},
+                "data_dir": str(data),
+                "rollups": {
+                    "allowed_lateness": "1s",
+                    "resolutions": ["1m", "1h"],
+                    "poll_records": 20,
+                    "shards": 4,
+                },
+            }
+        )
+    )
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "4"], check=True)
+    flows = Flows(config, recovery, processes, workers, flow="rollups")
+    instance = uuid.uuid4().hex[:10]
+    stop, sent = threading.Event(), [0]
+    streamer = threading.Thread(target=stream_counter, args=(local_stack, instance, stop, sent))
+    streamer.start()
+    try:
+        flows.start()
+        for _ in range(5):
+            time.sleep(random.uniform(1.5, 4.0))
+            flows.kill()
+            flows.start()
+        time.sleep(2)
+    finally:
+        stop.set()
+        streamer.join()
+
+    def rows() -> pl.DataFrame:
+        files = list(data.glob("rollups_1m/date=*/hour=*/*.parquet"))
+        if not files:
+            return pl.DataFrame()
+        frame = pl.read_parquet(files)
+        return frame.filter(pl.col("attributes").map.get("service.instance.id") == instance)
+
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # the last window closes on the clock once the stream stops
+            if (found := rows()).height and found["increase"].sum() >= sent[0]:
+                break
+            time.sleep(1)
+        time.sleep(3)  # a duplicate would show now
+        found = rows()
+    finally:
+        flows.stop()
+    assert sent[0] > 300
+    assert found.select(pl.struct("series_id", "window_start").is_duplicated().any()).item() is False, (
+        flows.log_tail()
+    )
+    assert found["increase"].sum() == sent[0], flows.log_tail()
+    assert found["points"].sum() == sent[0]
+    assert found["attributes"].map.get("loop").unique().sort().to_list() == ["l0", "l1", "l2"]
