@@ -1,14 +1,15 @@
 """Rollups, alerts and heartbeats: throughput against bytewax's own windows, and end-to-end latencies.
 
-    python -m bench.rollups [--polls 200] [--points 500] [--samples 20]
+    python -m bench.rollups [--requests 200] [--points 500] [--per-poll 1,20] [--samples 15]
 
 1. Throughput, in process, on the same points: (a) flows/rollups.py's per-poll path (flatten,
    points, shard split, fold into 1-minute windows and close them), next to (b) the floor of
    flattening alone and (c) the reference, bytewax's `fold_window` over tumbling windows with
    one item per data point (what BYTEWAX.md warns about), counting the same count/sum/min/max.
-2. Latencies on a private stack (ports 49xxx): export → rollup on `talon_rollups` (a window
-   closed by a later point, so no waiting for the clock), rollup → alert event on `talon_alerts`
-   (a `for: 0s` threshold rule), and last heartbeat → down verdict beyond interval + grace.
+2. Latencies on a private stack (ports 49xxx), in real time: export → rollup on `talon_rollups`
+   (mostly the wait for the 1-minute window to end, so also the delay after it closed),
+   rollup → alert event on `talon_alerts` (a `for: 0s` threshold rule), and last heartbeat →
+   down verdict beyond interval + grace.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 import grpc
 import polars as pl
+import pyarrow as pa
 import yaml
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -35,7 +37,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
 from bench.ingest import metrics_request, peak_rss_mb
-from flows.rollups import ShardState, ShardWindows, by_shard, to_points
+from flows.aggregates import metric_points
+from flows.rollups import ShardState, ShardWindows, by_shard
 from schemas.config import RollupsConfig
 from schemas.flatten import KafkaRecord, TimeBounds, flatten
 from schemas.topics import ALERTS_TOPIC, HEARTBEATS_TOPIC, METRICS_TOPIC, ROLLUPS_TOPIC
@@ -55,55 +58,54 @@ groups:
 """
 
 
-def polls(count: int, points: int) -> list[list[KafkaRecord]]:
-    """`count` Kafka polls of one metrics request each, spread over two minutes of event time."""
+def polls(count: int, points: int, per_poll: int) -> list[list[KafkaRecord]]:
+    """`count` metrics requests over two minutes of event time, `per_poll` of them per Kafka poll
+    (a flow that keeps up reads small polls; one catching up reads `rollups.poll_records`)."""
     start = time.time_ns() - 180 * 10**9
-    out = []
+    records = []
     for seed in range(count):
         now = start + seed * (120 * 10**9 // count)
-        out.append(
-            [KafkaRecord(METRICS_TOPIC, 0, seed, now // 10**6, b"k", metrics_request(points, now, seed))]
-        )
-    return out
+        body = metrics_request(points, now, seed)
+        records.append(KafkaRecord(METRICS_TOPIC, 0, seed, now // 10**6, b"k", body))
+    return [records[i : i + per_poll] for i in range(0, count, per_poll)]
 
 
-def ours(batches: list[list[KafkaRecord]], config: RollupsConfig) -> tuple[float, int]:
-    """Seconds for the rollups flow's per-poll work, and the rollup rows it closed."""
-    bounds = TimeBounds(max_past_s=86400)
+def flattened(batches: list[list[KafkaRecord]]) -> tuple[float, list[pa.Table]]:
+    """Seconds to flatten every poll (the floor both paths share), and the metrics tables."""
+    started = time.perf_counter()
+    tables = [flatten(records, TimeBounds(max_past_s=86400)).tables["metrics"] for records in batches]
+    return time.perf_counter() - started, tables
+
+
+def ours(tables: list[pa.Table], config: RollupsConfig) -> tuple[float, int]:
+    """Seconds for the rollups flow's work after flattening, per poll, and the rollup rows closed."""
     shards = {str(s): ShardWindows(config, ShardState()) for s in range(config.shards)}
     rows = 0
     started = time.perf_counter()
-    for records in batches:
-        for shard, frame in by_shard(to_points(("m:0", records), bounds, {}), config.shards):
-            rows += sum(table.num_rows for _seq, (_d, table) in shards[shard].on_item(frame)[0])
+    for table in tables:
+        for shard, frame in by_shard(metric_points(table, {}), config.shards):
+            rows += sum(out.num_rows for _seq, (_d, out) in shards[shard].on_item(frame)[0])
     for logic in shards.values():  # close what is still open: the watermark past everything
         logic.state.newest_ns += 10**13
-        rows += sum(table.num_rows for _seq, (_d, table) in logic.on_notify()[0])
+        rows += sum(out.num_rows for _seq, (_d, out) in logic.on_notify()[0])
     return time.perf_counter() - started, rows
 
 
-def floor(batches: list[list[KafkaRecord]]) -> float:
-    started = time.perf_counter()
-    for records in batches:
-        flatten(records, TimeBounds(max_past_s=86400))
-    return time.perf_counter() - started
-
-
-def reference(batches: list[list[KafkaRecord]]) -> tuple[float, int]:
-    """bytewax fold_window, one item per data point: the per-item cost the flow avoids."""
+def reference(tables: list[pa.Table]) -> tuple[float, int]:
+    """bytewax fold_window keyed by series, one item per data point: the per-item cost avoided."""
     import bytewax.operators as op
     import bytewax.operators.windowing as win
     from bytewax.dataflow import Dataflow
     from bytewax.testing import TestingSink, TestingSource, run_main
 
     points = []
-    for records in batches:
-        table = flatten(records, TimeBounds(max_past_s=86400)).tables["metrics"]
+    for table in tables:
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
-        values = frame.select("metric_name", "time", pl.coalesce("value", "sum", pl.lit(0.0)).alias("v"))
-        for name, at, value in values.iter_rows():
-            points.append((name, at, value))
+        series = pl.concat_str("metric_name", pl.col("attributes").map.get("loop"))
+        values = frame.select(series, "time", pl.coalesce("value", "sum", pl.lit(0.0)))
+        for key, at, value in values.iter_rows():
+            points.append((key, at.replace(tzinfo=UTC), value))  # bytewax wants datetime.UTC itself
     flow = Dataflow("reference")
     stream = op.input("in", flow, TestingSource(points, batch_size=500))
     keyed = op.key_on("key", stream, lambda p: p[0])
@@ -201,23 +203,28 @@ def latencies(folder: Path, samples: int) -> None:
     try:
         bootstrap = f"127.0.0.1:{PORTS['kafka']}"
         rollups, alerts, beats = (Tail(bootstrap, t) for t in (ROLLUPS_TOPIC, ALERTS_TOPIC, HEARTBEATS_TOPIC))
-        to_rollup, to_alert, to_down = [], [], []
-        base = (time.time_ns() // 60_000_000_000 + 1) * 60_000_000_000
+        to_rollup, after_close, to_alert, to_down = [], [], [], []
+        lateness = 1.0  # rollups.allowed_lateness above
         with grpc.insecure_channel(f"127.0.0.1:{RECEIVER['grpc']['port']}") as channel:
             export = channel.unary_unary("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
-            for index in range(samples):
-                instance = f"i-{index}"
-                window = base + index * 60_000_000_000  # each sample a minute later: event time only moves on
-                export(gauge_request(instance, 75.0, window + 10**9), timeout=10)
-                sent = time.time()
-                export(gauge_request(instance, 1.0, window + 62 * 10**9), timeout=10)  # closes the window
-                closed, _ = rollups.wait(
-                    lambda d, i=instance: d["attributes"].get("service.instance.id") == i
-                )
-                to_rollup.append(closed - sent)
-                fired, _ = alerts.wait(lambda d, i=instance: d["labels"].get("service.instance.id") == i)
-                to_alert.append(fired - closed)
-                print(f"  sample {index + 1}/{samples}", file=sys.stderr)
+            for window in range(max(1, samples // 5)):  # real time: 5 agents cross the threshold per minute
+                time.sleep(62 - time.time() % 60)  # just after a minute starts
+                window_end = (time.time() // 60 + 1) * 60
+                sent = {}
+                for agent in range(5):
+                    instance = f"w{window}-a{agent}"
+                    export(gauge_request(instance, 75.0, time.time_ns()), timeout=10)
+                    sent[instance] = time.time()
+                    time.sleep(1)
+                for instance, at in sent.items():
+                    closed, _ = rollups.wait(
+                        lambda d, i=instance: d["attributes"].get("service.instance.id") == i, timeout=120
+                    )
+                    fired, _ = alerts.wait(lambda d, i=instance: d["labels"].get("service.instance.id") == i)
+                    to_rollup.append(closed - at)
+                    after_close.append(closed - window_end - lateness)
+                    to_alert.append(fired - closed)
+                print(f"  window {window + 1}", file=sys.stderr)
             for index in range(max(3, samples // 4)):
                 export(gauge_request("x", 0.0, time.time_ns(), service="bench-hb"), timeout=10)
                 beat = time.time() - 0.2  # the receiver's Kafka timestamp is a little before the ack
@@ -230,7 +237,8 @@ def latencies(folder: Path, samples: int) -> None:
                 last_seen = datetime.fromisoformat(document["last_seen"]).timestamp()
                 to_down.append(down - last_seen - 2.0)  # beyond interval + grace
                 print(f"  heartbeat sample {index + 1}", file=sys.stderr)
-        print(f"export -> rollup on talon_rollups (window closed by a later point): {percentiles(to_rollup)}")
+        print(f"export -> rollup on talon_rollups (1m windows):                  {percentiles(to_rollup)}")
+        print(f"  of which after the window closed (its end + allowed lateness): {percentiles(after_close)}")
         print(f"rollup -> alert event on talon_alerts (for: 0s, settle 1s):        {percentiles(to_alert)}")
         print(f"last heartbeat -> down verdict, beyond interval + grace:          {percentiles(to_down)}")
     finally:
@@ -241,21 +249,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--polls", type=int, default=200)
-    parser.add_argument("--points", type=int, default=500)
-    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--points", type=int, default=500, help="data points per request")
+    parser.add_argument("--per-poll", default="1,20", help="requests per Kafka poll, comma-separated")
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--samples", type=int, default=15, help="latency samples (5 per minute)")
     parser.add_argument("--skip-stack", action="store_true", help="throughput only")
     args = parser.parse_args()
-    batches = polls(args.polls, args.points)
-    total = args.polls * args.points
-    config = RollupsConfig(resolutions=("1m", "1h"), shards=16)
-    flat = floor(batches)
-    ours_s, rows = ours(batches, config)
-    ref_s, ref_rows = reference(batches)
-    print(f"{total} data points in {args.polls} polls, {args.points // 3} series per metric, 3 metrics")
-    print(f"floor: flatten only                     {total / flat:>12,.0f} points/s")
-    print(f"talonflow rollups (per poll, Polars)    {total / ours_s:>12,.0f} points/s   {rows} rollup rows")
-    print(f"reference: bytewax fold_window per item {total / ref_s:>12,.0f} points/s   {ref_rows} windows")
+    total = args.requests * args.points
+    config = RollupsConfig(resolutions=("1m", "1h"), shards=args.shards)
+    print(f"{total} data points in {args.requests} requests, {args.points // 3} series per metric, 3 metrics")
+    for per_poll in (int(n) for n in args.per_poll.split(",")):
+        flat, tables = flattened(polls(args.requests, args.points, per_poll))
+        ours_s, rows = ours(tables, config)
+        print(f"{per_poll:>3} requests/poll: flatten (the floor) {total / flat:>10,.0f} points/s")
+        print(
+            f"{per_poll:>3} requests/poll: talonflow windows   {total / ours_s:>10,.0f} points/s   ", end=""
+        )
+        print(f"{rows} rollup rows; the flow end to end: {total / (flat + ours_s):,.0f} points/s")
+    ref_s, ref_rows = reference(tables)
+    print(f"reference: bytewax fold_window per point     {total / ref_s:>10,.0f} points/s   ", end="")
+    print(f"{ref_rows} windows (count, sum, min, max only)")
     print(f"peak RSS of this process: {peak_rss_mb(os.getpid()):.0f} MB")
     if not args.skip_stack:
         with tempfile.TemporaryDirectory(prefix="talonflow-bench-rollups-") as tmp:
