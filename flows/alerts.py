@@ -19,6 +19,7 @@ groups, deduplicates and delivers them off the dataflow's thread.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import zlib
 from collections.abc import Iterable
@@ -34,15 +35,18 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 
 from flows.kafka_batches import Batch, KafkaBatchSource
+from flows.lazy import lazy_flow, sequenced_sink
+from flows.rollups import NOTIFY_EVERY_S as ROLLUPS_TICK_S
 from flows.rule_engine import RuleRunner, alert_rows
-from schemas.config import TalonflowConfig, load_config
+from schemas.config import TalonflowConfig
 from schemas.rollups import ROLLUPS_SCHEMA
 from schemas.rules import Rule, load_rules
 from schemas.topics import ALERTS_TOPIC, ROLLUPS_TOPIC
 from sinks.notify import Notifier
-from sinks.parquet import Chunk, ParquetSink
+from sinks.parquet import Chunk
 
 CONSUMER_GROUP = "talonflow-alerts"
+log = logging.getLogger(__name__)
 Event = dict[str, Any]
 _NOTIFIED = ("firing", "resolved")
 
@@ -72,6 +76,7 @@ def rollup_frame(batch: Batch) -> pl.DataFrame:
 class RuleState:
     runner: RuleRunner
     waiting: dict[datetime, float] = field(default_factory=dict)  # window end -> when it may be evaluated
+    evaluated: datetime | None = None  # the latest window evaluated
     sequence: int = 0
 
 
@@ -96,10 +101,14 @@ class RuleLogic(StatefulLogic[tuple[str, pl.DataFrame], tuple[int, list[Event]],
             self.state = RuleState(RuleRunner(self._rules[name]))
         if frame.is_empty():
             return [], StatefulLogic.RETAIN
+        evaluated = self.state.evaluated
+        if evaluated is not None and (late := frame.filter(pl.col("window_end") <= evaluated)).height:
+            log.warning("%s: %d rollups arrived after their window was evaluated", name, late.height)
         self.state.runner.add(frame)
         now = time.time()
         for end in frame["window_end"].unique().to_list():
-            closes = end.timestamp() + self._lateness  # when the rollups flow closes it, on the clock
+            # when the rollups flow closes it on the clock: its end, the lateness, one tick of its clock
+            closes = end.timestamp() + self._lateness + ROLLUPS_TICK_S
             self.state.waiting.setdefault(end, max(now, closes) + self._settle)
         newest = max(self.state.waiting)
         return self._evaluate(lambda end, due: end < newest or now >= due)
@@ -126,6 +135,7 @@ class RuleLogic(StatefulLogic[tuple[str, pl.DataFrame], tuple[int, list[Event]],
                 break
             del self.state.waiting[end]
             events.extend(self.state.runner.evaluate(end))
+            self.state.evaluated = end
         if not events:
             return [], StatefulLogic.RETAIN
         self.state.sequence += 1
@@ -173,13 +183,7 @@ def build(config: TalonflowConfig) -> Dataflow:
         notify(notifier, events)
         return part_of(rule), ("alerts", alert_rows(events), sequence, sequence)
 
-    sink = ParquetSink(
-        config.data_dir,
-        [part_of(rule) for rule in rules],
-        lambda _part: 0,  # no state: the rules start over from the earliest rollup, so from output 0
-        config.ingest.roll_bytes,
-        config.ingest.row_group_rows,
-    )
+    sink = sequenced_sink(config, [part_of(rule) for rule in rules])
     op.output("parquet", op.map("chunk", transitions, to_chunk), sink)
 
     def messages(item: tuple[str, tuple[int, list[Event]]]) -> list[KafkaSinkMessage[bytes, bytes]]:
@@ -194,8 +198,4 @@ def build(config: TalonflowConfig) -> Dataflow:
     return flow
 
 
-def __getattr__(name: str) -> Dataflow:
-    """`flows.alerts:flow`, built on first access so importing the module has no side effects."""
-    if name == "flow":
-        return build(load_config())
-    raise AttributeError(name)
+__getattr__ = lazy_flow(build)

@@ -38,9 +38,10 @@ from bytewax.operators import StatefulLogic
 from google.protobuf.message import DecodeError
 
 from flows.kafka_batches import Batch, KafkaBatchSource
+from flows.lazy import lazy_flow, sequenced_sink
 from flows.rule_engine import ACTIVE_ENDS_AT, alert_rows, fingerprint, rfc3339
 from receiver.signals import SIGNALS
-from schemas.config import HeartbeatComponent, HeartbeatsConfig, TalonflowConfig, load_config
+from schemas.config import HeartbeatComponent, HeartbeatsConfig, TalonflowConfig
 from schemas.datasets import DATASETS
 from schemas.flatten import KafkaRecord
 from schemas.rollups import COMPONENT_LABEL, HEARTBEAT_ACTIVE, HEARTBEAT_AGE, HEARTBEAT_STALE
@@ -54,7 +55,7 @@ from schemas.topics import (
     SERVICE_NAME,
 )
 from sinks.notify import Notifier
-from sinks.parquet import Chunk, ParquetSink
+from sinks.parquet import Chunk
 
 CONSUMER_GROUP = "talonflow-heartbeats"
 ALERT_NAME: Final = "HeartbeatDown"
@@ -412,13 +413,7 @@ def build(config: TalonflowConfig) -> Dataflow:
                 notifier.submit(json.loads(value))
         return f"heartbeats:{shard}", (dataset, table, sequence, sequence)
 
-    sink = ParquetSink(
-        config.data_dir,
-        [f"heartbeats:{shard}" for shard in range(shards)],
-        lambda _part: 0,
-        config.ingest.roll_bytes,
-        config.ingest.row_group_rows,
-    )
+    sink = sequenced_sink(config, [f"heartbeats:{shard}" for shard in range(shards)])
     op.output("parquet", op.map("chunk", watched, to_chunk), sink)
 
     def to_messages(item: tuple[str, tuple[int, Output]]) -> list[KafkaSinkMessage[bytes, bytes]]:
@@ -433,8 +428,4 @@ def build(config: TalonflowConfig) -> Dataflow:
     return flow
 
 
-def __getattr__(name: str) -> Dataflow:
-    """`flows.heartbeats:flow`, built on first access so importing the module has no side effects."""
-    if name == "flow":
-        return build(load_config())
-    raise AttributeError(name)
+__getattr__ = lazy_flow(build)

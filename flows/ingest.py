@@ -15,7 +15,8 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from flows.kafka_batches import Batch, KafkaBatchSource, earliest_offset
-from schemas.config import TalonflowConfig, load_config
+from flows.lazy import lazy_flow
+from schemas.config import TalonflowConfig
 from schemas.flatten import TimeBounds, flatten
 from schemas.topics import OTLP_TOPICS
 from sinks.parquet import Chunk, ParquetSink
@@ -48,8 +49,4 @@ def build(config: TalonflowConfig) -> Dataflow:
     return flow
 
 
-def __getattr__(name: str) -> Dataflow:
-    """`flows.ingest:flow`, built on first access so importing the module has no side effects."""
-    if name == "flow":
-        return build(load_config())
-    raise AttributeError(name)
+__getattr__ = lazy_flow(build)

@@ -46,14 +46,16 @@ from flows.aggregates import (
     span_points,
 )
 from flows.kafka_batches import Batch, KafkaBatchSource
-from schemas.config import RollupsConfig, TalonflowConfig, load_config
+from flows.lazy import lazy_flow, sequenced_sink
+from schemas.config import RollupsConfig, TalonflowConfig
 from schemas.datasets import DATASETS
 from schemas.flatten import TimeBounds, flatten
 from schemas.rollups import RESOLUTIONS
 from schemas.topics import METRICS_TOPIC, ROLLUPS_TOPIC, SPANS_TOPIC
-from sinks.parquet import Chunk, ParquetSink
+from sinks.parquet import Chunk
 
 CONSUMER_GROUP = "talonflow-rollups"
+NOTIFY_EVERY_S = 1.0  # how often an idle shard checks its windows against the clock
 SINK_PREFIX = "rollups"
 Output = tuple[str, pa.Table]  # (dataset name, rows)
 
@@ -101,7 +103,7 @@ class ShardWindows(StatefulLogic[pl.DataFrame, tuple[int, Output], ShardState]):
         return self._emit(self._close(self._watermark())), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        return datetime.now(UTC) + timedelta(seconds=1) if self.state.open else None
+        return datetime.now(UTC) + timedelta(seconds=NOTIFY_EVERY_S) if self.state.open else None
 
     def snapshot(self) -> ShardState:
         return self.state
@@ -225,13 +227,7 @@ def build(config: TalonflowConfig) -> Dataflow:
         return f"{SINK_PREFIX}:{shard}", (dataset, table, sequence, sequence)
 
     chunks = op.map("chunk", windows, to_chunk)
-    sink = ParquetSink(
-        config.data_dir,
-        [f"{SINK_PREFIX}:{shard}" for shard in range(shards)],
-        lambda _part: 0,  # no state: every shard starts over from the earliest record, so from output 0
-        config.ingest.roll_bytes,
-        config.ingest.row_group_rows,
-    )
+    sink = sequenced_sink(config, [f"{SINK_PREFIX}:{shard}" for shard in range(shards)])
     op.output("parquet", chunks, sink)
     messages = op.flat_map("json", windows, lambda item: kafka_messages(item[1][1]))
     brokers = config.kafka.bootstrap_servers.split(",")
@@ -240,8 +236,4 @@ def build(config: TalonflowConfig) -> Dataflow:
     return flow
 
 
-def __getattr__(name: str) -> Dataflow:
-    """`flows.rollups:flow`, built on first access so importing the module has no side effects."""
-    if name == "flow":
-        return build(load_config())
-    raise AttributeError(name)
+__getattr__ = lazy_flow(build)

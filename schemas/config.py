@@ -190,7 +190,7 @@ class RollupsConfig(_Strict):
 
     resolutions: tuple[str, ...] = ("1m", "1h", "1d")  # each a multiple of the one before
     allowed_lateness: Seconds = 30.0  # a window closes this long after event time passed its end
-    shards: int = Field(16, ge=1)  # keyed-state partitions, spread over workers
+    shards: int = Field(4, ge=1)  # keyed-state partitions: at least workers x processes; each costs per poll
     commit_interval: Seconds = Field(10.0, ge=1)  # bytewax snapshots: rollup files appear this often
     sketch_scale: int = Field(6, ge=0, le=10)  # gauge quantile sketch: relative error ~ 2**(2**-s) - 1
     prices: dict[str, Price] = Field(default_factory=dict)  # gen_ai.request.model → price

@@ -6,9 +6,15 @@ import pickle
 from typing import Any
 
 import pyarrow as pa
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
-from flows.heartbeats import ALERT_NAME, Beat, ShardState, ShardWatch, seeds, shard_of
+from flows.heartbeats import ALERT_NAME, Beat, Matcher, ShardState, ShardWatch, seeds, shard_of
 from schemas.config import HeartbeatsConfig
+from schemas.flatten import KafkaRecord
+from schemas.topics import LOGS_TOPIC, METRICS_TOPIC
 
 S = 1_000_000_000
 CONFIG = HeartbeatsConfig.model_validate(
@@ -94,3 +100,44 @@ def test_a_restart_does_not_page_while_it_catches_up() -> None:
 def test_components_spread_over_shards_deterministically() -> None:
     assert shard_of("main_agent", 8) == shard_of("main_agent", 8)
     assert len({shard_of(f"agent-{i}", 8) for i in range(100)}) == 8
+
+
+def _metrics_record(service: str, metric: str, at_ms: int) -> KafkaRecord:
+    request = ExportMetricsServiceRequest()
+    resource = request.resource_metrics.add()
+    resource.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=service)))
+    resource.scope_metrics.add().metrics.append(Metric(name=metric))
+    return KafkaRecord(METRICS_TOPIC, 0, 0, at_ms, None, request.SerializeToString())
+
+
+def _log_record(service: str, event: str, at_ms: int) -> KafkaRecord:
+    request = ExportLogsServiceRequest()
+    resource = request.resource_logs.add()
+    resource.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=service)))
+    resource.scope_logs.add().log_records.add(event_name=event)
+    return KafkaRecord(LOGS_TOPIC, 0, 0, at_ms, None, request.SerializeToString())
+
+
+def test_a_beat_is_any_signal_or_only_the_named_metric_or_log_event() -> None:
+    config = HeartbeatsConfig.model_validate(
+        {
+            "components": {
+                "cron": {"match": {"service.name": "cron"}, "expected_interval": 60, "grace_period": 60,
+                         "metric": "cron.heartbeat"},
+                "voice": {"match": {"service.name": "voice"}, "expected_interval": 30, "grace_period": 60,
+                          "log_event": "voice.alive"},
+            }
+        }
+    )  # fmt: skip
+    matcher = Matcher(config)
+    beats = matcher.beats(
+        [
+            _metrics_record("cron", "cron.jobs", 1000),  # another metric: no beat
+            _log_record("voice", "voice.alive", 2000),
+            _metrics_record("planner", "anything", 3000),  # unconfigured: any signal, default interval
+        ]
+    )
+    assert set(beats) == {"voice", "planner/"}
+    assert (beats["voice"].seen_ms, beats["voice"].interval) == (2000, 30)
+    assert beats["planner/"].interval == config.default_interval
+    assert matcher.beats([_metrics_record("cron", "cron.heartbeat", 4000)])["cron"].seen_ms == 4000
