@@ -31,7 +31,7 @@ import grpc
 import polars as pl
 import pyarrow as pa
 import yaml
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
@@ -145,18 +145,24 @@ class Tail:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}"})
         parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in parts])
-        self.consumer.poll(0.5)
+        # concrete end offsets now: OFFSET_END would resolve at the first fetch, maybe much later
+        ends = [self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts]
+        self.consumer.assign([TopicPartition(topic, p, end) for p, end in zip(parts, ends, strict=True)])
+        self.seen: list[tuple[float, dict[str, Any]]] = []
 
     def wait(self, match: Any, timeout: float = 60) -> tuple[float, dict[str, Any]]:
+        """(arrival time, document) of the first match; what does not match is kept for later waits."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
+            for seen in self.seen:
+                if match(seen[1]):
+                    self.seen.remove(seen)
+                    return seen
+            if time.monotonic() > deadline:
+                raise TimeoutError("no matching document")
             message = self.consumer.poll(0.05)
             if message is not None and not message.error():
-                document = json.loads(message.value() or b"{}")
-                if match(document):
-                    return time.time(), document
-        raise TimeoutError("no matching document")
+                self.seen.append((time.time(), json.loads(message.value() or b"{}")))
 
 
 def percentiles(samples: list[float]) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import polars as pl
 import pytest
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from schemas.topics import HEARTBEATS_TOPIC
 from talonflow.query import run_query
@@ -33,7 +33,12 @@ class Transitions:
             {"bootstrap.servers": local_stack.config.kafka.bootstrap_servers, "group.id": f"t-{uuid.uuid4()}"}
         )
         topic = self._consumer.list_topics(HEARTBEATS_TOPIC, timeout=10).topics[HEARTBEATS_TOPIC]
-        self._consumer.assign([TopicPartition(HEARTBEATS_TOPIC, p, OFFSET_END) for p in topic.partitions])
+        # concrete end offsets: OFFSET_END would resolve only at the first fetch
+        ends = {
+            p: self._consumer.get_watermark_offsets(TopicPartition(HEARTBEATS_TOPIC, p))[1]
+            for p in topic.partitions
+        }
+        self._consumer.assign([TopicPartition(HEARTBEATS_TOPIC, p, end) for p, end in ends.items()])
         self.seen: list[tuple[float, dict[str, Any]]] = []  # (arrival time, document)
 
     def until(self, state: str, seen_after: float, timeout: float = 30) -> dict[str, Any]:
