@@ -33,11 +33,10 @@ import bytewax.operators as op
 import pyarrow as pa
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
 from bytewax.dataflow import Dataflow
-from bytewax.inputs import SimplePollingSource
 from bytewax.operators import StatefulLogic
 from google.protobuf.message import DecodeError
 
-from flows.kafka_batches import Batch, KafkaBatchSource
+from flows.kafka_batches import CLOCK_PART, Batch, KafkaBatchSource
 from flows.lazy import lazy_flow, sequenced_sink
 from flows.rule_engine import ACTIVE_ENDS_AT, alert_rows, fingerprint, rfc3339
 from receiver.signals import SIGNALS
@@ -353,13 +352,6 @@ def shard_of(component: str, shards: int) -> int:
     return zlib.crc32(component.encode()) % shards
 
 
-class Clock(SimplePollingSource[int]):
-    """The tick that judges components even when no record arrives at all."""
-
-    def next_item(self) -> int:
-        return time.time_ns()
-
-
 def seeds(config: HeartbeatsConfig) -> dict[str, Beat]:
     """Configured components, watched from the flow's start as if they had just reported."""
     now_ms = time.time_ns() // 1_000_000
@@ -385,21 +377,21 @@ def build(config: TalonflowConfig) -> Dataflow:
     notifier.start()
 
     flow = Dataflow("heartbeats")
-    source = KafkaBatchSource(config.kafka, OTLP_TOPICS, CONSUMER_GROUP, 500)
-    polls = op.input("kafka", flow, source)
+    tick = timedelta(seconds=settings.tick)
+    polls = op.input("kafka", flow, KafkaBatchSource(config.kafka, OTLP_TOPICS, CONSUMER_GROUP, 500, tick))
 
-    def beats_by_shard(batch: Batch) -> list[tuple[str, Item]]:
-        by_shard: dict[int, dict[str, Beat]] = {}
-        for name, beat in matcher.beats(batch[1]).items():
-            by_shard.setdefault(shard_of(name, shards), {})[name] = beat
-        return [(str(shard), ("beats", found)) for shard, found in by_shard.items()]
+    def by_shard(batch: Batch) -> list[tuple[str, Item]]:
+        """A tick reaches every shard; a poll's beats go to the shards of their components."""
+        part, records = batch
+        if part == CLOCK_PART:
+            now = time.time_ns()
+            return [(str(s), ("tick", (now, s))) for s in range(shards)]
+        found: dict[int, dict[str, Beat]] = {}
+        for name, beat in matcher.beats(records).items():
+            found.setdefault(shard_of(name, shards), {})[name] = beat
+        return [(str(shard), ("beats", beats)) for shard, beats in found.items()]
 
-    beats = op.flat_map("beats", polls, beats_by_shard)
-    ticks = op.input("clock", flow, Clock(timedelta(seconds=settings.tick)))
-    broadcast = op.flat_map(
-        "broadcast", ticks, lambda now: [(str(s), ("tick", (now, s))) for s in range(shards)]
-    )
-    items = op.merge("items", beats, broadcast)
+    items = op.flat_map("by-shard", polls, by_shard)
 
     def build_logic(key_state: ShardState | None) -> ShardWatch:
         return ShardWatch(settings, seeded, key_state)

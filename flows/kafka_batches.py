@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -20,10 +20,11 @@ from schemas.flatten import KafkaRecord
 
 log = logging.getLogger(__name__)
 Batch = tuple[str, list[KafkaRecord]]  # ("topic:partition", records of one poll)
+CLOCK_PART: Final = "clock"  # the extra partition of a ticking source: yields (CLOCK_PART, []) batches
 _IDLE = timedelta(milliseconds=100)
 
 
-class _PartitionReader(StatefulSourcePartition[Batch, int]):
+class _PartitionReader(StatefulSourcePartition[Batch, int | None]):
     def __init__(self, settings: dict[str, Any], topic: str, partition: int, offset: int, size: int) -> None:
         self._topic, self._partition, self._size = topic, partition, size
         self._consumer = Consumer(settings)
@@ -70,6 +71,31 @@ class _PartitionReader(StatefulSourcePartition[Batch, int]):
         self._consumer.close()
 
 
+class _ClockPartition(StatefulSourcePartition[Batch, int | None]):
+    """A tick every `interval`, as an empty batch of the same source.
+
+    Not a second input (bytewax's `SimplePollingSource`): two inputs advance their epochs out of
+    step, and an input whose epoch waits for the other's is re-activated at once, again and
+    again, until it may go on, which kept a core busy (bytewax 0.21, src/inputs.rs). One source,
+    one epoch clock.
+    """
+
+    def __init__(self, interval: timedelta) -> None:
+        self._interval = interval
+        self._next = datetime.now(UTC)
+
+    def next_batch(self) -> list[Batch]:
+        now = datetime.now(UTC)
+        self._next = max(self._next + self._interval, now)  # after a stall, one tick, not a burst
+        return [(CLOCK_PART, [])]
+
+    def next_awake(self) -> datetime | None:
+        return self._next
+
+    def snapshot(self) -> None:
+        return None
+
+
 def source_partitions(settings: dict[str, Any], topics: tuple[str, ...]) -> list[str]:
     """ "topic:partition" for every partition of `topics`, as sources and sinks name them."""
     consumer = Consumer({**settings, "group.id": f"{settings['group.id']}-metadata"})
@@ -96,12 +122,21 @@ def earliest_offset(settings: dict[str, Any], part: str) -> int:
     return int(low)
 
 
-class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
-    """Every partition of `topics`, read from the start (or the resumed offset), a poll per item."""
+class KafkaBatchSource(FixedPartitionedSource[Batch, int | None]):
+    """Every partition of `topics`, read from the start (or the resumed offset), a poll per item;
+    with `tick`, also a clock partition that yields an empty `CLOCK_PART` batch that often."""
 
-    def __init__(self, kafka: KafkaConfig, topics: tuple[str, ...], group_id: str, poll_records: int) -> None:
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        topics: tuple[str, ...],
+        group_id: str,
+        poll_records: int,
+        tick: timedelta | None = None,
+    ) -> None:
         self._topics = topics
         self._poll_records = poll_records
+        self._tick = tick
         self.settings: dict[str, Any] = {
             "bootstrap.servers": kafka.bootstrap_servers,
             "group.id": group_id,
@@ -114,9 +149,14 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int]):
         }
 
     def list_parts(self) -> list[str]:
-        return source_partitions(self.settings, self._topics)
+        clock = [] if self._tick is None else [CLOCK_PART]
+        return source_partitions(self.settings, self._topics) + clock
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _PartitionReader:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> StatefulSourcePartition[Batch, int | None]:
+        if for_part == CLOCK_PART and self._tick is not None:
+            return _ClockPartition(self._tick)
         topic, partition = for_part.rsplit(":", 1)
         offset = OFFSET_BEGINNING if resume_state is None else resume_state
         return _PartitionReader(self.settings, topic, int(partition), offset, self._poll_records)

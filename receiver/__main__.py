@@ -22,7 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"receiver: {err}", file=sys.stderr)
         return 2
-    asyncio.run(_run_until_signalled(config))
+    try:
+        asyncio.run(_run_until_signalled(config))
+    except OSError as err:  # a port in use, a certificate that cannot be read
+        print(f"receiver: cannot start: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

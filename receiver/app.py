@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from contextlib import AsyncExitStack
 
 import grpc
 from aiohttp import web
@@ -53,45 +54,47 @@ def _grpc_server(
 
 
 async def _start_http(
-    app: web.Application, endpoint: Endpoint, context: ssl.SSLContext | None
-) -> web.AppRunner:
+    stack: AsyncExitStack, app: web.Application, endpoint: Endpoint, context: ssl.SSLContext | None
+) -> None:
     runner = web.AppRunner(app, access_log=None, auto_decompress=False)  # see http_server
     await runner.setup()
+    stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, endpoint.host, endpoint.port, ssl_context=context).start()
-    return runner
 
 
 async def serve(config: TalonflowConfig, stop: asyncio.Event) -> None:
-    """Run until `stop` is set, then drain in-flight requests and flush Kafka."""
+    """Run until `stop` is set, then drain in-flight requests and flush Kafka.
+
+    Whatever fails on the way up (a port in use, say) still stops what had started: a gRPC aio
+    server left running past its event loop hangs the interpreter when it is collected.
+    """
     receiver = config.receiver
     metrics = ReceiverMetrics()
-    readiness = KafkaReadiness(config.kafka.bootstrap_servers)
-    readiness.start()
-    producer = make_producer(config.kafka, receiver.producer)
-    forwarder = Forwarder(producer, readiness, metrics, config.kafka.max_message_bytes, receiver.retry_after)
-    auth = BearerAuth(receiver.bearer_token)
+    async with AsyncExitStack() as stack:
+        readiness = KafkaReadiness(config.kafka.bootstrap_servers)
+        readiness.start()
+        stack.callback(readiness.stop)
+        producer = make_producer(config.kafka, receiver.producer)
+        stack.callback(producer.close)
+        forwarder = Forwarder(
+            producer, readiness, metrics, config.kafka.max_message_bytes, receiver.retry_after
+        )
+        auth = BearerAuth(receiver.bearer_token)
 
-    grpc_server = _grpc_server(config, forwarder, auth, metrics)
-    await grpc_server.start()
-    tls = _ssl_context(config)
-    runners = [
-        await _start_http(
-            otlp_http_app(forwarder, auth, metrics, receiver.max_request_bytes), receiver.http, tls
-        ),
-        await _start_http(ops_app(readiness, metrics), receiver.ops, None),
-    ]
-    log.info(
-        "receiver listening: OTLP/gRPC %s, OTLP/HTTP %s, ops %s (auth %s, tls %s)",
-        receiver.grpc.address,
-        receiver.http.address,
-        receiver.ops.address,
-        "on" if receiver.bearer_token else "off",
-        "on" if tls else "off",
-    )
-    await stop.wait()
-    log.info("receiver stopping: draining requests")
-    await grpc_server.stop(grace=5)
-    for runner in runners:
-        await runner.cleanup()
-    producer.close()
-    readiness.stop()
+        grpc_server = _grpc_server(config, forwarder, auth, metrics)
+        await grpc_server.start()
+        stack.push_async_callback(grpc_server.stop, 5)
+        tls = _ssl_context(config)
+        otlp_http = otlp_http_app(forwarder, auth, metrics, receiver.max_request_bytes)
+        await _start_http(stack, otlp_http, receiver.http, tls)
+        await _start_http(stack, ops_app(readiness, metrics), receiver.ops, None)
+        log.info(
+            "receiver listening: OTLP/gRPC %s, OTLP/HTTP %s, ops %s (auth %s, tls %s)",
+            receiver.grpc.address,
+            receiver.http.address,
+            receiver.ops.address,
+            "on" if receiver.bearer_token else "off",
+            "on" if tls else "off",
+        )
+        await stop.wait()
+        log.info("receiver stopping: draining requests")

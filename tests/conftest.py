@@ -22,21 +22,21 @@ from talonflow.stack import Stack
 # Ports apart from the defaults so the suite can run beside a developer's `make run`.
 TEST_CONFIG: dict[str, Any] = {
     "kafka": {
-        "bootstrap_servers": "127.0.0.1:39092",
-        "controller_port": 39093,
+        "bootstrap_servers": "127.0.0.1:19092",
+        "controller_port": 19093,
         "heap": "512m",
         "topics": {"partitions": 2},
     },
-    "minio": {"endpoint": {"port": 39000}, "console": {"port": 39001}},
+    "minio": {"endpoint": {"port": 19000}, "console": {"port": 19001}},
     "receiver": {
-        "grpc": {"port": 34317},
-        "http": {"port": 34318},
-        "ops": {"port": 33133},
+        "grpc": {"port": 14317},
+        "http": {"port": 14318},
+        "ops": {"port": 13133},
         "max_request_bytes": "1MiB",
         "retry_after": "2s",
     },
     "ingest": {"commit_interval": "1s"},
-    "lifecycle": {"ops": {"port": 33134}},
+    "lifecycle": {"ops": {"port": 13134}},
     "alerts": {
         "rule_files": [str(Path(__file__).parent / "alert_rules.yaml")],
         "settle": "2s",
@@ -49,7 +49,7 @@ TEST_CONFIG: dict[str, Any] = {
             "group_wait": "100ms",
             "group_interval": "1s",
         },
-        "receivers": [{"name": "hook", "webhook_configs": [{"url": "http://127.0.0.1:38099/alerts"}]}],
+        "receivers": [{"name": "hook", "webhook_configs": [{"url": "http://127.0.0.1:18099/alerts"}]}],
     },
     "heartbeats": {
         "components": {

@@ -30,7 +30,11 @@ def running_receiver(config: TalonflowConfig, timeout: float = 20) -> Iterator[T
     async def main() -> None:
         state["loop"], state["stop"] = asyncio.get_running_loop(), asyncio.Event()
         started.set()
-        await serve(config, state["stop"])  # type: ignore[arg-type]
+        try:
+            await serve(config, state["stop"])  # type: ignore[arg-type]
+        except BaseException as err:  # shown by the test, not lost in a thread
+            state["error"] = err
+            raise
 
     thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
     thread.start()
@@ -50,6 +54,8 @@ def running_receiver(config: TalonflowConfig, timeout: float = 20) -> Iterator[T
         loop = state["loop"]
         loop.call_soon_threadsafe(state["stop"].set)  # type: ignore[attr-defined]
         thread.join(30)
+        assert not thread.is_alive(), "the receiver did not stop within 30 s"
+        assert "error" not in state, f"the receiver failed: {state['error']!r}"
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:

@@ -21,7 +21,7 @@ from talonflow.query import run_query
 from tests.conftest import LocalStack
 
 pytestmark = pytest.mark.integration
-WEBHOOK_PORT = 38099  # tests/conftest.py routes every notification of the session stack here
+WEBHOOK_PORT = 18099  # tests/conftest.py routes every notification of the session stack here
 
 
 @pytest.fixture

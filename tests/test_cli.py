@@ -70,8 +70,8 @@ def sidecar_config(local_stack: LocalStack, tmp_path: Path, **receiver: Any) -> 
         "state_dir": str(tmp_path / "state"),
         "kafka": {"bootstrap_servers": config.kafka.bootstrap_servers, "managed": False},
         "minio": {"endpoint": {"port": config.minio.endpoint.port}, "managed": False, "bucket": "sidecar"},
-        "lifecycle": {"ops": {"port": 37134}},
-        "receiver": {"grpc": {"port": 37317}, "http": {"port": 37318}, "ops": {"port": 37133}, **receiver},
+        "lifecycle": {"ops": {"port": 17134}},
+        "receiver": {"grpc": {"port": 17317}, "http": {"port": 17318}, "ops": {"port": 17133}, **receiver},
     }
     path = tmp_path / "sidecar.yaml"
     path.write_text(yaml.safe_dump(document))

@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
 import polars as pl
 import pytest
+import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas.topics import HEARTBEATS_TOPIC
 from talonflow.query import run_query
 from tests.conftest import LocalStack
+from tests.isolated import Flows
 from tests.otlp_clients import grpc_export, span_request
 
 pytestmark = pytest.mark.integration
@@ -119,3 +124,51 @@ def test_a_stall_is_down_within_grace_and_back_on_return_across_a_restart(local_
         & (pl.col("time").dt.epoch("ms") >= int(last * 1000))
     )
     assert mine.sort("time")["state"].to_list() == ["firing", "resolved", "firing"]
+
+
+@pytest.mark.parametrize(("processes", "workers"), [(1, 2), (2, 1)], ids=["-w 2", "two processes"])
+def test_verdicts_are_the_same_across_workers_and_processes(
+    local_stack: LocalStack, tmp_path: Path, processes: int, workers: int
+) -> None:
+    """Shards spread over workers: the clock reaches every one, and each verdict is written once."""
+    service = f"hb-{uuid.uuid4().hex[:8]}"
+    data = tmp_path / "data"
+    config = tmp_path / "flow.yaml"
+    component = {"match": {"service.name": service}, "expected_interval": "1s", "grace_period": "1s"}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {"bootstrap_servers": local_stack.config.kafka.bootstrap_servers},
+                "data_dir": str(data),
+                "heartbeats": {"components": {"spread": component}, "tick": "200ms", "startup_grace": "1s"},
+            }
+        )
+    )
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "4"], check=True)
+    flows = Flows(config, recovery, processes, workers, flow="heartbeats")
+    flows.start()
+    try:
+        with grpc.insecure_channel(local_stack.grpc_endpoint) as channel:
+            time.sleep(8)  # the flow is up and past its start-up grace
+            first = time.time()
+            for _ in range(6):
+                grpc_export(channel, "traces", span_request([(service, "i-1")], spans_per_agent=1))
+                time.sleep(0.5)
+
+        def verdicts() -> list[str]:
+            files = list(data.glob("heartbeats/date=*/hour=*/*.parquet"))
+            if not files:
+                return []
+            rows = pl.read_parquet(files).filter(pl.col("component") == "spread")
+            after = rows.filter(pl.col("last_seen").dt.epoch("ms") >= int(first * 1000) - 100)
+            return after.sort("time")["state"].to_list()
+
+        deadline = time.monotonic() + 30
+        while "down" not in verdicts() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)  # a duplicate from another worker would show now
+        assert verdicts() == ["up", "late", "down"], flows.log_tail()  # up: the seeded watch was down
+    finally:
+        flows.stop()

@@ -71,7 +71,7 @@ def tiers(local_stack: LocalStack, tmp_path: Path) -> Any:
         "data_dir": str(tmp_path / "data"),
         "kafka": {"bootstrap_servers": local_stack.config.kafka.bootstrap_servers},
         "minio": {"endpoint": {"port": local_stack.config.minio.endpoint.port}, "bucket": bucket},
-        "lifecycle": {"interval": "200ms", "grace": "1s", "ops": {"port": 38134}},
+        "lifecycle": {"interval": "200ms", "grace": "1s", "ops": {"port": 18134}},
     }
     path = tmp_path / "tiers.yaml"
 
@@ -269,15 +269,15 @@ def test_minio_outage_pauses_moves_and_nothing_is_lost(
             stdout=log,
             stderr=log,
         )
-        wait_until(lambda: (metric(38134, "talonflow_lifecycle_errors_total") or 0) >= 1, 30, "a failed pass")
-        assert metric(38134, "talonflow_lifecycle_store_up") == 0.0
-        assert (metric(38134, "talonflow_lifecycle_overdue_hot_bytes") or 0) > 0
+        wait_until(lambda: (metric(18134, "talonflow_lifecycle_errors_total") or 0) >= 1, 30, "a failed pass")
+        assert metric(18134, "talonflow_lifecycle_store_up") == 0.0
+        assert (metric(18134, "talonflow_lifecycle_overdue_hot_bytes") or 0) > 0
         supervisor.startProcess("minio")
         minio_down = False
         wait_until(
             lambda: tier_rows(config) == {"hot": 0, "warm": total, "cold": 0}, 90, "the moves to finish"
         )
-        assert metric(38134, "talonflow_lifecycle_store_up") == 1.0
+        assert metric(18134, "talonflow_lifecycle_store_up") == 1.0
     finally:
         if minio_down:
             supervisor.startProcess("minio")
@@ -311,7 +311,7 @@ def test_minio_stopped_in_the_middle_of_moves_then_they_finish(
         supervisor.stopProcess("minio")
         stopped_at = len(Manifest.load(settings.data_dir, "spans").partitions)
         assert stopped_at < len(hours), "every move finished before MinIO went away"
-        wait_until(lambda: metric(38134, "talonflow_lifecycle_store_up") == 0.0, 60, "the pass to fail")
+        wait_until(lambda: metric(18134, "talonflow_lifecycle_store_up") == 0.0, 60, "the pass to fail")
         assert counts_without_store(config) == total  # hot rows still all on disk or in verified objects
         supervisor.startProcess("minio")
         wait_until(

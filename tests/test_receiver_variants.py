@@ -33,9 +33,9 @@ def secured(local_stack: Any, tmp_path: Path) -> Any:
     cert, key = self_signed_certificate(tmp_path)
     receiver = local_stack.config.receiver.model_copy(
         update={
-            "grpc": Endpoint(port=35317),
-            "http": Endpoint(port=35318),
-            "ops": Endpoint(port=35133),
+            "grpc": Endpoint(port=15317),
+            "http": Endpoint(port=15318),
+            "ops": Endpoint(port=15133),
             "bearer_token": SecretStr(TOKEN),
             "tls": TlsConfig(cert_file=cert, key_file=key),
         }
@@ -94,7 +94,7 @@ def test_request_larger_than_a_kafka_record_is_split_by_resource_then_scope(loca
     """With records limited to 64 KiB (say, an existing cluster), a 240 KiB request is written in parts."""
     kafka = local_stack.config.kafka.model_copy(update={"max_message_bytes": 64 * 1024})
     receiver = local_stack.config.receiver.model_copy(
-        update={"grpc": Endpoint(port=36317), "http": Endpoint(port=36318), "ops": Endpoint(port=36133)}
+        update={"grpc": Endpoint(port=16317), "http": Endpoint(port=16318), "ops": Endpoint(port=16133)}
     )
     config = local_stack.config.model_copy(update={"kafka": kafka, "receiver": receiver})
     request = ExportTraceServiceRequest.FromString(
