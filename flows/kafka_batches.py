@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from schemas.config import KafkaConfig
 from schemas.flatten import KafkaRecord
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 Batch = tuple[str, list[KafkaRecord]]  # ("topic:partition", records of one poll)
 CLOCK_PART: Final = "clock"  # the extra partition of a ticking source: yields (CLOCK_PART, []) batches
 _IDLE = timedelta(milliseconds=100)
+TOPIC_WAIT_S: Final = 120  # how long a starting flow waits for its topics before it gives up
 
 
 class _PartitionReader(StatefulSourcePartition[Batch, int | None]):
@@ -96,8 +98,23 @@ class _ClockPartition(StatefulSourcePartition[Batch, int | None]):
         return None
 
 
+class MissingTopic(RuntimeError):
+    """A topic the flow reads is not there (yet): `talonflow up` creates it once Kafka answers."""
+
+
+@retry(
+    retry=retry_if_exception_type((MissingTopic, KafkaException)),
+    wait=wait_fixed(1),
+    stop=stop_after_delay(TOPIC_WAIT_S),
+    before_sleep=before_sleep_log(log, logging.WARNING),
+    reraise=True,
+)
 def source_partitions(settings: dict[str, Any], topics: tuple[str, ...]) -> list[str]:
-    """ "topic:partition" for every partition of `topics`, as sources and sinks name them."""
+    """ "topic:partition" for every partition of `topics`, as sources and sinks name them.
+
+    A flow started beside a broker that is still coming up waits for it and its topics rather than
+    dying, so that a supervisor's restart budget is not spent on start-up order.
+    """
     consumer = Consumer({**settings, "group.id": f"{settings['group.id']}-metadata"})
     try:
         metadata = consumer.list_topics(timeout=30)
@@ -106,7 +123,7 @@ def source_partitions(settings: dict[str, Any], topics: tuple[str, ...]) -> list
     parts: list[str] = []
     for topic in topics:
         if topic not in metadata.topics:
-            raise RuntimeError(f"topic {topic} does not exist; `talonflow up` creates it")
+            raise MissingTopic(f"topic {topic} does not exist; `talonflow up` creates it")
         parts.extend(f"{topic}:{p}" for p in sorted(metadata.topics[topic].partitions))
     return parts
 

@@ -54,6 +54,7 @@ class Flows:
 
     def log_tail(self, lines: int = 40) -> str:
         """What the flows printed, for a failure message."""
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         text = (self.recovery.parent / "flow.log").read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
