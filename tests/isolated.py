@@ -8,6 +8,9 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 
 class Flows:
@@ -58,3 +61,18 @@ class Flows:
             self.log.flush()
         text = (self.recovery.parent / "flow.log").read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
+
+
+def isolated_flows(
+    bootstrap: str, tmp_path: Path, flow: str, settings: dict[str, Any], processes: int, workers: int
+) -> tuple[Flows, Path]:
+    """`flow` with its own config, data and recovery dirs, reading the session's Kafka: (flows, data dir)."""
+    data = tmp_path / "data"
+    config = tmp_path / "flow.yaml"
+    config.write_text(
+        yaml.safe_dump({"kafka": {"bootstrap_servers": bootstrap}, "data_dir": str(data), **settings})
+    )
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "4"], check=True)
+    return Flows(config, recovery, processes, workers, flow=flow), data

@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,7 +26,7 @@ from opentelemetry.sdk.resources import Resource
 from schemas.topics import ROLLUPS_TOPIC
 from talonflow.query import run_query
 from tests.conftest import LocalStack
-from tests.isolated import Flows
+from tests.isolated import Flows, isolated_flows
 
 pytestmark = pytest.mark.integration
 FUTURE_DAYS = itertools.count(30)
@@ -217,27 +215,15 @@ def test_kill_9_during_a_stream_loses_and_repeats_no_transition(
         ]
     }
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
-    data = tmp_path / "data"
-    config = tmp_path / "flow.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "kafka": {"bootstrap_servers": local_stack.config.kafka.bootstrap_servers},
-                "data_dir": str(data),
-                "alerts": {"rule_files": ["rules.yaml"], "settle": "1s"},
-            }
-        )
-    )
-    recovery = tmp_path / "recovery"
-    recovery.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "4"], check=True)
+    alerts = {"rule_files": ["rules.yaml"], "settle": "1s"}
+    bootstrap = local_stack.config.kafka.bootstrap_servers
+    flows, data = isolated_flows(bootstrap, tmp_path, "alerts", {"alerts": alerts}, processes, workers)
     # Windows in the future, a day later for each test: neither the session's own rollups (now) nor
     # an earlier test's windows, which every rule reads too, move these rules' event time past them.
     base = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=next(FUTURE_DAYS))
     ends = [base + timedelta(minutes=m) for m in range(26)]
     high = [m % 5 < 3 for m in range(25)] + [False]  # the last window only closes the one before
     instances = ["i0", "i1", "i2"]
-    flows = Flows(config, recovery, processes, workers, flow="alerts")
     flows.start()
     try:
         stream_windows(local_stack, flows, metric, instances, ends, high)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime
@@ -16,13 +14,12 @@ from typing import Any
 import grpc
 import polars as pl
 import pytest
-import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas.topics import HEARTBEATS_TOPIC
 from talonflow.query import run_query
 from tests.conftest import LocalStack
-from tests.isolated import Flows
+from tests.isolated import isolated_flows
 from tests.otlp_clients import grpc_export, span_request
 
 pytestmark = pytest.mark.integration
@@ -132,22 +129,12 @@ def test_verdicts_are_the_same_across_workers_and_processes(
 ) -> None:
     """Shards spread over workers: the clock reaches every one, and each verdict is written once."""
     service = f"hb-{uuid.uuid4().hex[:8]}"
-    data = tmp_path / "data"
-    config = tmp_path / "flow.yaml"
     component = {"match": {"service.name": service}, "expected_interval": "1s", "grace_period": "1s"}
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "kafka": {"bootstrap_servers": local_stack.config.kafka.bootstrap_servers},
-                "data_dir": str(data),
-                "heartbeats": {"components": {"spread": component}, "tick": "200ms", "startup_grace": "1s"},
-            }
-        )
+    heartbeats = {"components": {"spread": component}, "tick": "200ms", "startup_grace": "1s"}
+    bootstrap = local_stack.config.kafka.bootstrap_servers
+    flows, data = isolated_flows(
+        bootstrap, tmp_path, "heartbeats", {"heartbeats": heartbeats}, processes, workers
     )
-    recovery = tmp_path / "recovery"
-    recovery.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "4"], check=True)
-    flows = Flows(config, recovery, processes, workers, flow="heartbeats")
     flows.start()
     try:
         with grpc.insecure_channel(local_stack.grpc_endpoint) as channel:

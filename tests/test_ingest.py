@@ -16,7 +16,6 @@ import duckdb
 import grpc
 import polars as pl
 import pytest
-import yaml
 from confluent_kafka import Producer
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
@@ -35,7 +34,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from schemas.topics import LOGS_TOPIC
 from talonflow.query import run_query
 from tests.conftest import LocalStack
-from tests.isolated import Flows
+from tests.isolated import Flows, isolated_flows
 from tests.otlp_clients import grpc_export, span_request, summary_request
 
 pytestmark = pytest.mark.integration
@@ -234,23 +233,10 @@ def test_poison_record_goes_to_dead_letters_and_the_rest_flows(local_stack: Loca
 def isolated_flow(
     local_stack: LocalStack, tmp_path: Path, processes: int, workers: int
 ) -> tuple[Flows, Path]:
-    """A flow with its own data and recovery dirs, reading the session's Kafka."""
-    data = tmp_path / "data"
-    config = tmp_path / "flow.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "kafka": {"bootstrap_servers": local_stack.config.kafka.bootstrap_servers},
-                "data_dir": str(data),
-                # tiny files: writers also write mid-epoch, so a kill leaves files a resume must remove
-                "ingest": {"commit_interval": "1s", "poll_records": 20, "roll_bytes": "16KiB"},
-            }
-        )
-    )
-    recovery = tmp_path / "recovery"
-    recovery.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "4"], check=True)
-    return Flows(config, recovery, processes, workers), data
+    # tiny files: writers also write mid-epoch, so a kill leaves files a resume must remove
+    ingest = {"commit_interval": "1s", "poll_records": 20, "roll_bytes": "16KiB"}
+    bootstrap = local_stack.config.kafka.bootstrap_servers
+    return isolated_flows(bootstrap, tmp_path, "ingest", {"ingest": ingest}, processes, workers)
 
 
 def stream_spans(local_stack: LocalStack, instance: str, stop: threading.Event, sent: list[int]) -> None:

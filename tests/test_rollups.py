@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -16,7 +14,6 @@ import grpc
 import numpy as np
 import polars as pl
 import pytest
-import yaml
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -33,7 +30,7 @@ from schemas.rollups import GENAI_COST, GENAI_TOKENS, SPAN_DURATION
 from schemas.topics import ROLLUPS_TOPIC
 from talonflow.query import run_query
 from tests.conftest import LocalStack, read_records
-from tests.isolated import Flows
+from tests.isolated import isolated_flows
 from tests.otlp_clients import grpc_export
 
 pytestmark = pytest.mark.integration
@@ -144,26 +141,9 @@ def test_kill_9_during_a_stream_keeps_every_rollup_exact(
     local_stack: LocalStack, tmp_path: Path, processes: int, workers: int
 ) -> None:
     """Recovery restores shards, cumulative state and open windows: counts come out exact, once each."""
-    data = tmp_path / "data"
-    config = tmp_path / "flow.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "kafka": {"bootstrap_servers": local_stack.config.kafka.bootstrap_servers},
-                "data_dir": str(data),
-                "rollups": {
-                    "allowed_lateness": "1s",
-                    "resolutions": ["1m", "1h"],
-                    "poll_records": 20,
-                    "shards": 4,
-                },
-            }
-        )
-    )
-    recovery = tmp_path / "recovery"
-    recovery.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "4"], check=True)
-    flows = Flows(config, recovery, processes, workers, flow="rollups")
+    rollups = {"allowed_lateness": "1s", "resolutions": ["1m", "1h"], "poll_records": 20, "shards": 4}
+    bootstrap = local_stack.config.kafka.bootstrap_servers
+    flows, data = isolated_flows(bootstrap, tmp_path, "rollups", {"rollups": rollups}, processes, workers)
     instance = uuid.uuid4().hex[:10]
     stop, sent = threading.Event(), [0]
     streamer = threading.Thread(target=stream_counter, args=(local_stack, instance, stop, sent))
