@@ -164,6 +164,9 @@ class Tail:
             if message is not None and not message.error():
                 self.seen.append((time.time(), json.loads(message.value() or b"{}")))
 
+    def close(self) -> None:
+        self.consumer.close()
+
 
 def percentiles(samples: list[float]) -> str:
     ordered = sorted(samples)
@@ -206,9 +209,11 @@ def latencies(folder: Path, samples: int) -> None:
     cli = [sys.executable, "-m", "talonflow.cli", "--config", str(config)]
     print("starting the bench stack", file=sys.stderr)
     subprocess.run([*cli, "up", "--detach"], check=True)
+    tails: list[Tail] = []
     try:
         bootstrap = f"127.0.0.1:{PORTS['kafka']}"
-        rollups, alerts, beats = (Tail(bootstrap, t) for t in (ROLLUPS_TOPIC, ALERTS_TOPIC, HEARTBEATS_TOPIC))
+        tails = [Tail(bootstrap, t) for t in (ROLLUPS_TOPIC, ALERTS_TOPIC, HEARTBEATS_TOPIC)]
+        rollups, alerts, beats = tails
         to_rollup, after_close, to_alert, to_down = [], [], [], []
         lateness = 1.0  # rollups.allowed_lateness above
         with grpc.insecure_channel(f"127.0.0.1:{RECEIVER['grpc']['port']}") as channel:
@@ -248,6 +253,8 @@ def latencies(folder: Path, samples: int) -> None:
         print(f"rollup -> alert event on talon_alerts (for: 0s, settle 1s):        {percentiles(to_alert)}")
         print(f"last heartbeat -> down verdict, beyond interval + grace:          {percentiles(to_down)}")
     finally:
+        for tail in tails:  # before the broker goes: no reconnect noise
+            tail.close()
         subprocess.run([*cli, "down"], check=False)
 
 
