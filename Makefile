@@ -31,6 +31,7 @@ test: setup lint
 bench: setup
 	$(BIN)/python -m bench.receiver
 	$(BIN)/python -m bench.ingest --records 2000
+	$(BIN)/python -m bench.rollups
 	$(BIN)/python -m bench.lifecycle
 
 clean:
