@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from tests.conftest import LocalStack
+
 
 class Flows:
     """One dataflow as separate bytewax processes (`-i/-a`) or one process with `-w` workers."""
@@ -64,14 +66,13 @@ class Flows:
 
 
 def isolated_flows(
-    bootstrap: str, tmp_path: Path, flow: str, settings: dict[str, Any], processes: int, workers: int
+    local_stack: LocalStack, tmp_path: Path, flow: str, settings: dict[str, Any], processes: int, workers: int
 ) -> tuple[Flows, Path]:
     """`flow` with its own config, data and recovery dirs, reading the session's Kafka: (flows, data dir)."""
     data = tmp_path / "data"
     config = tmp_path / "flow.yaml"
-    config.write_text(
-        yaml.safe_dump({"kafka": {"bootstrap_servers": bootstrap}, "data_dir": str(data), **settings})
-    )
+    kafka = {"bootstrap_servers": local_stack.config.kafka.bootstrap_servers}
+    config.write_text(yaml.safe_dump({"kafka": kafka, "data_dir": str(data), **settings}))
     recovery = tmp_path / "recovery"
     recovery.mkdir()
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "4"], check=True)

@@ -190,6 +190,7 @@ def test_kill_9_during_a_stream_loses_and_repeats_no_transition(
 ) -> None:
     """Rules spread over workers; recovery restores their states: every transition once, none lost."""
     metric, tag = f"killed.depth.{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:6]
+    expr = {"value": {"metric": metric, "field": "last", "by": ["service.instance.id"]}}
     rules = {
         "groups": [
             {
@@ -197,7 +198,7 @@ def test_kill_9_during_a_stream_loses_and_repeats_no_transition(
                 "rules": [
                     {
                         "alert": f"Slow{tag}",
-                        "expr": {"value": {"metric": metric, "field": "last", "by": ["service.instance.id"]}},
+                        "expr": expr,
                         "op": ">",
                         "threshold": 50,
                         "for": "1m",
@@ -205,7 +206,7 @@ def test_kill_9_during_a_stream_loses_and_repeats_no_transition(
                     },
                     {
                         "alert": f"Fast{tag}",
-                        "expr": {"value": {"metric": metric, "field": "last", "by": ["service.instance.id"]}},
+                        "expr": expr,
                         "op": ">",
                         "threshold": 80,
                         "labels": {"severity": "info"},
@@ -216,8 +217,7 @@ def test_kill_9_during_a_stream_loses_and_repeats_no_transition(
     }
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
     alerts = {"rule_files": ["rules.yaml"], "settle": "1s"}
-    bootstrap = local_stack.config.kafka.bootstrap_servers
-    flows, data = isolated_flows(bootstrap, tmp_path, "alerts", {"alerts": alerts}, processes, workers)
+    flows, data = isolated_flows(local_stack, tmp_path, "alerts", {"alerts": alerts}, processes, workers)
     # Windows in the future, a day later for each test: neither the session's own rollups (now) nor
     # an earlier test's windows, which every rule reads too, move these rules' event time past them.
     base = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=next(FUTURE_DAYS))

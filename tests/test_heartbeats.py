@@ -131,9 +131,8 @@ def test_verdicts_are_the_same_across_workers_and_processes(
     service = f"hb-{uuid.uuid4().hex[:8]}"
     component = {"match": {"service.name": service}, "expected_interval": "1s", "grace_period": "1s"}
     heartbeats = {"components": {"spread": component}, "tick": "200ms", "startup_grace": "1s"}
-    bootstrap = local_stack.config.kafka.bootstrap_servers
     flows, data = isolated_flows(
-        bootstrap, tmp_path, "heartbeats", {"heartbeats": heartbeats}, processes, workers
+        local_stack, tmp_path, "heartbeats", {"heartbeats": heartbeats}, processes, workers
     )
     flows.start()
     try:

@@ -235,8 +235,7 @@ def isolated_flow(
 ) -> tuple[Flows, Path]:
     # tiny files: writers also write mid-epoch, so a kill leaves files a resume must remove
     ingest = {"commit_interval": "1s", "poll_records": 20, "roll_bytes": "16KiB"}
-    bootstrap = local_stack.config.kafka.bootstrap_servers
-    return isolated_flows(bootstrap, tmp_path, "ingest", {"ingest": ingest}, processes, workers)
+    return isolated_flows(local_stack, tmp_path, "ingest", {"ingest": ingest}, processes, workers)
 
 
 def stream_spans(local_stack: LocalStack, instance: str, stop: threading.Event, sent: list[int]) -> None:

@@ -142,8 +142,7 @@ def test_kill_9_during_a_stream_keeps_every_rollup_exact(
 ) -> None:
     """Recovery restores shards, cumulative state and open windows: counts come out exact, once each."""
     rollups = {"allowed_lateness": "1s", "resolutions": ["1m", "1h"], "poll_records": 20, "shards": 4}
-    bootstrap = local_stack.config.kafka.bootstrap_servers
-    flows, data = isolated_flows(bootstrap, tmp_path, "rollups", {"rollups": rollups}, processes, workers)
+    flows, data = isolated_flows(local_stack, tmp_path, "rollups", {"rollups": rollups}, processes, workers)
     instance = uuid.uuid4().hex[:10]
     stop, sent = threading.Event(), [0]
     streamer = threading.Thread(target=stream_counter, args=(local_stack, instance, stop, sent))
