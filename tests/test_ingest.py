@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import subprocess
@@ -66,29 +67,45 @@ def duck_count(data: Path, dataset: str, where: str) -> tuple[int, int]:
 
 
 def wait_for_rows(
-    data: Path, dataset: str, where: str, expected: int, timeout: float = 60
+    data: Path, dataset: str, where: str, expected: int, timeout: float = 60, quiet: float = 2.5
 ) -> tuple[int, int]:
-    deadline = time.monotonic() + timeout
-    counts = duck_count(data, dataset, where)
-    while counts[0] < expected and time.monotonic() < deadline:
-        time.sleep(0.5)
-        counts = duck_count(data, dataset, where)
-    time.sleep(2.5)  # two more commits: anything extra (a duplicate) would show now
-    return duck_count(data, dataset, where)
+    """(rows, distinct ids) once there are at least `expected` and the count held still for `quiet` s.
 
-
-def settled_count(data: Path, dataset: str, where: str, quiet: float = 3.0, timeout: float = 120) -> int:
-    """The row count once it has stopped changing for `quiet` seconds (the flow caught up)."""
+    Holding still matters: a flow that is still replaying, or writes a duplicate late, shows here
+    instead of slipping past a count taken at one moment. On timeout, the last count.
+    """
     deadline = time.monotonic() + timeout
-    last, since = -1, time.monotonic()
+    counts, since = duck_count(data, dataset, where), time.monotonic()
     while time.monotonic() < deadline:
-        count = duck_count(data, dataset, where)[0]
-        if count != last:
-            last, since = count, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return count
         time.sleep(0.5)
-    raise AssertionError(f"{dataset} never settled")
+        latest = duck_count(data, dataset, where)
+        if latest != counts:
+            counts, since = latest, time.monotonic()
+        elif counts[0] >= expected and time.monotonic() - since >= quiet:
+            break
+    return counts
+
+
+def written_files(data: Path, dataset: str) -> set[tuple[Path, int, int]]:
+    """(path, inode, mtime) of each file of `dataset`: a file rewritten under its old name differs."""
+    found = set()
+    for path in (data / dataset).glob("date=*/hour=*/*.parquet"):
+        with contextlib.suppress(FileNotFoundError):  # removed by a resuming flow meanwhile
+            stat = path.stat()
+            found.add((path, stat.st_ino, stat.st_mtime_ns))
+    return found
+
+
+def wait_until_replaced(
+    data: Path, dataset: str, before: set[tuple[Path, int, int]], timeout: float = 120
+) -> bool:
+    """Whether every file in `before` was removed or rewritten within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not written_files(data, dataset).isdisjoint(before):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def resource(name: str, instance: str) -> Resource:
@@ -301,12 +318,16 @@ def test_restart_without_recovery_state_rewrites_rather_than_duplicates(
     flows.start()
     try:
         assert wait_for_rows(data, "spans", where, 50) == (50, 50)
-        everything = settled_count(data, "spans", "true")
+        everything = wait_for_rows(data, "spans", "true", 0, quiet=3)[0]
+        before = written_files(data, "spans")
         flows.kill()
         for path in flows.recovery.iterdir():
             path.unlink()
         subprocess.run([sys.executable, "-m", "bytewax.recovery", str(flows.recovery), "4"], check=True)
         flows.start()
+        # until the new run has removed or rewritten every file, the old ones still count
+        replaced = wait_until_replaced(data, "spans", before)
+        assert replaced, f"the restarted flow left files of the last run in place\n{flows.log_tail()}"
         # tiny polls and files replay every span of the session: minutes when the other flows compete
         again = wait_for_rows(data, "spans", "true", everything, timeout=300)[0]
         assert again == everything, f"{again} rows after the restart, {everything} before\n{flows.log_tail()}"
