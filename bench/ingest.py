@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.dataset as ds
-import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -33,9 +32,9 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SEVERITY_NUMBER_ERROR, SEVERITY
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric
 
 from bench.receiver import agent_request
+from bench.stack import bench_stack, stack_settings
 from schemas.topics import LOGS_TOPIC, METRICS_TOPIC, SPANS_TOPIC
-
-PORTS = {"kafka": 49192, "controller": 49193, "minio": 49100, "console": 49101}
+from talonflow.stack import FLOWS
 
 
 def _attributes(pairs: dict[str, str | int]) -> list[KeyValue]:
@@ -193,31 +192,9 @@ def main() -> int:
         folder = Path(tmp)
         data = folder / "data"
         config = folder / "talonflow.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "state_dir": str(folder / "state"),
-                    "data_dir": str(data),
-                    "kafka": {
-                        "bootstrap_servers": f"127.0.0.1:{PORTS['kafka']}",
-                        "controller_port": PORTS["controller"],
-                    },
-                    "minio": {"endpoint": {"port": PORTS["minio"]}, "console": {"port": PORTS["console"]}},
-                    "receiver": {"grpc": {"port": 44517}, "http": {"port": 44518}, "ops": {"port": 43333}},
-                    "ingest": {"commit_interval": "2s"},
-                }
-            )
-        )
-        cli = [sys.executable, "-m", "talonflow.cli", "--config", str(config)]
-        print("starting the bench stack", file=sys.stderr)
-        subprocess.run([*cli, "up", "--detach"], check=True)
-        try:
-            from schemas.config import load_config
-            from talonflow.stack import FLOWS, Stack
-
-            stack = Stack(load_config(config), config)
-            for name in FLOWS:  # the bench runs its own ingest, timed; the other flows would compete for CPU
-                stack.rpc().supervisor.stopProcess(name)
+        document = {**stack_settings(folder), "ingest": {"commit_interval": "2s"}}
+        # the bench runs its own ingest, timed; the other flows would compete for CPU
+        with bench_stack(config, document, stopped=FLOWS) as stack:
             bootstrap = stack.config.kafka.bootstrap_servers
             recovery = folder / "recovery"
             recovery.mkdir()
@@ -273,8 +250,6 @@ def main() -> int:
                         peak_rss_mb=rss,
                     )
                 )
-        finally:
-            subprocess.run([*cli, "down"], check=False)
     print(
         f"{'dataset':<9}{'items':>9}{'OTLP MB':>9}{'floor items/s':>15}{'ingest items/s':>16}{'MB/s':>7}"
         f"{'parquet B/item':>16}{'OTLP B/item':>13}{'peak RSS MB':>13}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from bench.ingest import spans_request
+from bench.stack import bench_stack, stack_settings
 from schemas.config import TalonflowConfig, load_config
 from schemas.datasets import SPANS
 from schemas.flatten import KafkaRecord, flatten
@@ -27,9 +27,7 @@ from sinks.lifecycle import LifecycleMetrics, Mover
 from sinks.parquet import partition_dir, split_by_hour, write_atomically
 from sinks.tiers import Manifest, StoredObject, minio_client
 from talonflow.query import run_query
-from talonflow.stack import Stack
 
-PORTS = {"kafka": 49292, "controller": 49293, "minio": 49200, "console": 49201}
 SQL = "SELECT service_name, name, count(*) AS n, avg(duration_ns) AS avg_ns FROM spans GROUP BY 1, 2"
 
 
@@ -68,27 +66,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="talonflow-bench-lifecycle-") as tmp:
         folder = Path(tmp)
         path = folder / "talonflow.yaml"
-        document = {
-            "state_dir": str(folder / "state"),
-            "data_dir": str(folder / "data"),
-            "kafka": {
-                "bootstrap_servers": f"127.0.0.1:{PORTS['kafka']}",
-                "controller_port": PORTS["controller"],
-            },
-            "minio": {"endpoint": {"port": PORTS["minio"]}, "console": {"port": PORTS["console"]}},
-            "receiver": {"grpc": {"port": 44617}, "http": {"port": 44618}, "ops": {"port": 43433}},
-            "lifecycle": {"grace": "0s", "ops": {"port": 43434}, "policies": {"spans": {
-                "hot_for": "0s", "warm_for": "100d", "cold_for": "200d"}}},
-        }  # fmt: skip
-        path.write_text(yaml.safe_dump(document))
-        cli = [sys.executable, "-m", "talonflow.cli", "--config", str(path)]
-        print("starting the bench stack", file=sys.stderr)
-        subprocess.run([*cli, "up", "--detach"], check=True)
-        try:
-            config = load_config(path)
-            supervisor = Stack(config, path).rpc().supervisor
-            for part in ("ingest", "lifecycle"):
-                supervisor.stopProcess(part)  # the bench moves data itself, timed
+        document = stack_settings(folder)
+        spans_policy = {"hot_for": "0s", "warm_for": "100d", "cold_for": "200d"}
+        document["lifecycle"] |= {"grace": "0s", "policies": {"spans": spans_policy}}
+        # the bench moves data itself, timed
+        with bench_stack(path, document, stopped=("ingest", "lifecycle")) as stack:
+            config = stack.config
             print(f"writing {args.hours} x {args.files} files of {args.spans} spans", file=sys.stderr)
             fill_hot(config.data_dir, args.hours, args.files, args.spans)
             files_before, bytes_before = local_bytes(config.data_dir)
@@ -101,7 +84,7 @@ def main() -> int:
             manifest_objects = stored_objects(config)
             warm_bytes = sum(o.bytes for o in manifest_objects)
             query_warm = timed_query(config)
-            document["lifecycle"]["policies"]["spans"]["warm_for"] = "0s"  # type: ignore[index]
+            spans_policy["warm_for"] = "0s"
             path.write_text(yaml.safe_dump(document))
             config = load_config(path)
             mover = Mover(config, minio_client(config.minio), LifecycleMetrics(), progress=True)
@@ -110,8 +93,6 @@ def main() -> int:
             to_cold = time.perf_counter() - started
             cold_bytes = sum(o.bytes for o in stored_objects(config))
             query_cold = timed_query(config)
-        finally:
-            subprocess.run([*cli, "down"], check=False)
     mb = bytes_before / 1e6
     print(f"hot:  {files_before} files, {mb:.1f} MB on local disk")
     print(f"warm: {len(manifest_objects)} objects, {warm_bytes / 1e6:.1f} MB (zstd 3, sorted)")

@@ -34,12 +34,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from bench.stack import bench_stack, stack_settings
 from receiver.signals import TRACES
-from schemas.config import load_config
 from schemas.topics import SPANS_TOPIC
-from talonflow.stack import FLOWS, Stack
+from talonflow.stack import FLOWS
 
-BENCH_PORTS = {"kafka": 49092, "controller": 49093, "minio": 49000, "console": 49001}
+RECEIVERS_PORT = 21400  # the receivers under test: grpc, http and ops ports from here, 10 apart
 
 
 @dataclass
@@ -174,9 +174,9 @@ def receiver_process(base: dict[str, Any], client: str, linger: str, folder: Pat
     document = {
         **base,
         "receiver": {
-            "grpc": {"port": 44317 + offset},
-            "http": {"port": 44318 + offset},
-            "ops": {"port": 43133 + offset},
+            "grpc": {"port": RECEIVERS_PORT + offset},
+            "http": {"port": RECEIVERS_PORT + 1 + offset},
+            "ops": {"port": RECEIVERS_PORT + 2 + offset},
             "producer": {"client": client, "linger": linger},
         },
     }
@@ -187,7 +187,7 @@ def receiver_process(base: dict[str, Any], client: str, linger: str, folder: Pat
         stdout=subprocess.DEVNULL,
         stderr=open(folder / f"receiver-{client}.log", "w"),  # noqa: SIM115 - lives as long as the process
     )
-    ops = f"http://127.0.0.1:{43133 + offset}/readyz"
+    ops = f"http://127.0.0.1:{RECEIVERS_PORT + 2 + offset}/readyz"
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -322,35 +322,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="talonflow-bench-") as tmp:
         folder = Path(tmp)
-        base = {
-            "state_dir": str(folder / "state"),
-            "kafka": {
-                "bootstrap_servers": f"127.0.0.1:{BENCH_PORTS['kafka']}",
-                "controller_port": BENCH_PORTS["controller"],
-                "topics": {"partitions": 4},
-            },
-            "minio": {
-                "endpoint": {"port": BENCH_PORTS["minio"]},
-                "console": {"port": BENCH_PORTS["console"]},
-            },
-        }
-        stack_config = folder / "stack.yaml"
-        stack_config.write_text(
-            yaml.safe_dump(
-                {
-                    **base,
-                    "receiver": {"grpc": {"port": 44417}, "http": {"port": 44418}, "ops": {"port": 43233}},
-                }
-            )
-        )
-        cli = [sys.executable, "-m", "talonflow.cli", "--config", str(stack_config)]
-        progress("starting the bench stack (Kafka, MinIO)")
-        subprocess.run([*cli, "up", "--detach"], check=True)
-        try:
-            config = load_config(stack_config)
-            for flow in FLOWS:  # they would compete for CPU
-                Stack(config, stack_config).rpc().supervisor.stopProcess(flow)
-            bootstrap = config.kafka.bootstrap_servers
+        base = stack_settings(folder)
+        base["kafka"]["topics"] = {"partitions": 4}
+        with bench_stack(folder / "stack.yaml", base, stopped=FLOWS) as stack:  # flows would compete for CPU
+            bootstrap = stack.config.kafka.bootstrap_servers
             for offset, client in enumerate(args.clients.split(",")):
                 with receiver_process(base, client, args.linger, folder, offset * 10) as (process, document):
                     for transport in transports:
@@ -374,8 +349,6 @@ def main() -> int:
             for spans in sizes:
                 progress(f"reference: kafka producer alone, {spans} spans per record")
                 results.append(producer_reference(bootstrap, spans, args.duration))
-        finally:
-            subprocess.run([*cli, "down"], check=False)
     return report(results, args.json)
 
 

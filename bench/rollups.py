@@ -6,7 +6,7 @@
    points, shard split, fold into 1-minute windows and close them), next to (b) the floor of
    flattening alone and (c) the reference, bytewax's `fold_window` over tumbling windows with
    one item per data point (what BYTEWAX.md warns about), counting the same count/sum/min/max.
-2. Latencies on a private stack (ports 49xxx), in real time: export → rollup on `talon_rollups`
+2. Latencies on a private stack (bench/stack.py), in real time: export → rollup on `talon_rollups`
    (mostly the wait for the 1-minute window to end, so also the delay after it closed),
    rollup → alert event on `talon_alerts` (a `for: 0s` threshold rule), and last heartbeat →
    down verdict beyond interval + grace.
@@ -15,10 +15,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,21 +30,19 @@ from typing import Any
 import grpc
 import polars as pl
 import pyarrow as pa
-import yaml
 from confluent_kafka import Consumer, TopicPartition
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
 from bench.ingest import metrics_request, peak_rss_mb
+from bench.stack import RECEIVER, bench_stack, stack_settings
 from flows.aggregates import metric_points
 from flows.rollups import ShardState, ShardWindows, by_shard
 from schemas.config import RollupsConfig
 from schemas.flatten import KafkaRecord, TimeBounds, flatten
 from schemas.topics import ALERTS_TOPIC, HEARTBEATS_TOPIC, METRICS_TOPIC, ROLLUPS_TOPIC
 
-PORTS = {"kafka": 49292, "controller": 49293, "minio": 49200, "console": 49201}
-RECEIVER = {"grpc": {"port": 44617}, "http": {"port": 44618}, "ops": {"port": 43433}}
 RULES = """
 groups:
   - name: bench
@@ -177,85 +175,74 @@ def percentiles(samples: list[float]) -> str:
 def latencies(folder: Path, samples: int) -> None:
     rules = folder / "rules.yaml"
     rules.write_text(RULES)
-    config = folder / "talonflow.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "state_dir": str(folder / "state"),
-                "data_dir": str(folder / "data"),
-                "kafka": {
-                    "bootstrap_servers": f"127.0.0.1:{PORTS['kafka']}",
-                    "controller_port": PORTS["controller"],
-                },
-                "minio": {"endpoint": {"port": PORTS["minio"]}, "console": {"port": PORTS["console"]}},
-                "receiver": RECEIVER,
-                "lifecycle": {"ops": {"port": 43434}},
-                "rollups": {"allowed_lateness": "1s", "commit_interval": "1s", "resolutions": ["1m"]},
-                "alerts": {"rule_files": [str(rules)], "settle": "1s", "commit_interval": "1s"},
-                "heartbeats": {
-                    "components": {
-                        "bench": {
-                            "match": {"service.name": "bench-hb"},
-                            "expected_interval": "1s",
-                            "grace_period": "1s",
-                        }
-                    },
-                    "tick": "100ms",
-                    "startup_grace": "1s",
-                },
-            }
+    document = stack_settings(folder) | {
+        "rollups": {"allowed_lateness": "1s", "commit_interval": "1s", "resolutions": ["1m"]},
+        "alerts": {"rule_files": [str(rules)], "settle": "1s", "commit_interval": "1s"},
+        "heartbeats": {
+            "components": {
+                "bench": {
+                    "match": {"service.name": "bench-hb"},
+                    "expected_interval": "1s",
+                    "grace_period": "1s",
+                }
+            },
+            "tick": "100ms",
+            "startup_grace": "1s",
+        },
+    }
+    with bench_stack(folder / "talonflow.yaml", document) as stack:
+        latency_samples(stack.config.kafka.bootstrap_servers, samples)
+
+
+def latency_samples(bootstrap: str, samples: int) -> None:
+    """Export, then time each hop on the topics the flows write, and print percentiles."""
+    with contextlib.ExitStack() as tails:  # closed before the broker goes: no reconnect noise
+        rollups, alerts, beats = (
+            tails.enter_context(contextlib.closing(Tail(bootstrap, topic)))
+            for topic in (ROLLUPS_TOPIC, ALERTS_TOPIC, HEARTBEATS_TOPIC)
         )
-    )
-    cli = [sys.executable, "-m", "talonflow.cli", "--config", str(config)]
-    print("starting the bench stack", file=sys.stderr)
-    subprocess.run([*cli, "up", "--detach"], check=True)
-    tails: list[Tail] = []
-    try:
-        bootstrap = f"127.0.0.1:{PORTS['kafka']}"
-        tails = [Tail(bootstrap, t) for t in (ROLLUPS_TOPIC, ALERTS_TOPIC, HEARTBEATS_TOPIC)]
-        rollups, alerts, beats = tails
-        to_rollup, after_close, to_alert, to_down = [], [], [], []
-        lateness = 1.0  # rollups.allowed_lateness above
-        with grpc.insecure_channel(f"127.0.0.1:{RECEIVER['grpc']['port']}") as channel:
-            export = channel.unary_unary("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
-            for window in range(max(1, samples // 5)):  # real time: 5 agents cross the threshold per minute
-                time.sleep(62 - time.time() % 60)  # just after a minute starts
-                window_end = (time.time() // 60 + 1) * 60
-                sent = {}
-                for agent in range(5):
-                    instance = f"w{window}-a{agent}"
-                    export(gauge_request(instance, 75.0, time.time_ns()), timeout=10)
-                    sent[instance] = time.time()
-                    time.sleep(1)
-                for instance, at in sent.items():
-                    closed, _ = rollups.wait(
-                        lambda d, i=instance: d["attributes"].get("service.instance.id") == i, timeout=120
-                    )
-                    fired, _ = alerts.wait(lambda d, i=instance: d["labels"].get("service.instance.id") == i)
-                    to_rollup.append(closed - at)
-                    after_close.append(closed - window_end - lateness)
-                    to_alert.append(fired - closed)
-                print(f"  window {window + 1}", file=sys.stderr)
-            for index in range(max(3, samples // 4)):
-                export(gauge_request("x", 0.0, time.time_ns(), service="bench-hb"), timeout=10)
-                beat = time.time() - 0.2  # the receiver's Kafka timestamp is a little before the ack
+        measure_latencies(rollups, alerts, beats, samples)
 
-                def stale(d: dict[str, Any], after: float = beat) -> bool:
-                    seen = datetime.fromisoformat(d["last_seen"]).timestamp()
-                    return d["component"] == "bench" and d["state"] == "down" and seen >= after
 
-                down, document = beats.wait(stale)
-                last_seen = datetime.fromisoformat(document["last_seen"]).timestamp()
-                to_down.append(down - last_seen - 2.0)  # beyond interval + grace
-                print(f"  heartbeat sample {index + 1}", file=sys.stderr)
-        print(f"export -> rollup on talon_rollups (1m windows):                  {percentiles(to_rollup)}")
-        print(f"  of which after the window closed (its end + allowed lateness): {percentiles(after_close)}")
-        print(f"rollup -> alert event on talon_alerts (for: 0s, settle 1s):        {percentiles(to_alert)}")
-        print(f"last heartbeat -> down verdict, beyond interval + grace:          {percentiles(to_down)}")
-    finally:
-        for tail in tails:  # before the broker goes: no reconnect noise
-            tail.close()
-        subprocess.run([*cli, "down"], check=False)
+def measure_latencies(rollups: Tail, alerts: Tail, beats: Tail, samples: int) -> None:
+    to_rollup, after_close, to_alert, to_down = [], [], [], []
+    lateness = 1.0  # rollups.allowed_lateness above
+    with grpc.insecure_channel(f"127.0.0.1:{RECEIVER['grpc']['port']}") as channel:
+        export = channel.unary_unary("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
+        for window in range(max(1, samples // 5)):  # real time: 5 agents cross the threshold per minute
+            time.sleep(62 - time.time() % 60)  # just after a minute starts
+            window_end = (time.time() // 60 + 1) * 60
+            sent = {}
+            for agent in range(5):
+                instance = f"w{window}-a{agent}"
+                export(gauge_request(instance, 75.0, time.time_ns()), timeout=10)
+                sent[instance] = time.time()
+                time.sleep(1)
+            for instance, at in sent.items():
+                closed, _ = rollups.wait(
+                    lambda d, i=instance: d["attributes"].get("service.instance.id") == i, timeout=120
+                )
+                fired, _ = alerts.wait(lambda d, i=instance: d["labels"].get("service.instance.id") == i)
+                to_rollup.append(closed - at)
+                after_close.append(closed - window_end - lateness)
+                to_alert.append(fired - closed)
+            print(f"  window {window + 1}", file=sys.stderr)
+        for index in range(max(3, samples // 4)):
+            export(gauge_request("x", 0.0, time.time_ns(), service="bench-hb"), timeout=10)
+            beat = time.time() - 0.2  # the receiver's Kafka timestamp is a little before the ack
+
+            def stale(d: dict[str, Any], after: float = beat) -> bool:
+                seen = datetime.fromisoformat(d["last_seen"]).timestamp()
+                return d["component"] == "bench" and d["state"] == "down" and seen >= after
+
+            down, document = beats.wait(stale)
+            last_seen = datetime.fromisoformat(document["last_seen"]).timestamp()
+            to_down.append(down - last_seen - 2.0)  # beyond interval + grace
+            print(f"  heartbeat sample {index + 1}", file=sys.stderr)
+    print(f"export -> rollup on talon_rollups (1m windows):                  {percentiles(to_rollup)}")
+    print(f"  of which after the window closed (its end + allowed lateness): {percentiles(after_close)}")
+    print(f"rollup -> alert event on talon_alerts (for: 0s, settle 1s):        {percentiles(to_alert)}")
+    print(f"last heartbeat -> down verdict, beyond interval + grace:          {percentiles(to_down)}")
 
 
 def main() -> int:

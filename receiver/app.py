@@ -77,7 +77,11 @@ async def serve(config: TalonflowConfig, stop: asyncio.Event) -> None:
         producer = make_producer(config.kafka, receiver.producer)
         stack.callback(producer.close)
         forwarder = Forwarder(
-            producer, readiness, metrics, config.kafka.max_message_bytes, receiver.retry_after
+            producer,
+            readiness,
+            metrics,
+            config.kafka.max_message_bytes,
+            (receiver.retry_after, receiver.retry_after_max),
         )
         auth = BearerAuth(receiver.bearer_token)
 

@@ -25,18 +25,18 @@ class Forwarder:
         readiness: KafkaReadiness,
         metrics: ReceiverMetrics,
         max_record_bytes: int,
-        retry_after: float,
+        retry_after: tuple[float, float],
     ) -> None:
         self._producer = producer
         self._readiness = readiness
         self._metrics = metrics
         self._max_record_bytes = max_record_bytes
-        self._retry_after = retry_after
+        self._retry_after = retry_after  # (floor, ceiling) of the advised delay, see KafkaReadiness
 
     async def export(self, signal: Signal, body: bytes) -> Outcome:
         """Forward one serialized ExportXServiceRequest."""
         if not self._readiness.ready:
-            return outcome.unavailable(self._readiness.reason, self._retry_after)
+            return self._unavailable(self._readiness.reason)
         try:
             request = signal.request.FromString(body)
         except DecodeError as err:
@@ -61,9 +61,12 @@ class Forwarder:
         if failures:
             self._metrics.items.labels(signal.name, "refused").inc(items)
             if any(f.overloaded for f in failures):
-                return outcome.overloaded(str(failures[0]), self._retry_after)
-            return outcome.unavailable(str(failures[0]), self._retry_after)
+                return outcome.overloaded(str(failures[0]), self._retry_after[0])
+            return self._unavailable(str(failures[0]))
         self._metrics.items.labels(signal.name, "accepted").inc(items)
         if split.rejected_items:
             self._metrics.items.labels(signal.name, "rejected").inc(split.rejected_items)
         return outcome.accepted(signal.response_bytes(split.rejected_items, split.rejected_reason))
+
+    def _unavailable(self, message: str) -> Outcome:
+        return outcome.unavailable(message, self._readiness.retry_after(*self._retry_after))

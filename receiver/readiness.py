@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from confluent_kafka.admin import AdminClient
 
@@ -23,6 +24,7 @@ class KafkaReadiness:
         self._stop = threading.Event()
         self.ready = False
         self.reason = ""  # empty before the first probe, which start() runs
+        self._unready_since: float | None = None  # time.monotonic() when the current outage was seen
         self._thread = threading.Thread(target=self._run, name="kafka-readiness", daemon=True)
 
     def start(self) -> None:
@@ -40,7 +42,22 @@ class KafkaReadiness:
             log.warning("kafka not ready: %s", reason)
         elif not reason and not self.ready:
             log.info("kafka ready")
+        if reason and self._unready_since is None:
+            self._unready_since = time.monotonic()
+        elif not reason:
+            self._unready_since = None
         self.ready, self.reason = not reason, reason
+
+    def retry_after(self, floor: float, ceiling: float) -> float:
+        """The delay to advise a refused client: as long as the outage has lasted, within [floor, ceiling].
+
+        The OTel SDKs make six attempts and take a server's delay in place of their own exponential
+        backoff, so a fixed 2 s gave up ten seconds into an outage (a broker restart takes longer).
+        Growing with the outage keeps a blip cheap and spaces retries as the SDK's backoff would.
+        """
+        since = self._unready_since
+        lasted = 0.0 if since is None else time.monotonic() - since
+        return min(max(lasted, floor), ceiling)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

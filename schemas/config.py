@@ -109,7 +109,8 @@ class ReceiverConfig(_Strict):
     max_request_bytes: Bytes = 4 * 1024**2
     bearer_token: SecretStr | None = None
     tls: TlsConfig | None = None
-    retry_after: Seconds = 2.0
+    retry_after: Seconds = 2.0  # the advised retry delay when Kafka is away: the outage's age
+    retry_after_max: Seconds = 30.0  # so far, within these bounds (receiver/readiness.py)
     producer: ProducerConfig = ProducerConfig()
 
     @field_validator("bearer_token")
@@ -118,6 +119,12 @@ class ReceiverConfig(_Strict):
         if value is not None and not value.get_secret_value().strip():
             return None  # an unset ${env:TOKEN} means "no auth", as in the Collector
         return value
+
+    @model_validator(mode="after")
+    def _retry_bounds(self) -> ReceiverConfig:
+        if self.retry_after_max < self.retry_after:
+            raise ValueError("retry_after_max must be at least retry_after")
+        return self
 
 
 class IngestConfig(_Strict):

@@ -7,6 +7,9 @@ import random
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +80,23 @@ def isolated_flows(
     recovery.mkdir()
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "4"], check=True)
     return Flows(config, recovery, processes, workers, flow=flow), data
+
+
+def kill_during_stream(
+    flows: Flows, stream: Callable[[threading.Event], None], kills: int, pause: tuple[float, float]
+) -> None:
+    """Start `flows` while `stream` runs in a thread, kill -9 and restart them `kills` times at
+    random moments `pause` seconds apart, then let them run 2 s more and stop the stream."""
+    stop = threading.Event()
+    streamer = threading.Thread(target=stream, args=(stop,))
+    streamer.start()
+    try:
+        flows.start()
+        for _ in range(kills):
+            time.sleep(random.uniform(*pause))
+            flows.kill()
+            flows.start()
+        time.sleep(2)
+    finally:
+        stop.set()
+        streamer.join()

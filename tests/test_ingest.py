@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import subprocess
 import sys
 import threading
@@ -35,7 +34,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from schemas.topics import LOGS_TOPIC
 from talonflow.query import run_query
 from tests.conftest import LocalStack
-from tests.isolated import Flows, isolated_flows
+from tests.isolated import Flows, isolated_flows, kill_during_stream
 from tests.otlp_clients import grpc_export, span_request, summary_request
 
 pytestmark = pytest.mark.integration
@@ -280,19 +279,10 @@ def test_kill_9_at_any_moment_loses_and_duplicates_nothing(
 ) -> None:
     instance = uuid.uuid4().hex[:10]
     flows, data = isolated_flow(local_stack, tmp_path, processes, workers)
-    stop, sent = threading.Event(), [0]
-    streamer = threading.Thread(target=stream_spans, args=(local_stack, instance, stop, sent))
-    streamer.start()
-    try:
-        flows.start()
-        for _ in range(6):  # kill -9 at random moments during the stream, then restart
-            time.sleep(random.uniform(1.0, 3.5))
-            flows.kill()
-            flows.start()
-        time.sleep(2)
-    finally:
-        stop.set()
-        streamer.join()
+    sent = [0]
+    kill_during_stream(
+        flows, lambda stop: stream_spans(local_stack, instance, stop, sent), kills=6, pause=(1.0, 3.5)
+    )
     try:
         rows, distinct = wait_for_rows(
             data, "spans", f"service_instance_id = '{instance}'", sent[0], timeout=90

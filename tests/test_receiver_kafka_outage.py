@@ -39,6 +39,14 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def advised_delay(error: grpc.RpcError) -> float:
+    """The retry delay in an error's RetryInfo (grpc-status-details-bin), in seconds."""
+    trailers = dict(error.trailing_metadata())
+    retry = RetryInfo()
+    assert Status.FromString(trailers["grpc-status-details-bin"]).details[0].Unpack(retry)
+    return retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
+
+
 def finished_spans(instance: str, count: int) -> list[Any]:
     """Real SDK spans, recorded and ended, ready for an exporter."""
     provider = TracerProvider(
@@ -70,10 +78,7 @@ def test_kafka_outage_is_retryable_and_nothing_is_lost(local_stack: Any) -> None
         ):
             grpc_export(channel, "traces", span_request([("outage", "probe")]))
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-        trailers = dict(raised.value.trailing_metadata())
-        status = Status.FromString(trailers["grpc-status-details-bin"])
-        retry = RetryInfo()
-        assert status.details[0].Unpack(retry) and retry.retry_delay.seconds == 2
+        assert advised_delay(raised.value) == 2
         reply = http_post(f"{local_stack.http_url}/v1/traces", span_request([("outage", "probe")]))
         assert reply.status == 503 and reply.headers["Retry-After"] == "2"
 
@@ -88,8 +93,16 @@ def test_kafka_outage_is_retryable_and_nothing_is_lost(local_stack: Any) -> None
             thread.start()
         time.sleep(3)
         assert not results, "an export finished while Kafka was down"
+        with (
+            grpc.insecure_channel(local_stack.grpc_endpoint) as channel,
+            pytest.raises(grpc.RpcError) as later,
+        ):
+            grpc_export(channel, "traces", span_request([("outage", "probe")]))
+        assert advised_delay(later.value) >= 3, "the advised delay grows as the outage lasts"
     finally:
         supervisor.startProcess("kafka")
+        # whatever happened above, the tests after this one need Kafka back
+        wait_for(lambda: readyz(local_stack) == 200, 120, "/readyz to turn green again")
     for thread in threads:
         thread.join(120)
     assert results == {"grpc": SpanExportResult.SUCCESS, "http": SpanExportResult.SUCCESS}
@@ -104,5 +117,4 @@ def test_kafka_outage_is_retryable_and_nothing_is_lost(local_stack: Any) -> None
             for span in scope.spans
         ]
         assert set(names) == {f"loop_iteration_{i}" for i in range(50)}
-    wait_for(lambda: readyz(local_stack) == 200, 30, "/readyz to turn green again")
     local_stack.wait_healthy()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 import uuid
@@ -30,7 +29,7 @@ from schemas.rollups import GENAI_COST, GENAI_TOKENS, SPAN_DURATION
 from schemas.topics import ROLLUPS_TOPIC
 from talonflow.query import run_query
 from tests.conftest import LocalStack, read_records
-from tests.isolated import isolated_flows
+from tests.isolated import isolated_flows, kill_during_stream
 from tests.otlp_clients import grpc_export
 
 pytestmark = pytest.mark.integration
@@ -144,19 +143,10 @@ def test_kill_9_during_a_stream_keeps_every_rollup_exact(
     rollups = {"allowed_lateness": "1s", "resolutions": ["1m", "1h"], "poll_records": 20, "shards": 4}
     flows, data = isolated_flows(local_stack, tmp_path, "rollups", {"rollups": rollups}, processes, workers)
     instance = uuid.uuid4().hex[:10]
-    stop, sent = threading.Event(), [0]
-    streamer = threading.Thread(target=stream_counter, args=(local_stack, instance, stop, sent))
-    streamer.start()
-    try:
-        flows.start()
-        for _ in range(5):
-            time.sleep(random.uniform(1.5, 4.0))
-            flows.kill()
-            flows.start()
-        time.sleep(2)
-    finally:
-        stop.set()
-        streamer.join()
+    sent = [0]
+    kill_during_stream(
+        flows, lambda stop: stream_counter(local_stack, instance, stop, sent), kills=5, pause=(1.5, 4.0)
+    )
 
     def rows() -> pl.DataFrame:
         files = list(data.glob("rollups_1m/date=*/hour=*/*.parquet"))

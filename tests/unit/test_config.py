@@ -65,6 +65,10 @@ def test_environment_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             "receiver: {tls: {cert_file: /nope.crt, key_file: /nope.key}}",
             r"receiver\.tls: .*cert_file: no such file",
         ),
+        (
+            "receiver: {retry_after: 10s, retry_after_max: 5s}",
+            r"receiver: .*retry_after_max must be at least retry_after",
+        ),
         ("- a list", r"the top level must be a mapping"),
         ("kafka: [unclosed", r"not valid YAML"),
     ],
