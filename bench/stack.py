@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,9 @@ def stack_settings(folder: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def bench_stack(config_file: Path, document: dict[str, Any], stopped: Iterable[str] = ()) -> Iterator[Stack]:
+def bench_stack(
+    config_file: Path, document: dict[str, Any], stopped: Collection[str] = ()
+) -> Iterator[Stack]:
     """`talonflow up --detach` on `document` (written to `config_file`), then stop the `stopped`
     processes: the bench runs that part itself, timed, or they would compete for the CPU."""
     config_file.write_text(yaml.safe_dump(document))
@@ -44,8 +46,9 @@ def bench_stack(config_file: Path, document: dict[str, Any], stopped: Iterable[s
     subprocess.run([*cli, "up", "--detach"], check=True)
     try:
         stack = Stack(load_config(config_file), config_file)
-        for name in stopped:
-            stack.rpc().supervisor.stopProcess(name)
+        for program in stack.programs():  # alerts runs only with rule files
+            if program.name in stopped:
+                stack.rpc().supervisor.stopProcess(program.name)
         yield stack
     finally:
         subprocess.run([*cli, "down"], check=False)
