@@ -1,10 +1,11 @@
 # make run: set up, then run the whole local pipeline in the foreground (Ctrl-C stops it).
-# make test: set up, then lint, type-check and run the full test suite against real services.
+# make test: set up, then lint, type-check, validate the compose file and run the full test suite
+# against real services.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint bench clean services
+.PHONY: setup run test lint compose-check bench clean services
 
 setup: $(VENV)/.installed services
 
@@ -25,7 +26,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: setup lint
+# compose/docker-compose.yml cannot run here (no Docker engine); `docker compose config` validates it.
+compose-check:
+	bash compose/native/check-compose.sh
+
+test: setup lint compose-check
 	$(BIN)/pytest -ra
 
 bench: setup

@@ -191,13 +191,13 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"running": True, "parts": parts}))
     else:
-        print(f"{'PART':<10}{'STATE':<10}{'PID':>8}  {'UPTIME':>8}  {'HEALTH':<10}DETAIL")
+        width = max(len("PART"), *(len(p["name"]) for p in parts)) + 2
+        print(f"{'PART':<{width}}{'STATE':<10}{'PID':>8}  {'UPTIME':>8}  {'HEALTH':<10}DETAIL")
         for p in parts:
             uptime = f"{p['uptime_s']}s" if p["uptime_s"] is not None else "-"
             health = "healthy" if p["healthy"] else "UNHEALTHY"
-            print(
-                f"{p['name']:<10}{p['state']:<10}{p['pid'] or '-':>8}  {uptime:>8}  {health:<10}{p['detail']}"
-            )
+            pid = p["pid"] or "-"
+            print(f"{p['name']:<{width}}{p['state']:<10}{pid:>8}  {uptime:>8}  {health:<10}{p['detail']}")
     return 0 if all(p["healthy"] for p in parts) else EXIT_FAILED
 
 

@@ -48,7 +48,8 @@ class Program:
     environment: tuple[tuple[str, str], ...] = ()  # never secrets: those come from the environment
 
 
-def _versions() -> dict[str, str]:
+def pinned_versions() -> dict[str, str]:
+    """The service versions compose/native/versions.env pins (the compose images follow them)."""
     lines = (NATIVE / "versions.env").read_text().splitlines()
     pairs = (line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
     return {key.strip(): value.strip() for key, value in pairs}
@@ -60,11 +61,11 @@ def cache_dir() -> Path:
 
 
 def kafka_libs() -> Path:
-    return cache_dir() / f"kafka-{_versions()['KAFKA_VERSION']}" / "libs"
+    return cache_dir() / f"kafka-{pinned_versions()['KAFKA_VERSION']}" / "libs"
 
 
 def minio_binary() -> Path:
-    return cache_dir() / f"minio-{_versions()['MINIO_VERSION']}" / "minio"
+    return cache_dir() / f"minio-{pinned_versions()['MINIO_VERSION']}" / "minio"
 
 
 class Stack:

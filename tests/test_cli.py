@@ -59,6 +59,9 @@ def test_status_json_of_the_running_stack(local_stack: LocalStack) -> None:
     parts = {p["name"]: p for p in status["parts"]}
     assert set(parts) == {"kafka", "minio", "receiver", *FLOWS, "lifecycle"}
     assert all(p["healthy"] and p["state"] == "RUNNING" and p["pid"] for p in parts.values())
+    table = local_stack.cli("status").stdout.splitlines()
+    assert [line.split()[:2] for line in table[1:]] == [[p["name"], "RUNNING"] for p in status["parts"]]
+    assert {line.index("RUNNING") for line in table[1:]} == {table[0].index("STATE")}  # columns align
     again = local_stack.cli("up", "--detach")  # idempotent: already running, still healthy
     assert again.returncode == 0 and "already running" in again.stderr
 
