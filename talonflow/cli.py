@@ -191,7 +191,7 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"running": True, "parts": parts}))
     else:
-        width = max(len("PART"), *(len(p["name"]) for p in parts)) + 2
+        width = max(len(name) for name in ("PART", *CHECKS)) + 2
         print(f"{'PART':<{width}}{'STATE':<10}{'PID':>8}  {'UPTIME':>8}  {'HEALTH':<10}DETAIL")
         for p in parts:
             uptime = f"{p['uptime_s']}s" if p["uptime_s"] is not None else "-"
