@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint compose-check bench clean services
+.PHONY: setup run test lint compose-check bench clean services peers
 
 setup: $(VENV)/.installed services
 
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 services:
 	bash compose/native/install-kafka.sh
 	bash compose/native/install-minio.sh
+
+# The real peers the tests compare with (Prometheus, promtool, amtool, kcat, Chromium), from Debian.
+peers:
+	bash compose/native/install-peers.sh
 
 run: setup
 	$(BIN)/talonflow up
@@ -30,7 +34,7 @@ lint: $(VENV)/.installed
 compose-check:
 	bash compose/native/check-compose.sh
 
-test: setup lint compose-check
+test: setup peers lint compose-check
 	$(BIN)/pytest -ra
 
 bench: setup
