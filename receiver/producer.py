@@ -42,7 +42,14 @@ def _settle(future: asyncio.Future[None], error: Exception | None) -> None:
 
 
 class ConfluentProducer:
-    """librdkafka does the batching; a background thread serves its delivery callbacks."""
+    """librdkafka does the batching; a background thread serves its delivery callbacks.
+
+    `linger` lets concurrent requests share a batch, but a request that is alone would only wait it
+    out: nothing else is coming to fill the batch. So when a record is produced with no other in
+    flight, a `flush()` on the executor sends it at once (librdkafka ignores linger while a flush
+    is running). The flush lasts at most one linger, so under steady concurrency, when a lone
+    record is rare anyway, batching is off for no longer than linger would have waited.
+    """
 
     def __init__(self, kafka: KafkaConfig, settings: ProducerConfig) -> None:
         self._producer = confluent_kafka.Producer(
@@ -61,6 +68,8 @@ class ConfluentProducer:
                 "logger": logging.getLogger("receiver.kafka"),
             }
         )
+        self._linger = settings.linger
+        self._in_flight = 0  # records produced and not yet settled; touched on the event loop only
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
         self._poller.start()
@@ -83,7 +92,13 @@ class ConfluentProducer:
             raise ProduceError("producer buffer full", overloaded=True) from err
         except confluent_kafka.KafkaException as err:
             raise ProduceError(f"kafka: {err}") from err
-        await future
+        self._in_flight += 1
+        if self._in_flight == 1 and self._linger > 0:
+            loop.run_in_executor(None, self._producer.flush, self._linger)
+        try:
+            await future
+        finally:
+            self._in_flight -= 1
 
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)
