@@ -1,150 +1,246 @@
-"""Kafka `talon_rollups` → alert rules → `talon_alerts`, Parquet `alerts` and notifications.
+"""Kafka `otlp_metrics` → Prometheus rule groups (PromQL) → `talon_alerts`, Parquet `alerts`, notifications.
 
     TALONFLOW_CONFIG=talonflow.yaml python -m bytewax.run flows.alerts:flow \\
         -r .talonflow/recovery/alerts -s 5 -b 0
 
-Every poll of rollups goes to every rule (one keyed state per rule, so rules spread over
-workers). A rule evaluates a 1-minute window in event time once the rollup stream has moved
-past it (a rollup of a later window arrived: replays, backfills, busy streams) or, on the clock,
-`settle` seconds after the rollups flow closes it (its end + `rollups.allowed_lateness`) and
-after its first rollup: rollup shards, and the heartbeats flow's minute rollups, deliver the
-same window at slightly different moments. A rollup arriving after its window was evaluated is
-ignored by the rule (rule_engine: event time only moves forward). Each
-transition (schemas/rollups.py ALERTS_SCHEMA) is written to Parquet exactly once (sequence-named
-files, as in flows/rollups.py), produced to the topic at least once (deduplicate on fingerprint,
-state and time), and firing/resolved ones are handed to the notifier (sinks/notify), which
-groups, deduplicates and delivers them off the dataflow's thread.
+Each poll is flattened (schemas/flatten.py) and converted once into Prometheus series, named as
+Prometheus' OTLP receiver names them (schemas/prometheus_names.py). The rule groups of
+`alerts.rule_files` are keyed streams: groups that read each other's recording rules share one
+(rules/stream.py `components`), and a poll's samples go only to the streams whose selectors can
+match their metric names, so groups spread over workers and a group sees only what it reads. A
+stream keeps its raw samples for the longest range or lookback its rules read and evaluates each
+group at its own `interval`, in event time: at the aligned times its watermark has passed. The
+watermark is the newest sample time minus `allowed_lateness`, plus the wall time since the last
+sample, so an idle stream still evaluates (as flows/rollups.py closes windows); a sample older
+than an evaluation already made is counted and logged, and read by later evaluations only.
+
+Samples, alert states and the output sequence are the stream's bytewax state, so a kill -9
+resumes from the snapshot and replays the same samples through the same evaluations. Each
+transition (schemas/alert_events.py) is written to Parquet exactly once (sequence-named files,
+as in flows/rollups.py), produced to the topic at least once (deduplicate on fingerprint, state
+and time), and firing/resolved ones are handed to the notifier (sinks/notify), which groups,
+silences, deduplicates and delivers them off the dataflow's thread.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import bytewax.operators as op
 import polars as pl
-import pyarrow as pa
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 
 from flows.kafka_batches import Batch, KafkaBatchSource
 from flows.lazy import lazy_flow, sequenced_sink
-from flows.rollups import NOTIFY_EVERY_S as ROLLUPS_TICK_S
-from flows.rule_engine import RuleRunner, alert_rows
-from schemas.config import TalonflowConfig
-from schemas.rollups import ROLLUPS_SCHEMA
-from schemas.rules import Rule, load_rules
-from schemas.topics import ALERTS_TOPIC, ROLLUPS_TOPIC
-from sinks.notify import Notifier
+from promql import Labels
+from rules.loader import load_groups
+from rules.stream import GroupStream, GroupTransition, StreamState, components, group_id, metric_names
+from rules.templates import TemplateContext
+from schemas.alert_events import ACTIVE_ENDS_AT, alert_rows, fingerprint, rfc3339
+from schemas.config import AlertsConfig, TalonflowConfig
+from schemas.flatten import TimeBounds, flatten
+from schemas.prometheus_names import (
+    GAUGE,
+    LABELS,
+    NAME,
+    SERIES,
+    TIMESTAMP_MS,
+    VALUE,
+    metric_name,
+    prometheus_series,
+)
+from schemas.prometheus_rules import Group
+from schemas.rollup_series import FIELD as ROLLUP_FIELDS
+from schemas.rollup_series import rollup_points
+from schemas.spanmetrics import PREFIX as SPANMETRICS
+from schemas.spanmetrics import SpanTotals, span_deltas
+from schemas.topics import ALERTS_TOPIC, METRICS_TOPIC, ROLLUPS_TOPIC, SPANS_TOPIC
+from sinks.notify import Notifier, pipeline_notifier
 from sinks.parquet import Chunk
 
 CONSUMER_GROUP = "talonflow-alerts"
+TICK_S = 0.25  # how often an idle stream checks its watermark against the clock
 log = logging.getLogger(__name__)
 Event = dict[str, Any]
 _NOTIFIED = ("firing", "resolved")
 
 
-def rollup_frame(batch: Batch) -> pl.DataFrame:
-    """The rollup rows of one poll of `talon_rollups` (JSON documents), as ROLLUPS_SCHEMA."""
+@dataclass(frozen=True)
+class Poll:
+    """One poll's Prometheus samples of metrics, and its spans counted as spanmetrics deltas."""
+
+    series: pl.DataFrame | None = None
+    spans: pl.DataFrame | None = None
+
+
+def read_poll(batch: Batch, bounds: TimeBounds) -> Poll:
+    """Flatten (or parse) once, name once: every stream reads the same frames. A poll is of one topic."""
     _part, records = batch
-    rows = []
-    for record in records:
-        try:
-            row = json.loads(record.value)
-            row["attributes"] = list(row["attributes"].items())
-            rows.append(row)
-        except (ValueError, KeyError, AttributeError):
-            continue  # not a rollup document: nothing to evaluate
-    if not rows:
-        return pl.DataFrame(ROLLUPS_SCHEMA.empty_table())
-    columns = {name: [row.get(name) for row in rows] for name in ROLLUPS_SCHEMA.names}
-    for name in ("window_start", "window_end"):
-        columns[name] = [datetime.fromisoformat(text) for text in columns[name]]
-    frame = pl.from_arrow(pa.Table.from_pydict(columns, schema=ROLLUPS_SCHEMA))
-    assert isinstance(frame, pl.DataFrame)
-    return frame
+    if records and records[0].topic == ROLLUPS_TOPIC:
+        return Poll(prometheus_series(rollup_points(r.value for r in records)))
+    tables = flatten(records, bounds).tables
+    metrics, spans = tables.get("metrics"), tables.get("spans")
+    return Poll(
+        prometheus_series(metrics) if metrics is not None else None,
+        span_deltas(spans) if spans is not None else None,
+    )
+
+
+def topics(names: Iterable[frozenset[str] | None]) -> tuple[str, ...]:
+    """`otlp_metrics`, and the topics of spans and rollups when a rule reads series made of them."""
+    wanted = list(names)
+    derived = {metric_name(name, "", GAUGE) for name in ROLLUP_FIELDS}
+    out = [METRICS_TOPIC]
+    if any(w is None or any(n.startswith(SPANMETRICS) for n in w) for w in wanted):
+        out.append(SPANS_TOPIC)
+    if any(w is None or w & derived for w in wanted):
+        out.append(ROLLUPS_TOPIC)
+    return tuple(out)
+
+
+def samples(
+    frame: pl.DataFrame, known: dict[str, Labels] | None = None
+) -> Iterator[tuple[Labels, list[int], list[float]]]:
+    """(labels, times, values) per series of a `prometheus_series` frame (sorted by series, then time).
+
+    `known` caches each series' labels by its printed form: building them is most of the cost."""
+    known = {} if known is None else known
+    runs = frame[SERIES].rle()
+    counts, series = runs.struct.field("len").to_list(), runs.struct.field("value").to_list()
+    starts = list(itertools.accumulate(counts, initial=0))
+    new = [i for i, text in enumerate(series) if text not in known]
+    if new:
+        rows = [starts[i] for i in new]
+        heads = zip(frame[NAME].gather(rows).to_list(), frame[LABELS].gather(rows).to_list(), strict=True)
+        for i, (name, pairs) in zip(new, heads, strict=True):
+            known[series[i]] = tuple(sorted([("__name__", name), *((p["name"], p["value"]) for p in pairs)]))
+    times, values = frame[TIMESTAMP_MS].to_list(), frame[VALUE].to_list()
+    for text, start, end in zip(series, starts, starts[1:], strict=False):
+        yield known[text], times[start:end], values[start:end]
+
+
+def stream_key(groups: list[Group]) -> str:
+    """A stream's name: its groups, stable across rule files that add or reorder other groups."""
+    return "|".join(sorted(group_id(g) for g in groups))
+
+
+def part_of(key: str) -> str:
+    """A stream's Parquet writer."""
+    return f"alerts:{zlib.crc32(key.encode())}"
 
 
 @dataclass
-class RuleState:
-    runner: RuleRunner
-    waiting: dict[datetime, float] = field(default_factory=dict)  # window end -> when it may be evaluated
-    evaluated: datetime | None = None  # the latest window evaluated
-    sequence: int = 0
+class KeyedState:
+    key: str
+    stream: StreamState
+    spans: SpanTotals = field(default_factory=SpanTotals)
 
 
-class RuleLogic(StatefulLogic[tuple[str, pl.DataFrame], tuple[int, list[Event]], RuleState]):
-    """One rule: buffer rollups, evaluate each window once it is complete, in event-time order."""
+class StreamLogic(StatefulLogic[tuple[str, Poll], tuple[int, list[Event]], KeyedState]):
+    """One stream of groups: store samples, evaluate what the watermark has passed, emit transitions."""
 
     def __init__(
-        self, rules: dict[str, Rule], settle: float, lateness: float, state: RuleState | None
+        self, config: TalonflowConfig, streams: dict[str, list[Group]], state: KeyedState | None
     ) -> None:
-        self._rules, self._settle, self._lateness = rules, settle, lateness
-        self.state = state
-        if state is not None:
-            name = state.runner.rule.alert
-            if name in rules:
-                state.runner.rule = rules[name]  # an edited rule applies on restart
-            restart = time.time() + settle
-            state.waiting = {end: max(due, restart) for end, due in state.waiting.items()}
+        self._config, self._streams = config, streams
+        self._settings: AlertsConfig = config.alerts
+        self._lateness_ms = int(self._settings.allowed_lateness * 1000)
+        self._stream: GroupStream | None = None
+        self._state = state
+        self._last_item = time.monotonic()  # wall time is not state: a restart does not age the stream
+        self._labels: dict[str, Labels] = {}  # a cache, not state: series -> labels
+        if state is not None and state.key in streams:
+            self._stream = self._open(state)
 
-    def on_item(self, value: tuple[str, pl.DataFrame]) -> tuple[Iterable[tuple[int, list[Event]]], bool]:
-        name, frame = value
-        if self.state is None:  # bytewax builds the logic before it names the key: the item does
-            self.state = RuleState(RuleRunner(self._rules[name]))
-        if frame.is_empty():
-            return [], StatefulLogic.RETAIN
-        evaluated = self.state.evaluated
-        if evaluated is not None and (late := frame.filter(pl.col("window_end") <= evaluated)).height:
-            log.warning("%s: %d rollups arrived after their window was evaluated", name, late.height)
-        self.state.runner.add(frame)
-        now = time.time()
-        for end in frame["window_end"].unique().to_list():
-            # when the rollups flow closes it on the clock: its end, the lateness, one tick of its clock
-            closes = end.timestamp() + self._lateness + ROLLUPS_TICK_S
-            self.state.waiting.setdefault(end, max(now, closes) + self._settle)
-        newest = max(self.state.waiting)
-        return self._evaluate(lambda end, due: end < newest or now >= due)
+    def _open(self, state: KeyedState) -> GroupStream:
+        """The stream's groups, loaded with a template context of their own (workers are threads)."""
+        context = TemplateContext(state.stream.storage)
+        wanted = {group_id(g) for g in self._streams[state.key]}
+        files = sorted({g.file for g in self._streams[state.key]})
+        groups = [g for g in load_groups(list(files), context) if group_id(g) in wanted]
+        return GroupStream(
+            groups,
+            state.stream,
+            int(self._settings.evaluation_interval * 1000),
+            context,
+            self._settings.external_labels,
+            self._config.console.url,
+        )
+
+    def on_item(self, value: tuple[str, Poll]) -> tuple[Iterable[tuple[int, list[Event]]], bool]:
+        key, poll = value
+        if self._stream is None or self._state is None:  # bytewax builds the logic before it names the key
+            self._state = KeyedState(key, StreamState())
+            self._stream = self._open(self._state)
+        self._last_item = time.monotonic()
+        if len(self._labels) > 2 * len(self._state.stream.storage.series) + 10_000:
+            self._labels.clear()  # series come and go: the cache holds about what the storage does
+        late = 0
+        if poll.spans is not None:
+            spans = prometheus_series(self._state.spans.add(poll.spans))
+            late += self._stream.add(samples(spans, self._labels))
+        if poll.series is not None:
+            late += self._stream.add(samples(poll.series, self._labels))
+        if late:
+            log.warning("%s: %d samples arrived after an evaluation at or past their time", key, late)
+        return self._advance(), StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[tuple[int, list[Event]]], bool]:
-        if self.state is None:
-            return [], StatefulLogic.RETAIN
-        now = time.time()
-        return self._evaluate(lambda _end, due: now >= due)
+        return self._advance(), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        return datetime.now(UTC) + timedelta(seconds=0.5) if self.state and self.state.waiting else None
+        return datetime.now(UTC) + timedelta(seconds=TICK_S) if self._stream is not None else None
 
-    def snapshot(self) -> RuleState:
-        assert self.state is not None  # bytewax snapshots only logics that have seen an item
-        return self.state
+    def snapshot(self) -> KeyedState:
+        assert self._state is not None  # bytewax snapshots only logics that have seen an item
+        if self._stream is not None:  # else a stream whose groups left the rule files: kept as it was
+            self._stream.snapshot()
+        return self._state
 
-    def _evaluate(self, ready: Any) -> tuple[list[tuple[int, list[Event]]], bool]:
-        """Evaluate ready windows oldest first: never a later window before an earlier one."""
-        assert self.state is not None
-        events: list[Event] = []
-        for end in sorted(self.state.waiting):
-            if not ready(end, self.state.waiting[end]):
-                break
-            del self.state.waiting[end]
-            events.extend(self.state.runner.evaluate(end))
-            self.state.evaluated = end
+    def _advance(self) -> list[tuple[int, list[Event]]]:
+        if self._stream is None or not self._stream.state.newest_ms:
+            return []
+        idle_ms = int((time.monotonic() - self._last_item) * 1000)
+        watermark = self._stream.state.newest_ms - self._lateness_ms + idle_ms
+        events = [transition_event(t, self._config.console.url) for t in self._stream.advance(watermark)]
         if not events:
-            return [], StatefulLogic.RETAIN
-        self.state.sequence += 1
-        return [(self.state.sequence - 1, events)], StatefulLogic.RETAIN
+            return []
+        self._stream.state.sequence += 1
+        return [(self._stream.state.sequence - 1, events)]
 
 
-def part_of(rule: str) -> str:
-    """A rule's Parquet writer: stable across rule files that add or reorder rules."""
-    return f"alerts:{zlib.crc32(rule.encode())}"
+def transition_event(change: GroupTransition, external_url: str) -> Event:
+    """One transition as an Alertmanager webhook alert plus state, previous_state, value and evaluatedAt."""
+    new, alert = change.transition.new, change.alert
+    state = new if new != "inactive" else "resolved" if change.previous == "firing" else "inactive"
+    labels = dict(alert.labels)
+    at = datetime.fromtimestamp(change.transition.t_ms / 1000, UTC)
+    started = alert.fired_at if alert.fired_at is not None else alert.active_at
+    expr = next(r.node.expr for r in change.group.rules if r.name == change.transition.rule)
+    return {
+        "status": state,
+        "labels": labels,
+        "annotations": dict(alert.annotations),
+        "startsAt": rfc3339(datetime.fromtimestamp(started / 1000, UTC)),
+        "endsAt": rfc3339(at) if new == "inactive" else ACTIVE_ENDS_AT,
+        "generatorURL": f"{external_url}/graph?g0.expr={quote(expr)}&g0.tab=1" if external_url else "",
+        "fingerprint": fingerprint(labels),
+        "state": state,
+        "previous_state": change.previous,
+        "value": alert.value,
+        "evaluatedAt": rfc3339(at),
+    }
 
 
 def notify(notifier: Notifier, events: list[Event]) -> None:
@@ -154,36 +250,45 @@ def notify(notifier: Notifier, events: list[Event]) -> None:
             notifier.submit(event)
 
 
-def load_all_rules(config: TalonflowConfig) -> dict[str, Rule]:
-    rules: dict[str, Rule] = {}
-    for path in config.alerts.rule_files:
-        for group in load_rules(path).groups:
-            for rule in group.rules:
-                if rule.alert in rules:
-                    raise ValueError(f"{path}: rule {rule.alert} is defined twice")
-                rules[rule.alert] = rule
-    return rules
+def route(poll: Poll, names: dict[str, frozenset[str] | None]) -> list[tuple[str, tuple[str, Poll]]]:
+    """A poll to each stream whose selectors can match its samples (None: any name); its spans to
+    the streams that read spanmetrics series."""
+    out = []
+    for key, wanted in names.items():
+        series = poll.series
+        if series is not None and wanted is not None:
+            series = series.filter(pl.col(NAME).is_in(list(wanted)))
+        spans = poll.spans if wanted is None or any(n.startswith(SPANMETRICS) for n in wanted) else None
+        part = Poll(
+            series if series is not None and not series.is_empty() else None,
+            spans if spans is not None and not spans.is_empty() else None,
+        )
+        if part.series is not None or part.spans is not None:
+            out.append((key, (key, part)))
+    return out
 
 
 def build(config: TalonflowConfig) -> Dataflow:
-    rules = load_all_rules(config)
-    settle = config.alerts.settle
-    notifier = Notifier(config.notifications)
+    settings = config.alerts
+    groups = load_groups(list(settings.rule_files), TemplateContext())
+    streams = {stream_key(c): c for c in components(groups)}
+    names = {key: metric_names(c) for key, c in streams.items()}
+    bounds = TimeBounds(max_past_s=config.ingest.max_past, max_future_s=config.ingest.max_future)
+    notifier = pipeline_notifier(config)
     notifier.start()
 
     flow = Dataflow("alerts")
-    source = KafkaBatchSource(config.kafka, (ROLLUPS_TOPIC,), CONSUMER_GROUP, 500)
-    frames = op.map("parse", op.input("kafka", flow, source), rollup_frame)
-    keyed = op.flat_map("to-rules", frames, lambda frame: [(name, (name, frame)) for name in rules])
-    lateness = config.rollups.allowed_lateness
-    transitions = op.stateful("rules", keyed, lambda state: RuleLogic(rules, settle, lateness, state))
+    source = KafkaBatchSource(config.kafka, topics(names.values()), CONSUMER_GROUP, settings.poll_records)
+    polls = op.map("series", op.input("kafka", flow, source), lambda batch: read_poll(batch, bounds))
+    keyed = op.flat_map("to-groups", polls, lambda poll: route(poll, names))
+    transitions = op.stateful("groups", keyed, lambda state: StreamLogic(config, streams, state))
 
     def to_chunk(item: tuple[str, tuple[int, list[Event]]]) -> tuple[str, Chunk]:
-        rule, (sequence, events) = item
+        key, (sequence, events) = item
         notify(notifier, events)
-        return part_of(rule), ("alerts", alert_rows(events), sequence, sequence)
+        return part_of(key), ("alerts", alert_rows(events), sequence, sequence)
 
-    sink = sequenced_sink(config, [part_of(rule) for rule in rules])
+    sink = sequenced_sink(config, [part_of(key) for key in streams])
     op.output("parquet", op.map("chunk", transitions, to_chunk), sink)
 
     def messages(item: tuple[str, tuple[int, list[Event]]]) -> list[KafkaSinkMessage[bytes, bytes]]:
@@ -193,8 +298,7 @@ def build(config: TalonflowConfig) -> Dataflow:
         ]
 
     brokers = config.kafka.bootstrap_servers.split(",")
-    out = op.flat_map("json", transitions, messages)
-    op.output("kafka-out", out, KafkaSink(brokers, ALERTS_TOPIC))
+    op.output("kafka-out", op.flat_map("json", transitions, messages), KafkaSink(brokers, ALERTS_TOPIC))
     return flow
 
 

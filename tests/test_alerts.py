@@ -1,8 +1,7 @@
-"""The alerts flow on the real stack: a threshold crossed by SDK metrics fires, notifies and resolves."""
+"""The alerts flow on the real stack: PromQL rules fire, notify, resolve; kill -9 loses none."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import threading
@@ -19,18 +18,20 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from schemas.topics import ROLLUPS_TOPIC
+from schemas.topics import METRICS_TOPIC
 from talonflow.query import run_query
 from tests.conftest import LocalStack
-from tests.isolated import Flows, isolated_flows
+from tests.isolated import isolated_flows
 
 pytestmark = pytest.mark.integration
-FUTURE_DAYS = itertools.count(30)
 WEBHOOK_PORT = 18099  # tests/conftest.py routes every notification of the session stack here
+STEP = timedelta(seconds=15)  # the kill test's group interval, and its samples' spacing in event time
 
 
 @pytest.fixture
@@ -56,22 +57,23 @@ def webhook() -> Iterator[list[dict[str, Any]]]:
         server.shutdown()
 
 
-def set_queue_depth(local_stack: LocalStack, instance: str, depth: int) -> None:
+def set_gauge(local_stack: LocalStack, name: str, unit: str, instance: str, value: float) -> None:
+    """One export of one gauge by the OTel SDK, as an agent `queue-worker/<instance>`."""
     resource = Resource.create({"service.name": "queue-worker", "service.instance.id": instance})
     exporter = OTLPMetricExporter(endpoint=local_stack.grpc_endpoint, insecure=True)
     meters = MeterProvider(
         resource=resource, metric_readers=[PeriodicExportingMetricReader(exporter, 3_600_000)]
     )
-    meters.get_meter("talonflow.tests").create_gauge("test.queue.depth").set(depth)
+    meters.get_meter("talonflow.tests").create_gauge(name, unit=unit).set(value)
     meters.shutdown()
 
 
-def transitions(local_stack: LocalStack, instance: str) -> pl.DataFrame:
+def transitions(local_stack: LocalStack, alertname: str, instance: str) -> pl.DataFrame:
     try:
-        rows = run_query(local_stack.config, "SELECT * FROM alerts WHERE alertname = 'TestQueueBacklog'")
+        rows = run_query(local_stack.config, f"SELECT * FROM alerts WHERE alertname = '{alertname}'")
     except Exception:  # no alert file yet
         return pl.DataFrame()
-    return rows.filter(pl.col("labels").map.get("service.instance.id") == instance).sort("time")
+    return rows.filter(pl.col("labels").map.get("instance") == instance).sort("time")
 
 
 def at_least(rows: pl.DataFrame, count: int) -> pl.DataFrame | None:
@@ -90,144 +92,142 @@ def wait_for(check: Any, timeout: float = 120) -> Any:
 def test_threshold_fires_notifies_and_resolves(
     local_stack: LocalStack, webhook: list[dict[str, Any]]
 ) -> None:
+    """`test_queue_depth > 50` (the SDK's `test.queue.depth`), in a group evaluated every second."""
     instance = uuid.uuid4().hex[:10]
-    set_queue_depth(local_stack, instance, 75)
-    fired = wait_for(lambda: at_least(transitions(local_stack, instance), 1))
+    set_gauge(local_stack, "test.queue.depth", "", instance, 75)
+    fired = wait_for(lambda: at_least(transitions(local_stack, "TestQueueBacklog", instance), 1))
     first = fired.row(0, named=True)
     assert (first["state"], first["previous_state"], first["value"]) == ("firing", "inactive", 75.0)
-    assert (
-        first["severity"] == "warning"
-        and dict(first["annotations"])["summary"] == f"queue of {instance} at 75"
+    labels = dict(first["labels"])
+    assert (labels["job"], labels["alertname"], labels["severity"]) == (
+        "queue-worker",
+        "TestQueueBacklog",
+        "warning",
     )
+    assert dict(first["annotations"])["summary"] == f"queue of {instance} at 75"
 
     def notified(status: str) -> dict[str, Any] | None:
         for document in webhook:
             for alert in document["alerts"]:
-                if alert["labels"].get("service.instance.id") == instance and alert["status"] == status:
+                if alert["labels"].get("instance") == instance and alert["status"] == status:
                     return alert
         return None
 
     alert = wait_for(lambda: notified("firing"), timeout=30)
     assert alert["fingerprint"] == first["fingerprint"] and alert["labels"]["alertname"] == "TestQueueBacklog"
 
-    set_queue_depth(local_stack, instance, 10)
-    both = wait_for(lambda: at_least(transitions(local_stack, instance), 2))
+    set_gauge(local_stack, "test.queue.depth", "", instance, 10)
+    both = wait_for(lambda: at_least(transitions(local_stack, "TestQueueBacklog", instance), 2))
     assert both["state"].to_list() == ["firing", "resolved"]
     resolved = wait_for(lambda: notified("resolved"), timeout=30)
     assert resolved["endsAt"] != "0001-01-01T00:00:00Z"
     time.sleep(3)
-    assert transitions(local_stack, instance).height == 2  # nothing repeated
+    assert transitions(local_stack, "TestQueueBacklog", instance).height == 2  # nothing repeated
 
 
-def rollup_document(metric: str, instance: str, end: datetime, value: float) -> bytes:
-    """A 1-minute gauge rollup as the rollups flow writes it to `talon_rollups`."""
-    labels = {"service.name": "killed-rules", "service.instance.id": instance}
-    document = {
-        "window_start": f"{end - timedelta(minutes=1):%Y-%m-%dT%H:%M:%SZ}",
-        "window_end": f"{end:%Y-%m-%dT%H:%M:%SZ}",
-        "resolution": "1m",
-        "series_id": f"{metric}/{instance}",
-        "metric_name": metric,
-        "type": "gauge",
-        "service_name": "killed-rules",
-        "attributes": labels,
-        "points": 1,
-        "count": 1.0,
-        "last": value,
-    }
-    return json.dumps(document).encode()
+def test_for_30s_in_a_15s_group_fires_two_intervals_after_pending(local_stack: LocalStack) -> None:
+    """`for: 30s` with `interval: 15s`: pending at an evaluation, firing exactly 30 s of event time later."""
+    instance = uuid.uuid4().hex[:10]
+    set_gauge(local_stack, "test.queue.stuck", "1", instance, 0.9)  # unit "1": test_queue_stuck_ratio
+    fired = wait_for(lambda: at_least(transitions(local_stack, "TestQueueStuck", instance), 2), timeout=90)
+    pending, firing = fired.row(0, named=True), fired.row(1, named=True)
+    assert (pending["state"], firing["state"], firing["previous_state"]) == ("pending", "firing", "pending")
+    assert firing["time"] - pending["time"] == timedelta(seconds=30)
+    assert pending["time"].timestamp() % 15 == 0  # evaluations at the group's aligned times
+    assert (
+        firing["starts_at"] == firing["time"]
+        and dict(firing["annotations"])["summary"] == f"{instance} stuck at 90%"
+    )
+    set_gauge(local_stack, "test.queue.stuck", "1", instance, 0.1)
+    done = wait_for(lambda: at_least(transitions(local_stack, "TestQueueStuck", instance), 3), timeout=60)
+    assert done["state"].to_list() == ["pending", "firing", "resolved"]
+
+
+def depth_request(metric: str, values: dict[str, float], at: datetime) -> bytes:
+    """One OTLP export request with one gauge point per instance, as the receiver writes it to Kafka."""
+    request = ExportMetricsServiceRequest()
+    for instance, value in values.items():
+        resource = request.resource_metrics.add()
+        for key, text in (("service.name", "killed-rules"), ("service.instance.id", instance)):
+            resource.resource.attributes.append(KeyValue(key=key, value=AnyValue(string_value=text)))
+        point = resource.scope_metrics.add().metrics.add(name=metric).gauge.data_points.add()
+        point.time_unix_nano, point.as_double = int(at.timestamp() * 1e9), value
+    return request.SerializeToString()
 
 
 def expected_transitions(
-    instances: list[str], ends: list[datetime], high: list[bool]
+    instances: list[str], evaluations: list[datetime], high: list[bool]
 ) -> set[tuple[str, ...]]:
-    """Per instance: `Slow` (for: 1m) goes pending, then firing, then resolved; `Fast` fires at once."""
+    """Per instance: `Slow` (for: 30s, every 15 s) goes pending, fires at its third high evaluation,
+    resolves; `Fast` (for: 0s) fires at once. Evaluation k sees the sample of step k - 1."""
     expected: set[tuple[str, ...]] = set()
     for instance in instances:
-        slow = fast = "inactive"
-        for end, on in zip(ends, high, strict=True):
-            at = end.isoformat()
+        slow, active, fast = "inactive", evaluations[0], False
+        for at, on in zip(evaluations, high, strict=True):
+            when = at.isoformat()
             if on and slow == "inactive":
-                slow = "pending"
-                expected.add(("Slow", instance, at, "pending"))
-            elif on and slow == "pending":
+                slow, active = "pending", at
+                expected.add(("Slow", instance, when, "pending"))
+            elif on and slow == "pending" and at - active >= timedelta(seconds=30):
                 slow = "firing"
-                expected.add(("Slow", instance, at, "firing"))
-            elif not on and slow == "firing":
+                expected.add(("Slow", instance, when, "firing"))
+            elif not on and slow != "inactive":
+                expected.add(("Slow", instance, when, "resolved" if slow == "firing" else "inactive"))
                 slow = "inactive"
-                expected.add(("Slow", instance, at, "resolved"))
-            if on != (fast == "firing"):
-                fast = "firing" if on else "inactive"
-                expected.add(("Fast", instance, at, "firing" if on else "resolved"))
+            if on != fast:
+                fast = on
+                expected.add(("Fast", instance, when, "firing" if on else "resolved"))
     return expected
-
-
-def stream_windows(
-    local_stack: LocalStack,
-    flows: Flows,
-    metric: str,
-    instances: list[str],
-    ends: list[datetime],
-    high: list[bool],
-) -> None:
-    """One window of every instance every 0.4 s, killing and restarting the flows four times."""
-    producer = Producer({"bootstrap.servers": local_stack.config.kafka.bootstrap_servers})
-    kills = random.sample(range(2, len(ends) - 2), 4)
-    for index, (end, on) in enumerate(zip(ends, high, strict=True)):
-        for instance in instances:
-            document = rollup_document(metric, instance, end, 90.0 if on else 10.0)
-            producer.produce(ROLLUPS_TOPIC, document, instance.encode())
-        producer.flush(10)
-        time.sleep(0.4)
-        if index in kills:
-            flows.kill()
-            flows.start()
 
 
 @pytest.mark.parametrize(("processes", "workers"), [(1, 2), (2, 1)], ids=["-w 2", "two processes"])
 def test_kill_9_during_a_stream_loses_and_repeats_no_transition(
     local_stack: LocalStack, tmp_path: Path, processes: int, workers: int
 ) -> None:
-    """Rules spread over workers; recovery restores their states: every transition once, none lost."""
-    metric, tag = f"killed.depth.{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:6]
-    expr = {"value": {"metric": metric, "field": "last", "by": ["service.instance.id"]}}
+    """Two groups (one per worker) over raw samples 15 s of event time apart, sent 0.4 s apart while
+    the flows are killed and restarted four times: every transition once, none lost."""
+    tag = uuid.uuid4().hex[:8]
+    metric = f"killed_depth_{tag}"
     rules = {
         "groups": [
             {
-                "name": "killed",
-                "rules": [
-                    {
-                        "alert": f"Slow{tag}",
-                        "expr": expr,
-                        "op": ">",
-                        "threshold": 50,
-                        "for": "1m",
-                        "labels": {"severity": "info"},
-                    },
-                    {
-                        "alert": f"Fast{tag}",
-                        "expr": expr,
-                        "op": ">",
-                        "threshold": 80,
-                        "labels": {"severity": "info"},
-                    },
-                ],
-            }
+                "name": f"slow-{tag}",
+                "interval": "15s",
+                "rules": [{"alert": f"Slow{tag}", "expr": f"{metric} > 50", "for": "30s"}],
+            },
+            {
+                "name": f"fast-{tag}",
+                "interval": "15s",
+                "rules": [{"alert": f"Fast{tag}", "expr": f"{metric} > 80"}],
+            },
         ]
     }
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
-    alerts = {"rule_files": ["rules.yaml"], "settle": "1s"}
+    alerts = {"rule_files": ["rules.yaml"], "allowed_lateness": "5s", "commit_interval": "1s"}
     flows, data = isolated_flows(local_stack, tmp_path, "alerts", {"alerts": alerts}, processes, workers)
-    # Windows in the future, a day later for each test: neither the session's own rollups (now) nor
-    # an earlier test's windows, which every rule reads too, move these rules' event time past them.
-    base = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=next(FUTURE_DAYS))
-    ends = [base + timedelta(minutes=m) for m in range(26)]
-    high = [m % 5 < 3 for m in range(25)] + [False]  # the last window only closes the one before
+    now = datetime.now(UTC)
+    base = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    steps = 26
+    high = [k % 5 < 3 for k in range(steps - 1)] + [False]
     instances = ["i0", "i1", "i2"]
     flows.start()
     try:
-        stream_windows(local_stack, flows, metric, instances, ends, high)
-        expected = expected_transitions(instances, ends[:-1], high[:-1])
+        producer = Producer({"bootstrap.servers": local_stack.config.kafka.bootstrap_servers})
+        kills = random.sample(range(2, steps - 2), 4)
+        for k, on in enumerate(high):
+            values = {instance: 90.0 if on else 10.0 for instance in instances}
+            # one key: one partition, so the steps arrive in order whichever worker reads it
+            producer.produce(
+                METRICS_TOPIC,
+                depth_request(metric, values, base + k * STEP + timedelta(seconds=5)),
+                tag.encode(),
+            )
+            producer.flush(10)
+            time.sleep(0.4)
+            if k in kills:
+                flows.kill()
+                flows.start()
+        expected = expected_transitions(instances, [base + (k + 1) * STEP for k in range(steps)], high)
 
         def found() -> list[tuple[str, ...]]:
             files = list(data.glob("alerts/date=*/hour=*/*.parquet"))
@@ -237,7 +237,7 @@ def test_kill_9_during_a_stream_loses_and_repeats_no_transition(
             return [
                 (
                     row["alertname"].removesuffix(tag),
-                    dict(row["labels"])["service.instance.id"],
+                    dict(row["labels"])["instance"],
                     row["time"].isoformat(),
                     row["state"],
                 )

@@ -1,6 +1,6 @@
-"""The seed rules end to end without a stack: rollups → rule engine → notifier → real local endpoints.
+"""The default rules end to end without a stack: samples → PromQL rules → notifier → real local endpoints.
 
-Each seed rule is driven minute by minute with the rollups of tests/unit/test_rules.py until it
+Each rule of alerts.yaml below is driven every 15 s with promtool-notation input series until it
 fires and resolves; its events go to a notifier routed by severity (critical → PagerDuty and the
 webhook, high → Slack and email, warning → email), whose payloads must arrive at a real HTTP
 server and a real SMTP server.
@@ -9,30 +9,45 @@ server and a real SMTP server.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flows.rule_engine import RuleRunner
+from flows.alerts import transition_event
+from rules.loader import load_groups
+from rules.series_notation import expand_values, parse_series_labels
+from rules.stream import GroupStream, StreamState
+from rules.templates import TemplateContext
 from sinks.notify import Notifier
 from tests.test_notify import HttpSink, SmtpSink, eventually, severity_config
 from tests.test_notify import http as http  # the fixtures, by name
 from tests.test_notify import smtp as smtp
-from tests.unit.test_rules import SEEDS, at, frame, seed
 
-FIRES_AND_RESOLVES = {
-    alert: (rows, until) for alert, rows, until, expected in reversed(SEEDS) if expected[-1][2] == "resolved"
+ALERTS_YAML = Path(__file__).resolve().parent.parent / "alerts.yaml"
+STEP_MS = 15_000
+CALLS = "gen_ai_client_operation_duration_seconds_count"
+FIRES_AND_RESOLVES = {  # alert -> input series, one value per 15 s (promtool's expanding notation)
+    "BudgetNearlySpent": {'orchestrator_budget_utilization_percent{job="orch", instance="o1"}': "95x8 50x8"},
+    "LlmProviderErrorRateHigh": {
+        CALLS + '{gen_ai_provider_name="openai"}': "0+9x100",
+        CALLS + '{gen_ai_provider_name="openai", error_type="timeout"}': "0+1x40 40x60",
+    },
+    "AgentQueueBacklog": {'agent_queue_depth{job="queue", instance="q1"}': "60x12 10x4"},
 }
 
 
 def events_of(alert: str) -> list[dict[str, Any]]:
-    rows, until = FIRES_AND_RESOLVES[alert]
-    runner = RuleRunner(seed(alert))
-    events = []
-    for minute in range(1, until + 1):
-        runner.add(frame(rows(minute)))
-        events += runner.evaluate(at(minute))
-    return [e for e in events if e["status"] in ("firing", "resolved")]
+    context = TemplateContext()
+    stream = GroupStream(load_groups([ALERTS_YAML], context), StreamState(), 60_000, context)
+    end = 0
+    for series, values in FIRES_AND_RESOLVES[alert].items():
+        labels = parse_series_labels(series)
+        points = [(i * STEP_MS, v) for i, v in enumerate(expand_values(values)) if v is not None]
+        stream.add([(labels, [t for t, _ in points], [v for _, v in points])])
+        end = max(end, points[-1][0])
+    events = [transition_event(change, "") for change in stream.advance(end + STEP_MS)]
+    return [e for e in events if e["labels"]["alertname"] == alert and e["status"] in ("firing", "resolved")]
 
 
 @pytest.fixture

@@ -1,0 +1,142 @@
+"""PromQL engine and rule evaluation: talonflow's engine beside promtool (Prometheus 2.42's, in Go).
+
+    python -m bench.promql [--series 100000] [--rules 100] [--samples 21] [--evaluations 3]
+
+1. Samples/s: `rate(m[5m])` over every series at one instant (each window holds --samples
+   points at 15 s), in process.
+2. Rule evaluations/s: one group of --rules rules (half recording `sum by (job) (rate(...))`,
+   half alerting `rate(...) > x`, each over --series / --rules series), evaluated --evaluations
+   times, in process.
+3. The peer: the same rules and series as a promtool unit-test file, run by `promtool test rules`
+   and by `talonflow rules test` (the same evaluation schedule; wall time of the whole run, with
+   loading), side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from promql import MemoryStorage, Vector, instant_query, labels_of
+from rules.evaluation import GroupEvaluator
+from rules.templates import TemplateContext
+from rules.unit_tests import run_files
+from schemas.prometheus_rules import parse_prometheus_rules
+
+STEP_MS = 15_000
+
+
+def build_storage(series: int, rules: int, samples: int) -> MemoryStorage:
+    storage = MemoryStorage()
+    per_metric = max(1, series // rules)
+    for metric in range(rules):
+        for i in range(per_metric):
+            labels = labels_of(
+                {"__name__": f"bench_{metric}_total", "job": f"j{i % 10}", "instance": f"{metric}-{i}"}
+            )
+            for k in range(samples):
+                storage.append(labels, k * STEP_MS, float(k * (i % 7 + 1)))
+    return storage
+
+
+def rule_group(rules: int) -> dict[str, object]:
+    body = []
+    for metric in range(rules):
+        if metric % 2:
+            body.append(
+                {"alert": f"Bench{metric}", "expr": f"rate(bench_{metric}_total[5m]) > 0.2", "for": "1m"}
+            )
+        else:
+            body.append(
+                {
+                    "record": f"job:bench_{metric}:rate5m",
+                    "expr": f"sum by (job) (rate(bench_{metric}_total[5m]))",
+                }
+            )
+    return {"groups": [{"name": "bench", "interval": "15s", "rules": body}]}
+
+
+def bench_samples(storage: MemoryStorage, samples: int, series: int) -> float:
+    end = (samples - 1) * STEP_MS
+    start = time.perf_counter()
+    result = instant_query('rate({__name__=~"bench_.*"}[5m])', end, storage)
+    elapsed = time.perf_counter() - start
+    assert isinstance(result, Vector) and len(result.labels) == series
+    return series * samples / elapsed
+
+
+def bench_rules(storage: MemoryStorage, rules: int, samples: int, evaluations: int) -> float:
+    context = TemplateContext(storage)
+    (group,) = parse_prometheus_rules(rule_group(rules), "bench.yml", context.funcs())
+    evaluator = GroupEvaluator(group, storage, context)
+    end = (samples - 1) * STEP_MS
+    start = time.perf_counter()
+    for n in range(evaluations):
+        assert evaluator.evaluate(end + n * STEP_MS).errors == []
+    return rules * evaluations / (time.perf_counter() - start)
+
+
+def bench_peer(series: int, rules: int, samples: int, evaluations: int) -> tuple[float, float | None]:
+    """Wall seconds of `talonflow rules test` and `promtool test rules` on the same file."""
+    per_metric = max(1, series // rules)
+    with tempfile.TemporaryDirectory() as tmp:
+        rules_path, test_path = Path(tmp, "rules.yml"), Path(tmp, "test.yml")
+        rules_path.write_text(yaml.safe_dump(rule_group(rules)))
+        inputs = [
+            {
+                "series": f'bench_{m}_total{{job="j{i % 10}", instance="{m}-{i}"}}',
+                "values": f"0+{i % 7 + 1}x{samples - 1}",
+            }
+            for m in range(rules)
+            for i in range(per_metric)
+        ]
+        last = (samples - 1 + evaluations - 1) * STEP_MS // 1000
+        test = {
+            "rule_files": ["rules.yml"],
+            "evaluation_interval": "15s",
+            "tests": [{"interval": "15s", "input_series": inputs,
+                       "promql_expr_test": [{"expr": "vector(1)", "eval_time": f"{last}s",
+                                             "exp_samples": [{"labels": "{}", "value": 1}]}]}],
+        }  # fmt: skip
+        test_path.write_text(yaml.safe_dump(test))
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert run_files([str(test_path)], io.StringIO(), io.StringIO()) == 0
+        talonflow = time.perf_counter() - start
+        promtool = shutil.which("promtool")
+        if promtool is None:
+            return talonflow, None
+        start = time.perf_counter()
+        subprocess.run([promtool, "test", "rules", str(test_path)], check=True, capture_output=True)
+        return talonflow, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--series", type=int, default=100_000)
+    parser.add_argument("--rules", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=21, help="samples per series, 15 s apart")
+    parser.add_argument("--evaluations", type=int, default=3)
+    parser.add_argument("--peer-series", type=int, default=10_000, help="series in the promtool comparison")
+    args = parser.parse_args()
+    storage = build_storage(args.series, args.rules, args.samples)
+    series = len(storage.series)
+    print(f"{series} series x {args.samples} samples, {args.rules} rules")
+    print(f"samples/s through rate(m[5m]):      {bench_samples(storage, args.samples, series):,.0f}")
+    rate = bench_rules(storage, args.rules, args.samples, args.evaluations)
+    print(f"rule evaluations/s ({series // args.rules} series each): {rate:,.1f}")
+    talonflow, promtool = bench_peer(args.peer_series, args.rules, args.samples, args.evaluations)
+    peer = f"{promtool:.1f} s" if promtool is not None else "promtool not installed"
+    print(f"promtool-format run, {args.peer_series} series: talonflow {talonflow:.1f} s | promtool {peer}")
+
+
+if __name__ == "__main__":
+    main()

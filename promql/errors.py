@@ -1,0 +1,19 @@
+"""Errors of the PromQL engine, shaped like Prometheus' own messages."""
+
+from __future__ import annotations
+
+
+class PromQLError(Exception):
+    """Any refusal of the engine; callers catch this one type."""
+
+
+class ParseError(PromQLError):
+    """A syntax or type error at a character offset (`1:5: parse error: ...` as Prometheus prints)."""
+
+    def __init__(self, pos: int, message: str) -> None:
+        self.pos, self.message = pos, message
+        super().__init__(f"1:{pos + 1}: parse error: {message}")
+
+
+class EvalError(PromQLError):
+    """A query that parsed but cannot be evaluated (duplicate label sets, many-to-many matches)."""

@@ -1,0 +1,241 @@
+"""Functions of a range vector, as Prometheus 2.42 computes them.
+
+Each takes one step's windows of every series of a selector (staleness markers already removed)
+and returns the series that have a value, with the values; counter functions run on all series
+at once, the others window by window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from promql.packed import PackedSeries
+from promql.values import FloatArray, IntArray
+
+
+@dataclass(frozen=True)
+class Window:
+    """One series' samples in [range_start, range_end] plus the range itself, for extrapolation."""
+
+    timestamps: IntArray
+    values: FloatArray
+    range_start: int
+    range_end: int
+    range_ms: int
+
+
+def _kahan_inc(inc: float, total: float, comp: float) -> tuple[float, float]:
+    """One step of Kahan-Babuska-Neumaier summation, as Prometheus' kahanSumInc."""
+    t = total + inc
+    if math.isinf(t):
+        return t, 0.0
+    if abs(total) >= abs(inc):
+        return t, comp + ((total - t) + inc)
+    return t, comp + ((inc - t) + total)
+
+
+def kahan_sum(values: FloatArray) -> float:
+    total, comp = 0.0, 0.0
+    for v in values.tolist():
+        total, comp = _kahan_inc(v, total, comp)
+    return total if math.isinf(total) else total + comp
+
+
+def _extrapolated(w: Window, is_counter: bool, is_rate: bool) -> float:
+    """Prometheus' extrapolatedRate for one window of at least two samples."""
+    ts, vs = w.timestamps, w.values
+    result = float(vs[-1] - vs[0])
+    if is_counter:
+        prev = vs[:-1]
+        result += float(prev[vs[1:] < prev].sum())
+    duration_to_start = (int(ts[0]) - w.range_start) / 1000
+    duration_to_end = (w.range_end - int(ts[-1])) / 1000
+    sampled = (int(ts[-1]) - int(ts[0])) / 1000
+    average = sampled / (len(vs) - 1)
+    if is_counter and result > 0 and vs[0] >= 0:
+        duration_to_zero = sampled * (float(vs[0]) / result)
+        duration_to_start = min(duration_to_start, duration_to_zero)
+    threshold = average * 1.1
+    interval = sampled
+    interval += duration_to_start if duration_to_start < threshold else average / 2
+    interval += duration_to_end if duration_to_end < threshold else average / 2
+    factor = interval / sampled
+    if is_rate:
+        factor /= w.range_ms / 1000
+    return result * factor
+
+
+def _avg(w: Window) -> float:
+    """An incremental mean, so that large values do not overflow a sum (funcAvgOverTime)."""
+    mean, comp, count = 0.0, 0.0, 0.0
+    for v in w.values.tolist():
+        count += 1
+        if math.isinf(mean) and (
+            (math.isinf(v) and (mean > 0) == (v > 0)) or (not math.isinf(v) and not math.isnan(v))
+        ):
+            continue
+        mean, comp = _kahan_inc(v / count - mean / count, mean, comp)
+    return mean if math.isinf(mean) else mean + comp
+
+
+def _variance(w: Window) -> float:
+    count, mean, c_mean, aux, c_aux = 0.0, 0.0, 0.0, 0.0, 0.0
+    for v in w.values.tolist():
+        count += 1
+        delta = v - (mean + c_mean)
+        mean, c_mean = _kahan_inc(delta / count, mean, c_mean)
+        aux, c_aux = _kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux)
+    return (aux + c_aux) / count
+
+
+def extreme(xs: list[float], better: Callable[[float, float], bool]) -> float:
+    """min/max as Prometheus: a NaN so far is replaced by any later value."""
+    out = xs[0]
+    for v in xs[1:]:
+        if better(out, v) or math.isnan(out):
+            out = v
+    return out
+
+
+def _greater(cur: float, v: float) -> bool:
+    return cur > v
+
+
+def _less(cur: float, v: float) -> bool:
+    return cur < v
+
+
+def quantile(q: float, values: list[float]) -> float:
+    """Prometheus' quantile over plain values (quantile_over_time and the quantile aggregation)."""
+    if not values or math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    ordered = sorted(values, key=lambda v: (not math.isnan(v), v))  # NaN sorts first, as in Go's Less
+    n = len(ordered)
+    rank = q * (n - 1)
+    lower = max(0, math.floor(rank))
+    upper = min(n - 1, lower + 1)
+    weight = rank - math.floor(rank)
+    return ordered[lower] * (1 - weight) + ordered[upper] * weight
+
+
+@dataclass(frozen=True)
+class Windows:
+    """One step of a range selector: for series i of `packed`, its samples lo[i]:hi[i]."""
+
+    packed: PackedSeries
+    lo: IntArray
+    hi: IntArray
+    start: int
+    end: int
+    range_ms: int
+
+    def window(self, i: int) -> Window:
+        lo, hi = int(self.lo[i]), int(self.hi[i])
+        return Window(self.packed.ts[lo:hi], self.packed.vs[lo:hi], self.start, self.end, self.range_ms)
+
+    def nonempty(self) -> IntArray:
+        return np.flatnonzero(self.hi > self.lo)
+
+
+Result = tuple[IntArray, FloatArray]  # the series (indexes into packed.labels) with a value, and the values
+
+
+def _extrapolated_all(w: Windows, is_counter: bool, is_rate: bool) -> Result:
+    """extrapolatedRate for every series at once; a window with a counter reset is redone one by one
+    so that the resets add up in Prometheus' order, to the last bit."""
+    p = w.packed
+    idx = np.flatnonzero(w.hi - w.lo >= 2)
+    lo, hi = w.lo[idx], w.hi[idx]
+    first_v, last_v = p.vs[lo], p.vs[hi - 1]
+    first_t, last_t = p.ts[lo], p.ts[hi - 1]
+    result = last_v - first_v
+    duration_to_start = (first_t - w.start) / 1000
+    duration_to_end = (w.end - last_t) / 1000
+    sampled = (last_t - first_t) / 1000
+    average = sampled / (hi - lo - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if is_counter:
+            to_zero = sampled * (first_v / result)
+            use_zero = (result > 0) & (first_v >= 0) & (to_zero < duration_to_start)
+            duration_to_start = np.where(use_zero, to_zero, duration_to_start)
+        threshold = average * 1.1
+        interval = (
+            sampled
+            + np.where(duration_to_start < threshold, duration_to_start, average / 2)
+            + np.where(duration_to_end < threshold, duration_to_end, average / 2)
+        )
+        factor = interval / sampled
+        if is_rate:
+            factor = factor / (w.range_ms / 1000)
+        values = result * factor
+    if is_counter:
+        for k in np.flatnonzero(p.reset_prefix[hi] - p.reset_prefix[lo + 1] > 0):
+            values[k] = _extrapolated(w.window(int(idx[k])), True, is_rate)
+    return idx, values
+
+
+def _instant_all(w: Windows, is_rate: bool) -> Result:
+    """irate / idelta: the last two samples of each window."""
+    p = w.packed
+    idx = np.flatnonzero(w.hi - w.lo >= 2)
+    hi = w.hi[idx]
+    last, prev = p.vs[hi - 1], p.vs[hi - 2]
+    interval = p.ts[hi - 1] - p.ts[hi - 2]
+    result = np.where(last < prev, last, last - prev) if is_rate else last - prev
+    if is_rate:
+        result = result / (interval / 1000)
+    keep = interval != 0
+    return idx[keep], result[keep]
+
+
+def _counted(prefix: IntArray, w: Windows) -> Result:
+    """resets / changes: flagged samples after each window's first, from a prefix count."""
+    idx = w.nonempty()
+    return idx, (prefix[w.hi[idx]] - prefix[w.lo[idx] + 1]).astype(np.float64)
+
+
+def _each(fn: Callable[[Window], float]) -> Callable[[Windows], Result]:
+    """A function that needs each window's values in order (Kahan sums, quantiles): one by one."""
+
+    def run(w: Windows) -> Result:
+        idx = w.nonempty()
+        return idx, np.array([fn(w.window(int(i))) for i in idx], dtype=np.float64)
+
+    return run
+
+
+def _last(w: Windows) -> Result:
+    idx = w.nonempty()
+    return idx, w.packed.vs[w.hi[idx] - 1]
+
+
+def _count(w: Windows) -> Result:
+    idx = w.nonempty()
+    return idx, (w.hi[idx] - w.lo[idx]).astype(np.float64)
+
+
+RANGE_FUNCTIONS: dict[str, Callable[[Windows], Result]] = {
+    "rate": lambda w: _extrapolated_all(w, True, True),
+    "increase": lambda w: _extrapolated_all(w, True, False),
+    "delta": lambda w: _extrapolated_all(w, False, False),
+    "irate": lambda w: _instant_all(w, True),
+    "idelta": lambda w: _instant_all(w, False),
+    "resets": lambda w: _counted(w.packed.reset_prefix, w),
+    "changes": lambda w: _counted(w.packed.change_prefix, w),
+    "avg_over_time": _each(_avg),
+    "min_over_time": _each(lambda w: extreme(w.values.tolist(), _greater)),
+    "max_over_time": _each(lambda w: extreme(w.values.tolist(), _less)),
+    "sum_over_time": _each(lambda w: kahan_sum(w.values)),
+    "count_over_time": _count,
+    "last_over_time": _last,
+    "stdvar_over_time": _each(_variance),
+    "stddev_over_time": _each(lambda w: math.sqrt(_variance(w))),
+}

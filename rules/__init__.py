@@ -1,0 +1,1 @@
+"""Prometheus rule evaluation (groups, alert states, templates) and promtool's rule unit tests."""
