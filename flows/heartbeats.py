@@ -4,12 +4,15 @@
         -r .talonflow/recovery/heartbeats -s 5 -b 0
 
 Like healthchecks.io, each component is up while it reports within `expected_interval`, late
-past it, and down past interval + `grace_period`. A component is matched by its resource
-attributes (`heartbeats.components`), or is any other resource that has reported, with the
-default interval and grace. A beat is any signal, or only a named metric or log event when the
-component says so; its time is the record's Kafka timestamp (when the receiver took it), so a
-replay sees the same beats. Verdicts run on ticks of the system clock, so a silent pipeline is
-still judged; components spread over `shards` keyed states, and every tick reaches every shard.
+past it, and down past interval + `grace_period`. A configured component that has never reported
+is `new`, not down: nothing is judged about what never existed (a fleet not deployed yet, a
+stack's first start), unless it says `required: true`, which counts the flow's start as its
+last beat. A component is matched by its resource attributes (`heartbeats.components`), or is
+any other resource that has reported, with the default interval and grace. A beat is any
+signal, or only a named metric or log event when the component says so; its time is the
+record's Kafka timestamp (when the receiver took it), so a replay sees the same beats. Verdicts
+run on ticks of the system clock, so a silent pipeline is still judged; components spread over
+`shards` keyed states, and every tick reaches every shard.
 
 A restart must not page anyone: for `startup_grace` after a (re)start, while the source replays
 the records since the last snapshot, no component gets worse; verdicts catch up after that.
@@ -38,11 +41,12 @@ from google.protobuf.message import DecodeError
 
 from flows.kafka_batches import CLOCK_PART, Batch, KafkaBatchSource
 from flows.lazy import lazy_flow, sequenced_sink
-from flows.rule_engine import ACTIVE_ENDS_AT, alert_rows, fingerprint, rfc3339
 from receiver.signals import SIGNALS
+from schemas.alert_events import ACTIVE_ENDS_AT, alert_rows, fingerprint, rfc3339
 from schemas.config import HeartbeatComponent, HeartbeatsConfig, TalonflowConfig
 from schemas.datasets import DATASETS
 from schemas.flatten import KafkaRecord
+from schemas.prometheus import failed_scrape
 from schemas.rollups import COMPONENT_LABEL, HEARTBEAT_ACTIVE, HEARTBEAT_AGE, HEARTBEAT_STALE
 from schemas.topics import (
     ALERTS_TOPIC,
@@ -53,12 +57,12 @@ from schemas.topics import (
     SERVICE_INSTANCE_ID,
     SERVICE_NAME,
 )
-from sinks.notify import Notifier
+from sinks.notify import pipeline_notifier
 from sinks.parquet import Chunk
 
 CONSUMER_GROUP = "talonflow-heartbeats"
 ALERT_NAME: Final = "HeartbeatDown"
-_RANK: Final = {"up": 0, "late": 1, "down": 2}
+_RANK: Final = {"up": 0, "late": 1, "down": 2, "new": 3}  # any first beat of a new component is better
 _MINUTE_NS: Final = 60_000_000_000
 Message = tuple[str, bytes, bytes]  # (topic, key, JSON value)
 Output = tuple[str, pa.Table, list[Message]]  # (dataset, rows, the same as topic messages)
@@ -85,6 +89,8 @@ def _attributes(resource: Any) -> dict[str, str]:
 
 def _is_beat(topic: str, scope_items: Any, wanted: HeartbeatComponent | None) -> bool:
     """Any record counts, unless the component names the metric or log event that is its beat."""
+    if topic == METRICS_TOPIC and failed_scrape(scope_items):
+        return False  # a scraped target that stopped answering: only its scraper spoke (`up` = 0)
     if wanted is None or (wanted.metric is None and wanted.log_event is None):
         return True
     if topic == METRICS_TOPIC and wanted.metric is not None:
@@ -192,7 +198,8 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
         now, shard = payload
         for name, seed in self._seeds.items():  # configured components are watched from the first tick
             if shard_of(name, self._config.shards) == shard and name not in self.state.watches:
-                self.state.watches[name] = Watch(seed, "up", now, seeded=True)
+                first = "up" if self._config.components[name].required else "new"
+                self.state.watches[name] = Watch(seed, first, now, seeded=True)
         changes = self._judge(now, better_only=now < self._guard_until)
         outputs = self._transitions(changes, now) + self._rollups(now)
         return self._emit(outputs), StatefulLogic.RETAIN
@@ -203,6 +210,8 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
     def _judge(self, now: int, better_only: bool) -> list[tuple[Watch, str]]:
         changes = []
         for watch in self.state.watches.values():
+            if watch.state == "new" and watch.seeded:
+                continue  # only a first beat ends `new`
             verdict = watch.verdict(now)
             if verdict == watch.state or (better_only and _RANK[verdict] > _RANK[watch.state]):
                 continue
@@ -284,6 +293,8 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
         start = minute - _MINUTE_NS
         rows, messages = [], []
         for watch in self.state.watches.values():
+            if watch.state == "new":
+                continue  # no series for what has never reported
             beat = watch.beat
             labels = {
                 COMPONENT_LABEL: beat.component,
@@ -353,7 +364,7 @@ def shard_of(component: str, shards: int) -> int:
 
 
 def seeds(config: HeartbeatsConfig) -> dict[str, Beat]:
-    """Configured components, watched from the flow's start as if they had just reported."""
+    """Configured components, watched from the flow's start (`new` until they report, unless required)."""
     now_ms = time.time_ns() // 1_000_000
     return {
         name: Beat(
@@ -373,7 +384,7 @@ def build(config: TalonflowConfig) -> Dataflow:
     shards = settings.shards
     matcher = Matcher(settings)
     seeded = seeds(settings)
-    notifier = Notifier(config.notifications)
+    notifier = pipeline_notifier(config)  # holds back what talon_silences silences
     notifier.start()
 
     flow = Dataflow("heartbeats")

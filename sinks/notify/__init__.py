@@ -8,23 +8,21 @@
 `alert` is one alert in Alertmanager's webhook shape (status, labels, annotations, startsAt, endsAt,
 generatorURL, fingerprint). Config: schemas/notify.py; behaviour: dispatcher.py; channels: channels.py.
 
-Templates (Slack title/text, email subject/text, PagerDuty summary) are Jinja2 over Alertmanager's
-data model names: Status, Receiver, Alerts (each with Status, Labels, Annotations, StartsAt, EndsAt,
-GeneratorURL, Fingerprint), Alerts.Firing, Alerts.Resolved, GroupLabels, CommonLabels,
-CommonAnnotations, ExternalURL, GroupKey. Go-template syntax is not supported; the config is
-rejected when it is used. Equivalents:
-
-    {{ .GroupLabels.alertname }}              ->  {{ GroupLabels.alertname }}
-    {{ .Status | toUpper }}                   ->  {{ Status | upper }}
-    {{ .Alerts.Firing | len }}                ->  {{ Alerts.Firing | length }}
-    {{ range .Alerts }}{{ .Annotations.summary }}{{ end }}
-                                              ->  {% for a in Alerts %}{{ a.Annotations.summary }}{% endfor %}
-    {{ if eq .Status "firing" }}x{{ end }}    ->  {% if Status == "firing" %}x{% endif %}
-    {{ .CommonLabels.SortedPairs.Values | join " " }}
-                                              ->  {{ CommonLabels | dictsort | map('last') | join(' ') }}
+Text fields are Go templates over Alertmanager's data model, with its functions and its
+default.tmpl (templating.py). Silences (silences.py), inhibit rules (inhibition.py) and the
+routes' time intervals hold notifications back. `pipeline_notifier(config)` is the one the flows
+use: its silences are those of the `talon_silences` topic, which the console's API writes.
 """
 
+from schemas.config import TalonflowConfig
 from sinks.notify.alerts import Alert, Notification
 from sinks.notify.dispatcher import Notifier, NotifyMetrics
+from sinks.notify.silences import KafkaSilences, Silences
 
-__all__ = ["Alert", "Notification", "Notifier", "NotifyMetrics"]
+__all__ = ["Alert", "Notification", "Notifier", "NotifyMetrics", "Silences", "pipeline_notifier"]
+
+
+def pipeline_notifier(config: TalonflowConfig) -> Notifier:
+    """The notifier of a flow: the config's routes, links to the console, the shared silences."""
+    silences = KafkaSilences(config.kafka)
+    return Notifier(config.notifications, external_url=config.console.url, silences=silences)

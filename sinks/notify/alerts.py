@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from sinks.notify.templating import AlertData, Data
+
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of an alert that has not resolved
 
 
@@ -72,28 +74,16 @@ class Alert:
             "fingerprint": self.fingerprint,
         }
 
-    def template_data(self) -> dict[str, Any]:
-        return {
-            "Status": self.status,
-            "Labels": self.labels,
-            "Annotations": self.annotations,
-            "StartsAt": self.starts_at,
-            "EndsAt": self.ends_at,
-            "GeneratorURL": self.generator_url,
-            "Fingerprint": self.fingerprint,
-        }
-
-
-class AlertList(list[dict[str, Any]]):
-    """`Alerts` in templates; `Alerts.Firing` and `Alerts.Resolved` as in Alertmanager."""
-
-    @property
-    def Firing(self) -> list[dict[str, Any]]:  # Alertmanager's name
-        return [a for a in self if a["Status"] == "firing"]
-
-    @property
-    def Resolved(self) -> list[dict[str, Any]]:  # Alertmanager's name
-        return [a for a in self if a["Status"] == "resolved"]
+    def template_data(self) -> AlertData:
+        return AlertData(
+            self.status,
+            self.labels,
+            self.annotations,
+            self.starts_at,
+            self.ends_at,
+            self.generator_url,
+            self.fingerprint,
+        )
 
 
 @dataclass(frozen=True)
@@ -134,15 +124,14 @@ class Notification:
             "alerts": [a.payload() for a in shown],
         }
 
-    def template_data(self) -> dict[str, Any]:
+    def template_data(self) -> Data:
         """Alertmanager's template data model, under its names."""
-        return {
-            "Receiver": self.receiver,
-            "Status": self.status,
-            "Alerts": AlertList(a.template_data() for a in self.alerts),
-            "GroupLabels": dict(sorted(self.group_labels.items())),
-            "CommonLabels": self.common_labels,
-            "CommonAnnotations": self.common_annotations,
-            "ExternalURL": self.external_url,
-            "GroupKey": self.group_key,
-        }
+        return Data(
+            self.receiver,
+            self.status,
+            [a.template_data() for a in self.alerts],
+            self.group_labels,
+            self.common_labels,
+            self.common_annotations,
+            self.external_url,
+        )

@@ -1,4 +1,4 @@
-"""The four integrations: generic webhook, Slack incoming webhook, email (SMTP) and PagerDuty Events v2.
+"""The four integrations: generic webhook, Slack incoming webhook, email (SMTP), PagerDuty (Events v2, v1).
 
 Written here rather than with apprise: its Slack and PagerDuty plugins post only to the vendors' own
 hosts and its JSON plugin has its own body, while these must post Alertmanager's payloads to any URL.
@@ -17,20 +17,13 @@ from email.utils import formatdate, make_msgid
 from typing import Any, ClassVar
 
 import aiohttp
-from jinja2 import Template, TemplateError
 
-from schemas.notify import TEMPLATES, EmailConfig, PagerDutyConfig, Receiver, SlackConfig, WebhookConfig
-from sinks.notify.alerts import Alert, Notification
+from schemas.gotemplate import GoTemplateError, GoTemplateExecError
+from schemas.notify import EmailConfig, PagerDutyConfig, Receiver, SlackConfig, WebhookConfig
+from sinks.notify.alerts import Notification
+from sinks.notify.templating import Data, TemplateSet
 
-# PagerDuty's severities, from the `severity` label values the alert rules use (high → error).
-_PD_SEVERITY = {
-    "critical": "critical",
-    "high": "error",
-    "error": "error",
-    "warning": "warning",
-    "info": "info",
-}
-_PD_RANK = ["info", "warning", "error", "critical"]
+_PD_LIMIT = 1024  # PagerDuty's summary/description limit, which Alertmanager truncates to
 
 
 class DeliveryError(Exception):
@@ -41,11 +34,22 @@ class DeliveryError(Exception):
         self.retry = retry
 
 
-def _render(template: Template, note: Notification) -> str:
-    try:
-        return template.render(note.template_data()).strip()
-    except TemplateError as err:
-        raise DeliveryError(f"template: {err}", retry=False) from err
+class _Renderer:
+    """One notification's templates, rendered in the config's template set; a template that fails
+    fails the notification (not retried), as in Alertmanager."""
+
+    def __init__(self, templates: TemplateSet, note: Notification) -> None:
+        self._templates, self._data = templates, note.template_data()
+
+    @property
+    def data(self) -> Data:
+        return self._data
+
+    def __call__(self, source: str, html: bool = False) -> str:
+        try:
+            return self._templates.render(source, self._data, html)
+        except (GoTemplateError, GoTemplateExecError) as err:
+            raise DeliveryError(f"template: {err}", retry=False) from err
 
 
 def _describe(err: BaseException) -> str:
@@ -55,10 +59,6 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, TimeoutError):
         return "timed out"
     return type(err).__name__
-
-
-def _headline(alert: Alert) -> str:
-    return alert.annotations.get("summary") or alert.labels.get("alertname", "")
 
 
 async def _post_json(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> None:
@@ -77,9 +77,13 @@ class Channel(ABC):
 
     kind: ClassVar[str]
 
-    def __init__(self, name: str, send_resolved: bool) -> None:
+    def __init__(self, name: str, send_resolved: bool, templates: TemplateSet) -> None:
         self.name = name  # e.g. "slack[0]": its notification log entry within a group
         self.send_resolved = send_resolved
+        self.templates = templates
+
+    def renderer(self, note: Notification) -> _Renderer:
+        return _Renderer(self.templates, note)
 
     @abstractmethod
     async def send(self, note: Notification, http: aiohttp.ClientSession) -> None: ...
@@ -88,57 +92,92 @@ class Channel(ABC):
 class WebhookChannel(Channel):
     kind = "webhook"
 
-    def __init__(self, name: str, config: WebhookConfig) -> None:
-        super().__init__(name, config.send_resolved)
+    def __init__(self, name: str, config: WebhookConfig, templates: TemplateSet) -> None:
+        super().__init__(name, config.send_resolved, templates)
         self._config = config
 
     async def send(self, note: Notification, http: aiohttp.ClientSession) -> None:
         await _post_json(http, self._config.url, note.webhook_payload(self._config.max_alerts))
 
 
+def _present(body: dict[str, Any]) -> dict[str, Any]:
+    """Go's `omitempty`: no empty strings, lists or false flags in the JSON."""
+    return {k: v for k, v in body.items() if v not in ("", None, [], False)}
+
+
 class SlackChannel(Channel):
+    """Alertmanager's Slack message: one attachment, every text field a template."""
+
     kind = "slack"
 
-    def __init__(self, name: str, config: SlackConfig) -> None:
-        super().__init__(name, config.send_resolved)
+    def __init__(self, name: str, config: SlackConfig, templates: TemplateSet) -> None:
+        super().__init__(name, config.send_resolved, templates)
         self._config = config
-        self._title = TEMPLATES.from_string(config.title)
-        self._text = TEMPLATES.from_string(config.text)
 
     def body(self, note: Notification) -> dict[str, Any]:
-        title = _render(self._title, note)
-        attachment = {
-            "color": "danger" if note.status == "firing" else "good",
-            "fallback": title,
-            "text": _render(self._text, note),
-            "mrkdwn_in": ["text"],
+        c, render = self._config, self.renderer(note)
+        fields = [
+            {
+                "title": render(f.title),
+                "value": render(f.value),
+                "short": c.short_fields if f.short is None else f.short,
+            }
+            for f in c.fields
+        ]
+        attachment = _present(
+            {
+                "title": render(c.title)[:1024],
+                "title_link": render(c.title_link),
+                "pretext": render(c.pretext),
+                "text": render(c.text),
+                "fields": fields,
+                "image_url": render(c.image_url),
+                "thumb_url": render(c.thumb_url),
+                "footer": render(c.footer),
+                "fallback": render(c.fallback),
+                "callback_id": render(c.callback_id),
+                "color": render(c.color),
+                "mrkdwn_in": c.mrkdwn_in,
+            }
+        )
+        top = {
+            "channel": render(c.channel),
+            "username": render(c.username),
+            "icon_emoji": render(c.icon_emoji),
+            "icon_url": render(c.icon_url),
+            "link_names": c.link_names,
         }
-        channel = {"channel": self._config.channel} if self._config.channel else {}
-        return {**channel, "text": title, "attachments": [attachment]}
+        return {**_present(top), "attachments": [attachment]}
 
     async def send(self, note: Notification, http: aiohttp.ClientSession) -> None:
+        assert self._config.api_url is not None  # filled from global at load
         await _post_json(http, self._config.api_url.get_secret_value(), self.body(note))
 
 
 class EmailChannel(Channel):
-    """Plain-text mail through a smarthost: STARTTLS when required, implicit TLS on port 465."""
+    """Alertmanager's mail through a smarthost: STARTTLS when required, implicit TLS on port 465;
+    text and/or HTML parts from the `text` and `html` templates."""
 
     kind = "email"
 
-    def __init__(self, name: str, config: EmailConfig, timeout: float) -> None:
-        super().__init__(name, config.send_resolved)
+    def __init__(self, name: str, config: EmailConfig, timeout: float, templates: TemplateSet) -> None:
+        super().__init__(name, config.send_resolved, templates)
         self._config, self._timeout = config, timeout
-        self._subject = TEMPLATES.from_string(config.subject)
-        self._text = TEMPLATES.from_string(config.text)
 
     def message(self, note: Notification) -> EmailMessage:
+        render = self.renderer(note)
         message = EmailMessage()
-        message["Subject"] = " ".join(_render(self._subject, note).split())  # one header line
-        message["From"] = self._config.from_
-        message["To"] = self._config.to
+        for header, source in self._config.all_headers().items():
+            message[header] = " ".join(render(source).split())  # one header line
         message["Date"] = formatdate(localtime=False)
         message["Message-ID"] = make_msgid()
-        message.set_content(_render(self._text, note) + "\n")
+        text, html = render(self._config.text), render(self._config.html, html=True)
+        if text:
+            message.set_content(text + "\n")
+            if html:
+                message.add_alternative(html, subtype="html")
+        else:
+            message.set_content(html, subtype="html")
         return message
 
     async def send(self, note: Notification, http: aiohttp.ClientSession) -> None:
@@ -149,7 +188,9 @@ class EmailChannel(Channel):
         implicit_tls = config.port == 465
         connect = smtplib.SMTP_SSL if implicit_tls else smtplib.SMTP
         try:
-            with connect(config.host, config.port, timeout=self._timeout) as smtp:
+            with connect(
+                config.host, config.port, local_hostname=config.hello, timeout=self._timeout
+            ) as smtp:
                 if config.require_tls and not implicit_tls:
                     smtp.starttls(context=ssl.create_default_context())
                 if config.auth_username:
@@ -169,55 +210,67 @@ class EmailChannel(Channel):
 
 
 class PagerDutyChannel(Channel):
-    """Events API v2: one incident per group, keyed by a hash of the group key, resolved with it."""
+    """Events API v2 (`routing_key`) or v1 (`service_key`), as Alertmanager sends them: one incident
+    per group, keyed by the SHA-256 of the group key, resolved with it."""
 
     kind = "pagerduty"
 
-    def __init__(self, name: str, config: PagerDutyConfig) -> None:
-        super().__init__(name, config.send_resolved)
+    def __init__(self, name: str, config: PagerDutyConfig, templates: TemplateSet) -> None:
+        super().__init__(name, config.send_resolved, templates)
         self._config = config
-        self._summary = TEMPLATES.from_string(config.summary)
-
-    def severity(self, note: Notification) -> str:
-        if self._config.severity:
-            return self._config.severity
-        known = [_PD_SEVERITY[s] for a in note.alerts if (s := a.labels.get("severity")) in _PD_SEVERITY]
-        return max(known, key=_PD_RANK.index, default="error")  # Alertmanager's default is error
 
     def body(self, note: Notification) -> dict[str, Any]:
-        firing = [a for a in note.alerts if a.firing]
-        resolved = [a for a in note.alerts if not a.firing]
-        return {
-            "routing_key": self._config.routing_key.get_secret_value(),
-            "event_action": "trigger" if note.status == "firing" else "resolve",
-            "dedup_key": hashlib.sha256(note.group_key.encode()).hexdigest(),
-            "client": "talonflow",
-            **({"client_url": note.external_url} if note.external_url else {}),
-            "payload": {
-                "summary": _render(self._summary, note)[:1024],  # PagerDuty's limit
-                "source": self._config.source,
-                "severity": self.severity(note),
-                "custom_details": {
-                    "num_firing": len(firing),
-                    "num_resolved": len(resolved),
-                    "firing": [a.annotations.get("summary", a.labels.get("alertname", "")) for a in firing],
-                    "resolved": [
-                        a.annotations.get("summary", a.labels.get("alertname", "")) for a in resolved
-                    ],
-                    "group_labels": note.group_labels,
-                },
-            },
+        c, render = self._config, self.renderer(note)
+        trigger = note.status == "firing"
+        key = hashlib.sha256(note.group_key.encode()).hexdigest()
+        details = {name: render(source) for name, source in c.details.items()}
+        summary = render(c.description)[:_PD_LIMIT]
+        if c.events_v1:
+            assert c.service_key is not None
+            body: dict[str, Any] = {
+                "service_key": render(c.service_key.get_secret_value()),
+                "event_type": "trigger" if trigger else "resolve",
+                "incident_key": key,
+                "description": summary,
+                "details": details,
+            }
+            if trigger:
+                body.update(_present({"client": render(c.client), "client_url": render(c.client_url)}))
+            return body
+        assert c.routing_key is not None
+        client = render(c.client)
+        body = {
+            "routing_key": render(c.routing_key.get_secret_value()),
+            "event_action": "trigger" if trigger else "resolve",
+            "dedup_key": key,
+            **_present({"client": client, "client_url": render(c.client_url)}),
         }
+        if trigger:
+            body["payload"] = {
+                "summary": summary,
+                "source": render(c.source) if c.source is not None else client,
+                "severity": render(c.severity),
+                "custom_details": details,
+                **_present(
+                    {"class": render(c.class_), "component": render(c.component), "group": render(c.group)}
+                ),
+            }
+        return body
 
     async def send(self, note: Notification, http: aiohttp.ClientSession) -> None:
+        assert self._config.url is not None  # filled from global at load
         await _post_json(http, self._config.url, self.body(note))
 
 
-def channels(receiver: Receiver, timeout: float) -> list[Channel]:
+def channels(receiver: Receiver, timeout: float, templates: TemplateSet) -> list[Channel]:
     """A receiver's integrations, in config order."""
     found: list[Channel] = []
-    found += [WebhookChannel(f"webhook[{i}]", c) for i, c in enumerate(receiver.webhook_configs)]
-    found += [SlackChannel(f"slack[{i}]", c) for i, c in enumerate(receiver.slack_configs)]
-    found += [EmailChannel(f"email[{i}]", c, timeout) for i, c in enumerate(receiver.email_configs)]
-    found += [PagerDutyChannel(f"pagerduty[{i}]", c) for i, c in enumerate(receiver.pagerduty_configs)]
+    found += [WebhookChannel(f"webhook[{i}]", c, templates) for i, c in enumerate(receiver.webhook_configs)]
+    found += [SlackChannel(f"slack[{i}]", c, templates) for i, c in enumerate(receiver.slack_configs)]
+    found += [
+        EmailChannel(f"email[{i}]", c, timeout, templates) for i, c in enumerate(receiver.email_configs)
+    ]
+    found += [
+        PagerDutyChannel(f"pagerduty[{i}]", c, templates) for i, c in enumerate(receiver.pagerduty_configs)
+    ]
     return found

@@ -7,6 +7,11 @@ group only if it has news for it (Alertmanager's notification log): a firing ale
 about, a resolved one (with `send_resolved`), the group's end, or `repeat_interval` passed while
 firing. Resolved alerts leave the group once every integration has them; an empty group ends.
 Integrations are sent concurrently, each retried with backoff on its own: a slow one delays no other.
+
+What Alertmanager holds back is held back at the flush, as its pipeline does: alerts that a
+silence matches or an inhibit rule inhibits leave the notification (and the notification log),
+and a route inside one of its `mute_time_intervals`, or outside its `active_time_intervals`,
+sends nothing; the transitions themselves are still recorded by the flows on `talon_alerts`.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -27,9 +33,13 @@ from prometheus_client import CollectorRegistry, Counter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
 from schemas.notify import NotifyConfig
+from schemas.timeintervals import active
 from sinks.notify.alerts import Alert, Notification
 from sinks.notify.channels import Channel, DeliveryError, channels
+from sinks.notify.inhibition import Inhibitor
 from sinks.notify.routing import RouteNode
+from sinks.notify.silences import Silences
+from sinks.notify.templating import TemplateSet
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,12 @@ class NotifyMetrics:
             "talonflow_notify_alerts",
             "Submitted alert transitions; outcome accepted, invalid or dropped (queue full).",
             ["outcome"],
+            registry=self.registry,
+        )
+        self.suppressed = Counter(
+            "talonflow_notify_suppressed",
+            "Alerts held back at a flush; reason silenced, inhibited or time_interval.",
+            ["reason"],
             registry=self.registry,
         )
 
@@ -98,10 +114,16 @@ class Notifier:
         attempts: int = 5,
         backoff: float = 1.0,
         queue_size: int = 10_000,
+        silences: Silences | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.metrics = NotifyMetrics(registry)
         self._tree = RouteNode.root(config.route)
-        self._receivers = {r.name: channels(r, timeout) for r in config.receivers}
+        templates = TemplateSet(config.template_files())
+        self._receivers = {r.name: channels(r, timeout, templates) for r in config.receivers}
+        self._inhibitor = Inhibitor(config.inhibit_rules)
+        self._intervals = config.all_time_intervals
+        self._silences, self._clock = silences or Silences(), clock
         self._external_url, self._timeout = external_url, timeout
         self._attempts, self._backoff = attempts, backoff
         self._inbox: queue.Queue[Mapping[str, Any]] = queue.Queue(queue_size)
@@ -137,6 +159,7 @@ class Notifier:
         self._thread = threading.Thread(
             target=lambda: asyncio.run(self._main(ready)), name="talonflow-notify", daemon=True
         )
+        self._silences.start()
         self._thread.start()
         ready.wait()
 
@@ -149,6 +172,7 @@ class Notifier:
         with contextlib.suppress(RuntimeError):  # already stopped
             loop.call_soon_threadsafe(self._wake.set)
         thread.join(timeout)
+        self._silences.close()
 
     def __enter__(self) -> Notifier:
         self.start()
@@ -192,6 +216,7 @@ class Notifier:
                 log.warning("notify: ignored an invalid alert: %s", err)
                 continue
             self.metrics.alerts.labels("accepted").inc()
+            self._inhibitor.observe(alert)
             self._accept(alert)
 
     def _accept(self, alert: Alert) -> None:
@@ -217,8 +242,29 @@ class Notifier:
                 return
             await asyncio.sleep(group.route.group_interval)
 
+    def _held_back(self, group: Group) -> list[Alert]:
+        """The group's alerts that may be notified now (Alertmanager's mute stages)."""
+        now = self._clock()
+        route = group.route
+        muted = [self._intervals[n] for n in route.mute_time_intervals]
+        allowed = [self._intervals[n] for n in route.active_time_intervals]
+        if (muted and active(muted, now)) or (allowed and not active(allowed, now)):
+            self.metrics.suppressed.labels("time_interval").inc(len(group.alerts))
+            return []
+        shown = []
+        for alert in group.alerts.values():
+            if alert.firing and self._silences.mutes(alert.labels, now):
+                self.metrics.suppressed.labels("silenced").inc()
+            elif alert.firing and self._inhibitor.inhibited(alert):
+                self.metrics.suppressed.labels("inhibited").inc()
+            else:
+                shown.append(alert)
+        return shown
+
     async def _flush(self, group: Group) -> None:
-        alerts = sorted(group.alerts.values(), key=lambda a: sorted(a.labels.items()))
+        alerts = sorted(self._held_back(group), key=lambda a: sorted(a.labels.items()))
+        if not alerts:
+            return
         firing = frozenset(a.fingerprint for a in alerts if a.firing)
         state = Sent(firing, frozenset(a.fingerprint for a in alerts) - firing, time.monotonic())
         receiver = group.route.receiver or ""

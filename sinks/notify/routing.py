@@ -29,27 +29,31 @@ class RouteNode:
     group_interval: float
     repeat_interval: float
     children: tuple[RouteNode, ...]
+    mute_time_intervals: tuple[str, ...] = ()  # not inherited, as in Alertmanager
+    active_time_intervals: tuple[str, ...] = ()
 
     @classmethod
-    def root(cls, route: Route) -> RouteNode:
+    def root(cls, route: Route | None) -> RouteNode:
         top = cls("{}", None, (), False, (), GROUP_WAIT, GROUP_INTERVAL, REPEAT_INTERVAL, ())
-        return top._child(route, "{}")
+        return top._child(route or Route(), "{}")
 
     def _child(self, route: Route, node_id: str) -> RouteNode:
         group_by = self.group_by if route.group_by is None else tuple(route.group_by)
         node = RouteNode(
             id=node_id,
             receiver=_pick(route.receiver, self.receiver),
-            matchers=tuple(route.matchers),
+            matchers=tuple(route.all_matchers),
             continue_=route.continue_,
             group_by=None if group_by == (ALL_LABELS,) else group_by,
             group_wait=_pick(route.group_wait, self.group_wait),
             group_interval=_pick(route.group_interval, self.group_interval),
             repeat_interval=_pick(route.repeat_interval, self.repeat_interval),
             children=(),
+            mute_time_intervals=tuple(route.mute_time_intervals),
+            active_time_intervals=tuple(route.active_time_intervals),
         )
         children = (
-            node._child(sub, f"{node_id}/{{{', '.join(map(str, sub.matchers))}}}/{index}")
+            node._child(sub, f"{node_id}/{{{', '.join(map(str, sub.all_matchers))}}}/{index}")
             for index, sub in enumerate(route.routes)
         )
         return replace(node, children=tuple(children))

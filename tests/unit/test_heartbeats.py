@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -12,7 +13,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
 from flows.heartbeats import ALERT_NAME, Beat, Matcher, ShardState, ShardWatch, seeds, shard_of
-from schemas.config import HeartbeatsConfig
+from schemas.config import HeartbeatsConfig, load_config
 from schemas.flatten import KafkaRecord
 from schemas.topics import LOGS_TOPIC, METRICS_TOPIC
 
@@ -24,6 +25,7 @@ CONFIG = HeartbeatsConfig.model_validate(
                 "match": {"service.name": "main_agent"},
                 "expected_interval": 30,
                 "grace_period": 60,
+                "required": True,
             },
             "email_processor": {
                 "match": {"service.name": "email"},
@@ -80,7 +82,8 @@ def test_minute_rollups_expose_active_stale_and_age() -> None:
     rows = tick(watch, minute + 2 * S)["rollups_1m"]
     by = {(r["metric_name"], dict(r["attributes"])["component"]): r["last"] for r in rows}
     assert by["heartbeat.active", "main_agent"] == 1.0
-    assert by["heartbeat.age_seconds", "email_processor"] == (minute - t0) / S
+    assert by["heartbeat.age_seconds", "main_agent"] == (minute - t0) / S
+    assert not any(component == "email_processor" for _name, component in by)  # new: no series yet
 
 
 def test_a_restart_does_not_page_while_it_catches_up() -> None:
@@ -94,7 +97,26 @@ def test_a_restart_does_not_page_while_it_catches_up() -> None:
     assert tick(restarted, t0 + 500 * S).get("heartbeats") is None  # within the guard: no worse verdicts
     after = ShardWatch(CONFIG, seeded, pickle.loads(pickle.dumps(restarted.snapshot())))
     verdicts = {r["component"]: r["state"] for r in tick(after, t0 + 500 * S)["heartbeats"]}
-    assert verdicts == {"main_agent": "down", "email_processor": "late"}
+    assert verdicts == {"main_agent": "down"}  # email_processor never reported: still new
+
+
+def test_a_component_that_never_reported_is_new_until_its_first_beat() -> None:
+    seeded = seeds(CONFIG)
+    t0 = seeded["email_processor"].seen_ms * 1_000_000
+    watch = ShardWatch(CONFIG, seeded, None)
+    for hours in (0, 1, 24):  # far past interval + grace: a required one would be down
+        outputs = tick(watch, t0 + hours * 3600 * S)
+        assert "email_processor" not in {r["component"] for r in outputs.get("heartbeats", [])}
+        assert not [
+            a for a in outputs.get("alerts", []) if dict(a["labels"])["component"] == "email_processor"
+        ]
+    assert watch.state.watches["email_processor"].state == "new"
+    first = Beat("email_processor", "email", "", (t0 + 86_400 * S) // 1_000_000, 300, 600)
+    outputs = {d: rows(t) for _s, (d, t, _m) in watch.on_item(("beats", {"email_processor": first}))[0]}
+    mine = [r for r in outputs["heartbeats"] if r["component"] == "email_processor"]
+    assert [(r["previous_state"], r["state"]) for r in mine] == [("new", "up")]
+    late = tick(watch, t0 + (86_400 + 301) * S)["heartbeats"]
+    assert ("email_processor", "late") in [(r["component"], r["state"]) for r in late]
 
 
 def test_components_spread_over_shards_deterministically() -> None:
@@ -141,3 +163,15 @@ def test_a_beat_is_any_signal_or_only_the_named_metric_or_log_event() -> None:
     assert (beats["voice"].seen_ms, beats["voice"].interval) == (2000, 30)
     assert beats["planner/"].interval == config.default_interval
     assert matcher.beats([_metrics_record("cron", "cron.heartbeat", 4000)])["cron"].seen_ms == 4000
+
+
+def test_the_default_config_ships_no_fleet_and_the_example_loads() -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert load_config(root / "talonflow.yaml").heartbeats.components == {}
+    example = load_config(root / "rules" / "examples" / "talonflow.openclaw.yaml").heartbeats.components
+    assert set(example) == {"main_agent", "email_processor", "browser_controller", "voice_handler"}
+    assert (example["email_processor"].expected_interval, example["email_processor"].grace_period) == (
+        300,
+        600,
+    )
+    assert not any(c.required for c in example.values())
