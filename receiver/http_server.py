@@ -21,6 +21,8 @@ from receiver import outcome
 from receiver.auth import BearerAuth
 from receiver.forward import Forwarder
 from receiver.outcome import Outcome
+from receiver.remote_write import PATH as REMOTE_WRITE_PATH
+from receiver.remote_write import remote_write_handler
 from receiver.signals import SIGNALS, Signal
 from receiver.telemetry import ReceiverMetrics
 
@@ -92,7 +94,7 @@ def _export_handler(signal: Signal, forwarder: Forwarder, auth: BearerAuth, metr
     return export
 
 
-def _inflate(body: bytes, limit: int) -> bytes:
+def inflate_gzip(body: bytes, limit: int) -> bytes:
     """gunzip at most `limit` bytes; ValueError for a corrupt or truncated stream, OverflowError past it."""
     inflater = zlib.decompressobj(wbits=31)
     try:
@@ -114,7 +116,7 @@ async def _forward(signal: Signal, forwarder: Forwarder, request: web.Request, c
     try:
         body = await request.read()
         if encoding == "gzip":
-            body = _inflate(body, limit)
+            body = inflate_gzip(body, limit)
     except web.HTTPRequestEntityTooLarge:
         return outcome.too_large(f"request body exceeds {limit} bytes")
     except OverflowError as err:
@@ -135,4 +137,5 @@ def otlp_http_app(
     app = web.Application(client_max_size=max_request_bytes)
     for signal in SIGNALS.values():
         app.router.add_post(f"/v1/{signal.name}", _export_handler(signal, forwarder, auth, metrics))
+    app.router.add_post(REMOTE_WRITE_PATH, remote_write_handler(forwarder, auth, metrics))
     return app

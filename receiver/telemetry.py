@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from receiver.outcome import Outcome
-
-disable_created_metrics()  # the *_created series double the output and nobody graphs them
 
 
 class ReceiverMetrics:

@@ -1,0 +1,183 @@
+"""The scrape loops of one shard: each target on its own interval, each scrape one Kafka record.
+
+A scrape that fails for any reason (timeout, HTTP error, oversized or unparsable body, too many
+samples) still produces its report series with `up` = 0 and a log line naming target and reason;
+nothing a target sends stops the loop. Targets start at a stable offset within their interval
+(from the target's hash, as Prometheus spreads them), so a restart keeps the same rhythm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+
+import aiohttp
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from receiver.producer import ProduceError, Producer
+from schemas.prometheus import REPORT_METRICS, ScrapeConverter, record_key
+from schemas.scrape import ScrapeConfig
+from schemas.topics import METRICS_TOPIC
+from scrape.fetch import ScrapeError, fetch, ssl_context
+from scrape.parse import Parsed, parse
+from scrape.relabel import hashmod
+from scrape.targets import FileSd, Target, discover
+
+log = logging.getLogger("scrape")
+
+
+class ScrapeMetrics:
+    """The scraper's own series, served on its ops port."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.scrapes = Counter(
+            "talonflow_scrape_scrapes",
+            "Scrapes by job and outcome.",
+            ["job", "outcome"],
+            registry=self.registry,
+        )
+        self.samples = Counter(
+            "talonflow_scrape_samples",
+            "Samples sent to Kafka, by job, counted as Prometheus counts them (a bucket is a sample).",
+            ["job"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "talonflow_scrape_rejected_samples",
+            "Samples not sent, by job and reason (duplicate, relabel_drop, kafka).",
+            ["job", "reason"],
+            registry=self.registry,
+        )
+        self.targets = Gauge(
+            "talonflow_scrape_targets", "Targets of this shard.", ["job"], registry=self.registry
+        )
+
+
+class TargetLoop:
+    """Scrapes one target every `scrape_interval` until cancelled."""
+
+    def __init__(
+        self,
+        target: Target,
+        session: aiohttp.ClientSession,
+        producer: Producer,
+        metrics: ScrapeMetrics,
+        max_record_bytes: int,
+    ) -> None:
+        self.target, self.session, self.producer, self.metrics = target, session, producer, metrics
+        self.max_record_bytes = max_record_bytes
+        self.context: ssl.SSLContext | bool = ssl_context(target.job)
+        self.previous: set[int] = set()
+
+    async def run(self) -> None:
+        interval = self.target.job.scrape_interval
+        offset = hashmod(self.target.identity, 1_000_000) / 1_000_000 * interval
+        next_at = time.time() // interval * interval + offset
+        while True:
+            now = time.time()
+            if next_at < now:
+                next_at += ((now - next_at) // interval + 1) * interval
+            await asyncio.sleep(next_at - now)
+            await self.scrape_once()
+            next_at += interval
+
+    async def scrape_once(self) -> None:
+        job, target = self.target.job, self.target
+        labels = dict(target.labels)
+        started, time_ms = time.perf_counter(), int(time.time() * 1000)
+        parsed = Parsed()
+        try:
+            body = await fetch(self.session, target.url, job, self.context)
+            parsed = parse(body.text, body.content_type, labels, job.honor_labels, job.metric_relabel_configs)
+            if job.sample_limit and len(parsed.series) > job.sample_limit:
+                raise ScrapeError(f"{len(parsed.series)} samples exceed sample_limit {job.sample_limit}")
+            up = 1.0
+        except Exception as err:  # any failure of a hostile target fails this scrape only
+            log.warning("scrape failed: job=%s target=%s: %s", job.job_name, target.url, err)
+            parsed, up = Parsed(samples=parsed.samples), 0.0
+        self.metrics.scrapes.labels(job.job_name, "up" if up else "down").inc()
+        if parsed.duplicates:
+            log.warning(
+                "job=%s target=%s: %d duplicate series dropped", job.job_name, target.url, parsed.duplicates
+            )
+            self.metrics.rejected.labels(job.job_name, "duplicate").inc(parsed.duplicates)
+        if parsed.dropped:
+            self.metrics.rejected.labels(job.job_name, "relabel_drop").inc(parsed.dropped)
+        converter = ScrapeConverter(job.job_name, target.instance, time_ms, job.honor_timestamps)
+        for family in parsed.families:
+            converter.add_family(family)
+        added = len(parsed.series - self.previous)
+        self.previous = parsed.series
+        converter.add_gauge("up", up, "1 if the target was scraped successfully, else 0.")
+        converter.add_gauge("scrape_duration_seconds", time.perf_counter() - started)
+        converter.add_gauge("scrape_samples_scraped", float(parsed.samples))
+        converter.add_gauge("scrape_series_added", float(added))
+        await self._send(converter, len(parsed.series) + len(REPORT_METRICS))
+
+    async def _send(self, converter: ScrapeConverter, samples: int) -> None:
+        """`samples` as Prometheus counts them (each bucket a sample), for side-by-side figures."""
+        job_name = self.target.job.job_name
+        value = converter.request().SerializeToString()
+        if len(value) > self.max_record_bytes:
+            log.error("job=%s target=%s: scrape of %d bytes exceeds kafka.max_message_bytes", job_name,
+                      self.target.url, len(value))  # fmt: skip
+            self.metrics.rejected.labels(job_name, "too_large").inc(converter.points)
+            return
+        try:
+            await self.producer.send(METRICS_TOPIC, record_key(job_name, self.target.instance), value)
+        except ProduceError as err:
+            log.error("job=%s target=%s: scrape not delivered to Kafka: %s", job_name, self.target.url, err)
+            self.metrics.rejected.labels(job_name, "kafka").inc(converter.points)
+            return
+        self.metrics.samples.labels(job_name).inc(samples)
+
+
+class Shard:
+    """This process' share of the targets; re-discovered every few seconds (file_sd changes)."""
+
+    def __init__(
+        self,
+        jobs: tuple[ScrapeConfig, ...],
+        shard: int,
+        shards: int,
+        producer: Producer,
+        metrics: ScrapeMetrics,
+        max_record_bytes: int,
+    ) -> None:
+        self.jobs, self.shard, self.shards = jobs, shard, shards
+        self.producer, self.metrics, self.max_record_bytes = producer, metrics, max_record_bytes
+        self.file_sd = FileSd()
+        self.loops: dict[str, tuple[Target, asyncio.Task[None]]] = {}
+
+    def refresh(self, session: aiohttp.ClientSession) -> None:
+        wanted = {t.identity: t for t in discover(self.jobs, self.file_sd, self.shard, self.shards)}
+        for identity, (target, task) in list(self.loops.items()):
+            if wanted.get(identity) != target:
+                task.cancel()
+                del self.loops[identity]
+                log.info("target removed: job=%s %s", target.job.job_name, target.url)
+        for identity, target in wanted.items():
+            if identity not in self.loops:
+                loop = TargetLoop(target, session, self.producer, self.metrics, self.max_record_bytes)
+                self.loops[identity] = (target, asyncio.create_task(loop.run()))
+                log.info("target added: job=%s %s", target.job.job_name, target.url)
+        for job in self.jobs:
+            count = sum(1 for t, _ in self.loops.values() if t.job.job_name == job.job_name)
+            self.metrics.targets.labels(job.job_name).set(count)
+
+    async def run(self, stop: asyncio.Event, rediscover: float = 5.0) -> None:
+        connector = aiohttp.TCPConnector(limit=256)
+        async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+            try:
+                while not stop.is_set():
+                    self.refresh(session)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), rediscover)
+            finally:
+                for _, task in self.loops.values():
+                    task.cancel()
+                await asyncio.gather(*(task for _, task in self.loops.values()), return_exceptions=True)
