@@ -1,0 +1,1 @@
+"""Log files → OTLP log records on `otlp_logs`, exactly once across rotations, restarts and kill -9."""
