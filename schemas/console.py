@@ -1,0 +1,44 @@
+"""The `console:` section of `talonflow.yaml`: where the web console listens and who may read it."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from schemas.tls import TlsConfig
+from schemas.types import Port, Strict
+
+
+class BasicAuth(Strict):
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class ConsoleConfig(Strict):
+    """Pages, the Prometheus HTTP API and the Alertmanager API v2 subset share this one port."""
+
+    host: str = "127.0.0.1"
+    port: Port = 3000
+    bearer_token: SecretStr | None = None
+    basic_auth: BasicAuth | None = None
+    tls: TlsConfig | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.address}"
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None  # an unset ${env:TOKEN} means "no auth", as for the receiver
+        return value
+
+    @model_validator(mode="after")
+    def _one_scheme(self) -> ConsoleConfig:
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise ValueError("set bearer_token or basic_auth, not both")
+        return self
