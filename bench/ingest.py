@@ -7,6 +7,11 @@ or log records each; measure (a) the floor, a plain consumer reading the topic a
 protobuf, and (b) the ingest flow (bytewax, recovery on) from start until its committed offsets
 reach the end of the topic, with the files on disk. Prints items/s, MB/s of OTLP, bytes on disk
 per item against OTLP bytes per item, and the flow's peak RSS.
+
+Before that, in this process and on the same requests cut into polls of `--poll` records, side by
+side: the decode floor (Python's protobuf parsing each request, nothing more), `flatten` (the
+native decoder) and the previous Python flatten (tests/python_flatten_oracle.py). `--flatten-only`
+prints that table alone, without starting the stack.
 """
 
 from __future__ import annotations
@@ -33,8 +38,10 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, M
 
 from bench.receiver import agent_request
 from bench.stack import bench_stack, stack_settings
+from schemas.flatten import KafkaRecord, flatten
 from schemas.topics import LOGS_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 from talonflow.stack import FLOWS
+from tests import python_flatten_oracle
 
 
 def _attributes(pairs: dict[str, str | int]) -> list[KeyValue]:
@@ -168,6 +175,39 @@ def consume_and_decode(bootstrap: str, topic: str, message_type: Any, records: i
     return elapsed
 
 
+def flatten_rates(polls: list[list[KafkaRecord]], message_type: Any, items: int) -> list[float]:
+    """Items/s of the decode floor, flatten and the previous Python flatten, best of two runs each."""
+
+    def floor(batch: list[KafkaRecord]) -> None:
+        for record in batch:
+            message_type.FromString(record.value)
+
+    rates = []
+    for step in (floor, flatten, python_flatten_oracle.flatten):
+        best = float("inf")
+        for _ in range(2):
+            started = time.perf_counter()
+            for batch in polls:
+                step(batch)
+            best = min(best, time.perf_counter() - started)
+        rates.append(items / best)
+    return rates
+
+
+def print_flatten_table(args: argparse.Namespace) -> None:
+    print(f"in process, polls of {args.poll} requests of {args.items} items:")
+    print(
+        f"{'dataset':<9}{'decode floor/s':>16}{'flatten/s':>12}{'previous Python/s':>19}{'native/Python':>15}"
+    )
+    for dataset, (topic, make, message_type) in SIGNALS.items():
+        now = time.time_ns()
+        bodies = [make(args.items, now, seed) for seed in range(args.records)]
+        records = [KafkaRecord(topic, 0, i, now // 1_000_000, None, b) for i, b in enumerate(bodies)]
+        polls = [records[i : i + args.poll] for i in range(0, len(records), args.poll)]
+        floor, native, python = flatten_rates(polls, message_type, args.records * args.items)
+        print(f"{dataset:<9}{floor:>16,.0f}{native:>12,.0f}{python:>19,.0f}{native / python:>15.1f}")
+
+
 def rows_on_disk(folder: Path) -> int:
     if not folder.exists():
         return 0
@@ -186,7 +226,12 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=400, help="export requests per signal")
     parser.add_argument("--items", type=int, default=100, help="spans, points or log records per request")
     parser.add_argument("--workers", type=int, default=1, help="bytewax -w")
+    parser.add_argument("--poll", type=int, default=500, help="records per poll, as ingest.poll_records")
+    parser.add_argument("--flatten-only", action="store_true", help="the in-process table alone")
     args = parser.parse_args()
+    print_flatten_table(args)
+    if args.flatten_only:
+        return 0
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="talonflow-bench-ingest-") as tmp:
         folder = Path(tmp)

@@ -1,0 +1,256 @@
+//! What spans, points and log records share: the request → resource → scope → item nesting,
+//! resource and scope columns, the attribute map and the promoted attribute columns.
+
+use std::collections::HashMap;
+
+use arrow_array::ArrayRef;
+use arrow_schema::{DataType, Schema};
+
+use crate::columns::{type_of, Maps, Numbers, Strings};
+use crate::text::{key_value, merge, render, Merged};
+use crate::wire::{Fields, Result, Value};
+
+/// Which attribute keys fill which typed columns (from schemas/datasets.py, never spelled here).
+pub struct Promotion {
+    columns: Vec<(String, bool)>,       // (column, parse as int64)
+    keys: Vec<(Vec<u8>, usize, usize)>, // (key, column index, rank: lower is preferred)
+    resource: Vec<(String, Vec<u8>)>,   // (column, resource attribute key)
+}
+
+impl Promotion {
+    pub fn new(
+        schema: &Schema,
+        promoted: Vec<(String, Vec<String>)>,
+        resource: Vec<(String, String)>,
+    ) -> Result<Self> {
+        let mut columns = Vec::new();
+        let mut keys = Vec::new();
+        for (index, (column, preferred)) in promoted.into_iter().enumerate() {
+            let field = schema.field_with_name(&column).map_err(|e| e.to_string())?;
+            let is_int = match field.data_type() {
+                DataType::Int64 => true,
+                DataType::Utf8 => false,
+                other => {
+                    return Err(format!(
+                        "promoted column {column} must be string or int64, not {other}"
+                    ))
+                }
+            };
+            keys.extend(
+                preferred
+                    .into_iter()
+                    .enumerate()
+                    .map(|(rank, key)| (key.into_bytes(), index, rank)),
+            );
+            columns.push((column, is_int));
+        }
+        let resource = resource
+            .into_iter()
+            .map(|(column, key)| (column, key.into_bytes()))
+            .collect();
+        Ok(Promotion {
+            columns,
+            keys,
+            resource,
+        })
+    }
+}
+
+/// The shared columns of one dataset for one call.
+pub struct Common<'p> {
+    promotion: &'p Promotion,
+    attributes: Maps,
+    promoted: Vec<Vec<Option<usize>>>, // per promoted column, per row: the attribute entry chosen
+    best: Vec<Option<(usize, usize)>>, // per promoted column, for the row being read: (rank, entry)
+    resources: Maps,                   // one row per resource seen
+    resource_values: Vec<Vec<Option<usize>>>, // per resource column, per resource: its entry
+    resource_attributes: Maps,
+    resource_columns: Vec<Strings>,
+    scope_name: Strings,
+    scope_version: Strings,
+    pub record_of_row: Vec<i32>,
+}
+
+impl<'p> Common<'p> {
+    pub fn new(promotion: &'p Promotion) -> Self {
+        let promoted = promotion.columns.len();
+        let resource = promotion.resource.len();
+        Common {
+            promotion,
+            attributes: Maps::default(),
+            promoted: vec![Vec::new(); promoted],
+            best: vec![None; promoted],
+            resources: Maps::default(),
+            resource_values: vec![Vec::new(); resource],
+            resource_attributes: Maps::default(),
+            resource_columns: (0..resource).map(|_| Strings::default()).collect(),
+            scope_name: Strings::default(),
+            scope_version: Strings::default(),
+            record_of_row: Vec::new(),
+        }
+    }
+
+    /// One KeyValue of the row being read.
+    pub fn attribute(&mut self, kv: &[u8]) {
+        let (key, value) = key_value(kv);
+        let entry = self.attributes.entries();
+        let valid = put(&mut self.attributes, key, value.as_deref());
+        if !valid || !matches!(key.first(), Some(b'g' | b'e' | b'h' | b'r')) {
+            return; // every promoted key starts with one of these: most keys cost one comparison
+        }
+        for (promoted_key, column, rank) in &self.promotion.keys {
+            if key == promoted_key.as_slice()
+                && self.best[*column].is_none_or(|(best, _)| *rank < best)
+            {
+                self.best[*column] = Some((*rank, entry));
+            }
+        }
+    }
+
+    /// Ends the attributes of the row being read.
+    pub fn end_attributes(&mut self) {
+        self.attributes.end_row();
+        for (column, best) in self.promoted.iter_mut().zip(self.best.iter_mut()) {
+            column.push(best.take().map(|(_, entry)| entry));
+        }
+    }
+
+    /// Registers a resource (its merged encoding); returns its index for `rows_done`.
+    fn resource(&mut self, resource: &[u8]) -> usize {
+        let start = self.resources.entries();
+        for field in Fields::new(resource).map_while(std::result::Result::ok) {
+            if let (1, Value::Len(kv)) = field {
+                let (key, value) = key_value(kv);
+                put(&mut self.resources, key, value.as_deref());
+            }
+        }
+        self.resources.end_row();
+        let end = self.resources.entries();
+        for ((_, wanted), found) in self
+            .promotion
+            .resource
+            .iter()
+            .zip(&mut self.resource_values)
+        {
+            // the last occurrence wins, as in a dict built from the pairs
+            let last = (start..end)
+                .rev()
+                .find(|i| self.resources.keys.get(*i) == Some(wanted.as_slice()));
+            found.push(last);
+        }
+        self.resources.rows() - 1
+    }
+
+    fn rows_done(&mut self, resource: usize, scope: (&[u8], &[u8]), rows: usize, record: i32) {
+        self.resource_attributes
+            .copy_row(&self.resources, resource, rows);
+        for (column, found) in self.resource_columns.iter_mut().zip(&self.resource_values) {
+            let value = found[resource].and_then(|entry| self.resources.values.get(entry));
+            for _ in 0..rows {
+                match value {
+                    Some(v) => column.push(v),
+                    None => column.push_null(),
+                }
+            }
+        }
+        for _ in 0..rows {
+            self.scope_name.push(scope.0);
+            self.scope_version.push(scope.1);
+        }
+        self.record_of_row.extend(std::iter::repeat_n(record, rows));
+    }
+
+    /// Walks request → resource (field 1) → scope (field 1) → items (field 2 at both levels),
+    /// calling `item` for every item; `item` returns how many rows it added.
+    pub fn walk(
+        &mut self,
+        request: &[u8],
+        record: i32,
+        mut item: impl FnMut(&[u8], &mut Self) -> usize,
+    ) {
+        for resource_x in fields_of(request, 1) {
+            let mut resource: Merged<'_> = None;
+            for body in fields_of(resource_x, 1) {
+                resource = Some(merge(resource, body));
+            }
+            let resource = self.resource(resource.as_deref().unwrap_or_default());
+            for scope_x in fields_of(resource_x, 2) {
+                let (mut name, mut version): (&[u8], &[u8]) = (b"", b"");
+                for scope in fields_of(scope_x, 1) {
+                    for field in Fields::new(scope).map_while(std::result::Result::ok) {
+                        match field {
+                            (1, Value::Len(s)) => name = s,
+                            (2, Value::Len(s)) => version = s,
+                            _ => {}
+                        }
+                    }
+                }
+                let rows: usize = fields_of(scope_x, 2).map(|body| item(body, self)).sum();
+                self.rows_done(resource, (name, version), rows, record);
+            }
+        }
+    }
+
+    /// The shared columns, by name, for the batch.
+    pub fn finish(self, schema: &Schema, out: &mut HashMap<String, ArrayRef>) -> Result<()> {
+        for ((column, is_int), chosen) in self.promotion.columns.iter().zip(&self.promoted) {
+            let text = |entry: &Option<usize>| entry.and_then(|e| self.attributes.values.get(e));
+            let array = if *is_int {
+                let mut ints = Numbers::<i64>::default();
+                for entry in chosen {
+                    // Rust's integer syntax is polars' strict=False cast: "+12" and "012" read, " 12" does not
+                    ints.push_opt(
+                        text(entry).and_then(|t| std::str::from_utf8(t).ok()?.parse().ok()),
+                    );
+                }
+                ints.int64()
+            } else {
+                let mut strings = Strings::default();
+                for entry in chosen {
+                    match text(entry) {
+                        Some(t) => strings.push(t),
+                        None => strings.push_null(),
+                    }
+                }
+                strings.array()?
+            };
+            out.insert(column.clone(), array);
+        }
+        for ((column, _), values) in self.promotion.resource.iter().zip(self.resource_columns) {
+            out.insert(column.clone(), values.array()?);
+        }
+        let attributes_type = type_of(schema, "attributes")?;
+        let resource_type = type_of(schema, "resource_attributes")?;
+        out.insert(
+            "attributes".into(),
+            self.attributes.array(&attributes_type)?,
+        );
+        out.insert(
+            "resource_attributes".into(),
+            self.resource_attributes.array(&resource_type)?,
+        );
+        out.insert("scope_name".into(), self.scope_name.array()?);
+        out.insert("scope_version".into(), self.scope_version.array()?);
+        Ok(())
+    }
+}
+
+/// Appends one map entry; returns whether its value is text (not null).
+pub fn put(map: &mut Maps, key: &[u8], value: Option<&[u8]>) -> bool {
+    let mut valid = false;
+    map.entry(key, |out| {
+        valid = value.is_some_and(|v| render(v, out));
+        valid
+    });
+    valid
+}
+
+/// The bodies of every length-delimited field `number` of a (validated) message, in order.
+pub fn fields_of(message: &[u8], number: u32) -> impl Iterator<Item = &[u8]> {
+    Fields::new(message)
+        .map_while(std::result::Result::ok)
+        .filter_map(move |field| match field {
+            (n, Value::Len(body)) if n == number => Some(body),
+            _ => None,
+        })
+}

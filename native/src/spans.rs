@@ -1,0 +1,175 @@
+//! ExportTraceServiceRequest → rows of the spans dataset.
+
+use arrow_array::ArrayRef;
+use arrow_schema::Schema;
+
+use crate::columns::{type_of, Maps, Numbers, Strings, StructLists};
+use crate::common::{fields_of, put, Common};
+use crate::text::{key_value, merge, Merged};
+use crate::wire::{Fields, Result, Value};
+use crate::Rows;
+
+const KINDS: [&[u8]; 6] = [
+    b"UNSPECIFIED",
+    b"INTERNAL",
+    b"SERVER",
+    b"CLIENT",
+    b"PRODUCER",
+    b"CONSUMER",
+];
+const STATUS_CODES: [&[u8]; 3] = [b"UNSET", b"OK", b"ERROR"];
+
+#[derive(Default)]
+pub struct Spans {
+    start_time: Numbers<i64>,
+    end_time: Numbers<i64>,
+    duration_ns: Numbers<i64>,
+    trace_id: Strings,
+    span_id: Strings,
+    parent_span_id: Strings,
+    trace_state: Strings,
+    name: Strings,
+    kind: Strings,
+    status_code: Strings,
+    status_message: Strings,
+    events: StructLists,
+    event_time: Numbers<i64>,
+    event_name: Strings,
+    event_attributes: Maps,
+    links: StructLists,
+    link_trace_id: Strings,
+    link_span_id: Strings,
+    link_attributes: Maps,
+}
+
+impl Spans {
+    fn span(&mut self, span: &[u8], common: &mut Common<'_>) {
+        let [mut trace_id, mut span_id, mut parent, mut state, mut name]: [&[u8]; 5] = [b""; 5];
+        let (mut kind, mut start, mut end) = (0i32, 0u64, 0u64);
+        let mut status: Merged<'_> = None;
+        for field in Fields::new(span).map_while(std::result::Result::ok) {
+            match field {
+                (1, Value::Len(b)) => trace_id = b,
+                (2, Value::Len(b)) => span_id = b,
+                (3, Value::Len(b)) => state = b,
+                (4, Value::Len(b)) => parent = b,
+                (5, Value::Len(b)) => name = b,
+                (6, Value::Varint(v)) => kind = v as i32,
+                (7, Value::Fixed64(v)) => start = v,
+                (8, Value::Fixed64(v)) => end = v,
+                (9, Value::Len(kv)) => common.attribute(kv),
+                (11, Value::Len(event)) => self.event(event),
+                (13, Value::Len(link)) => self.link(link),
+                (15, Value::Len(b)) => status = Some(merge(status, b)),
+                _ => {}
+            }
+        }
+        common.end_attributes();
+        self.events.end_row();
+        self.links.end_row();
+        let (mut code, mut message): (i32, &[u8]) = (0, b"");
+        for field in
+            Fields::new(status.as_deref().unwrap_or_default()).map_while(std::result::Result::ok)
+        {
+            match field {
+                (2, Value::Len(b)) => message = b,
+                (3, Value::Varint(v)) => code = v as i32,
+                _ => {}
+            }
+        }
+        // Times beyond i64 wrap to negative nanoseconds, which the time bounds then reject.
+        self.start_time.push(start as i64);
+        self.end_time.push(end as i64);
+        self.duration_ns
+            .push((end as i64).wrapping_sub(start as i64));
+        self.trace_id.push_hex(trace_id);
+        self.span_id.push_hex(span_id);
+        self.parent_span_id.push_hex(parent);
+        self.trace_state.push(state);
+        self.name.push(name);
+        self.kind.push(
+            usize::try_from(kind)
+                .ok()
+                .and_then(|k| KINDS.get(k))
+                .unwrap_or(&KINDS[0]),
+        );
+        let code = usize::try_from(code).ok().and_then(|c| STATUS_CODES.get(c));
+        self.status_code.push(code.unwrap_or(&STATUS_CODES[0]));
+        self.status_message.push(message);
+    }
+
+    fn event(&mut self, event: &[u8]) {
+        let (mut time, mut name): (u64, &[u8]) = (0, b"");
+        for field in Fields::new(event).map_while(std::result::Result::ok) {
+            match field {
+                (1, Value::Fixed64(v)) => time = v,
+                (2, Value::Len(b)) => name = b,
+                (3, Value::Len(kv)) => {
+                    let (key, value) = key_value(kv);
+                    put(&mut self.event_attributes, key, value.as_deref());
+                }
+                _ => {}
+            }
+        }
+        self.event_attributes.end_row();
+        self.event_time.push(time as i64);
+        self.event_name.push(name);
+        self.events.item();
+    }
+
+    fn link(&mut self, link: &[u8]) {
+        let (mut trace_id, mut span_id): (&[u8], &[u8]) = (b"", b"");
+        for field in Fields::new(link).map_while(std::result::Result::ok) {
+            match field {
+                (1, Value::Len(b)) => trace_id = b,
+                (2, Value::Len(b)) => span_id = b,
+                _ => {}
+            }
+        }
+        for kv in fields_of(link, 4) {
+            let (key, value) = key_value(kv);
+            put(&mut self.link_attributes, key, value.as_deref());
+        }
+        self.link_attributes.end_row();
+        self.link_trace_id.push_hex(trace_id);
+        self.link_span_id.push_hex(span_id);
+        self.links.item();
+    }
+}
+
+impl Rows for Spans {
+    fn item(&mut self, span: &[u8], _received_ns: i64, common: &mut Common<'_>) -> usize {
+        self.span(span, common);
+        1
+    }
+
+    fn columns(self, schema: &Schema) -> Result<Vec<(&'static str, ArrayRef)>> {
+        let (events_type, links_type) = (type_of(schema, "events")?, type_of(schema, "links")?);
+        let map_type = type_of(schema, "attributes")?;
+        let events = vec![
+            self.event_time.timestamps(),
+            self.event_name.array()?,
+            self.event_attributes.array(&map_type)?,
+        ];
+        let links = vec![
+            self.link_trace_id.array()?,
+            self.link_span_id.array()?,
+            self.link_attributes.array(&map_type)?,
+        ];
+        Ok(vec![
+            ("start_time", self.start_time.timestamps()),
+            ("end_time", self.end_time.timestamps()),
+            ("duration_ns", self.duration_ns.int64()),
+            ("trace_id", self.trace_id.array()?),
+            ("span_id", self.span_id.array()?),
+            ("parent_span_id", self.parent_span_id.array()?),
+            ("trace_state", self.trace_state.array()?),
+            ("name", self.name.array()?),
+            ("kind", self.kind.array()?),
+            ("status_code", self.status_code.array()?),
+            ("status_message", self.status_message.array()?),
+            ("events", self.events.array(&events_type, events)?),
+            ("links", self.links.array(&links_type, links)?),
+        ])
+    }
+}
