@@ -7,11 +7,23 @@ BIN := $(VENV)/bin
 
 .PHONY: setup run test lint compose-check bench clean services peers
 
-setup: $(VENV)/.installed services
+setup: $(VENV)/.installed $(VENV)/.native services console/web/node_modules/.package-lock.json
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+# The console's chart library (uPlot) from the npm registry, as its lockfile pins it.
+console/web/node_modules/.package-lock.json: console/web/package-lock.json
+	npm ci --prefix console/web --ignore-scripts --no-audit --no-fund
+
+# The native OTLP -> Arrow decoder (native/, Rust, crates from crates.io as Cargo.lock pins them),
+# built in release mode into the venv; cargo's cache in native/target makes a rebuild incremental,
+# and it runs only when native/ changes.
+NATIVE_SOURCES := $(wildcard native/Cargo.* native/pyproject.toml native/*.pyi native/src/*.rs)
+$(VENV)/.native: $(VENV)/.installed $(NATIVE_SOURCES)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release --locked -q -m native/Cargo.toml
 	touch $@
 
 services:
@@ -25,10 +37,12 @@ peers:
 run: setup
 	$(BIN)/talonflow up
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed $(VENV)/.native
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	cargo fmt --manifest-path native/Cargo.toml --check
+	cargo clippy --manifest-path native/Cargo.toml --release --locked -q -- -D warnings
 
 # compose/docker-compose.yml cannot run here (no Docker engine); `docker compose config` validates it.
 compose-check:
@@ -42,6 +56,8 @@ bench: setup
 	$(BIN)/python -m bench.ingest --records 2000
 	$(BIN)/python -m bench.rollups
 	$(BIN)/python -m bench.lifecycle
+	$(BIN)/python -m bench.fuzz_native --cases 1000000
+	$(BIN)/python -m bench.tailer
 
 clean:
 	rm -rf $(VENV) .talonflow

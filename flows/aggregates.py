@@ -24,6 +24,7 @@ start_time). Summaries are not mergeable: a summary row reports its latest point
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -31,9 +32,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from schemas.prices import PriceTable
 from schemas.rollups import (
     GENAI_COST,
     GENAI_TOKENS,
+    GENAI_UNPRICED,
     MODEL_LABEL,
     PROVIDER_LABEL,
     QUANTILES,
@@ -148,7 +151,7 @@ def _reduced(pairs: dict[str, pl.Expr]) -> pl.Expr:
 
 
 # -- OTLP rows → points --------------------------------------------------------------------------
-def metric_points(metrics: pa.Table, prices: dict[str, tuple[float, float]]) -> pl.DataFrame:
+def metric_points(metrics: pa.Table, prices: PriceTable) -> pl.DataFrame:
     """The points of a `metrics` table, plus the GenAI token and cost series derived from them."""
     frame = pl.from_arrow(metrics)
     assert isinstance(frame, pl.DataFrame)
@@ -193,11 +196,15 @@ def _economy_labels(labels: pl.Expr, source: str) -> dict[str, pl.Expr]:
     return pairs
 
 
-def _price_of(model: pl.Expr, token_type: pl.Expr, prices: dict[str, tuple[float, float]]) -> pl.Expr:
-    """USD per token for (model, token type); 0 for models without a price."""
-    per_input = model.replace_strict({m: p[0] / 1e6 for m, p in prices.items()}, default=0.0)
-    per_output = model.replace_strict({m: p[1] / 1e6 for m, p in prices.items()}, default=0.0)
-    return pl.when(token_type == "output").then(per_output).otherwise(per_input)
+def _costs(
+    rows: pl.DataFrame, tokens: pl.Expr, labels: dict[str, pl.Expr], prices: PriceTable
+) -> list[pl.DataFrame]:
+    """The cost series of priced models, and the tokens of unpriced ones apart: never $0 for them."""
+    rated = rows.with_columns(_usd=prices.rate(labels[MODEL_LABEL], labels[TOKEN_TYPE_LABEL]))
+    priced = rated.filter(pl.col("_usd").is_not_null())
+    unpriced = rated.filter(pl.col("_usd").is_null())
+    out = [_derived(priced, GENAI_COST, tokens * pl.col("_usd"), labels)] if not priced.is_empty() else []
+    return out + ([_derived(unpriced, GENAI_UNPRICED, tokens, labels)] if not unpriced.is_empty() else [])
 
 
 def _derived(points: pl.DataFrame, name: str, amount: pl.Expr, labels: dict[str, pl.Expr]) -> pl.DataFrame:
@@ -214,12 +221,13 @@ def _derived(points: pl.DataFrame, name: str, amount: pl.Expr, labels: dict[str,
         pl.col("time"),
         pl.col("start_time"),
         amount.alias("value"),
-        (pl.col("delta_key") ^ pl.lit(hash(name) & 0xFFFFFFFF, dtype=pl.UInt64)).alias("delta_key"),
+        # crc32, not hash(): str hashes change per process, and this key outlives one in the snapshots
+        (pl.col("delta_key") ^ pl.lit(zlib.crc32(name.encode()), dtype=pl.UInt64)).alias("delta_key"),
     )
     return _cast(out.with_columns(series_id=_series_hash(pl.col("metric_name"), pl.col("labels"))))
 
 
-def _economy_from_metrics(points: pl.DataFrame, prices: dict[str, tuple[float, float]]) -> list[pl.DataFrame]:
+def _economy_from_metrics(points: pl.DataFrame, prices: PriceTable) -> list[pl.DataFrame]:
     out = []
     for metric in _TOKEN_METRICS:
         rows = points.filter(pl.col("metric_name") == metric)
@@ -228,9 +236,7 @@ def _economy_from_metrics(points: pl.DataFrame, prices: dict[str, tuple[float, f
         labels = _economy_labels(pl.col("labels"), "metric")
         tokens = _AMOUNT
         out.append(_derived(rows, GENAI_TOKENS, tokens, labels))
-        if prices:
-            price = _price_of(labels[MODEL_LABEL], labels[TOKEN_TYPE_LABEL], prices)
-            out.append(_derived(rows, GENAI_COST, tokens * price, labels))
+        out.extend(_costs(rows, tokens, labels, prices))
     for metric in _COST_METRICS:
         rows = points.filter(pl.col("metric_name") == metric)
         if not rows.is_empty():
@@ -238,7 +244,7 @@ def _economy_from_metrics(points: pl.DataFrame, prices: dict[str, tuple[float, f
     return out
 
 
-def span_points(spans: pa.Table, prices: dict[str, tuple[float, float]]) -> pl.DataFrame:
+def span_points(spans: pa.Table, prices: PriceTable) -> pl.DataFrame:
     """RED samples (`span.duration` per service, span name, status) and GenAI usage from span attributes."""
     frame = pl.from_arrow(spans)
     assert isinstance(frame, pl.DataFrame)
@@ -291,9 +297,7 @@ def span_points(spans: pa.Table, prices: dict[str, tuple[float, float]]) -> pl.D
             }
             rows = base.filter(pl.col(token_type).is_not_null())
             out.append(_derived(rows, GENAI_TOKENS, pl.col(token_type), labels))
-            if prices:
-                price = _price_of(pl.col("m"), pl.lit(token_type), prices)
-                out.append(_derived(rows, GENAI_COST, pl.col(token_type) * price, labels))
+            out.extend(_costs(rows, pl.col(token_type), labels, prices))
     return pl.concat(out, how="diagonal_relaxed")
 
 

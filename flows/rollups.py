@@ -50,6 +50,7 @@ from flows.lazy import lazy_flow, sequenced_sink
 from schemas.config import RollupsConfig, TalonflowConfig
 from schemas.datasets import DATASETS
 from schemas.flatten import TimeBounds, flatten
+from schemas.prices import PriceTable
 from schemas.rollups import RESOLUTIONS
 from schemas.topics import METRICS_TOPIC, ROLLUPS_TOPIC, SPANS_TOPIC
 from sinks.parquet import Chunk
@@ -164,7 +165,7 @@ class ShardWindows(StatefulLogic[pl.DataFrame, tuple[int, Output], ShardState]):
         return numbered
 
 
-def to_points(batch: Batch, bounds: TimeBounds, prices: dict[str, tuple[float, float]]) -> pl.DataFrame:
+def to_points(batch: Batch, bounds: TimeBounds, prices: PriceTable) -> pl.DataFrame:
     """The points of one poll: metric data points and span-derived samples, as one frame."""
     _part, records = batch
     tables = flatten(records, bounds).tables
@@ -210,7 +211,7 @@ def kafka_messages(output: Output) -> list[KafkaSinkMessage[bytes, bytes]]:
 def build(config: TalonflowConfig) -> Dataflow:
     settings = config.rollups
     bounds = TimeBounds(max_past_s=config.ingest.max_past, max_future_s=config.ingest.max_future)
-    prices = {model: (price.input, price.output) for model, price in settings.prices.items()}
+    prices = PriceTable.with_defaults(settings.prices)
     shards = settings.shards
 
     flow = Dataflow("rollups")

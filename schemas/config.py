@@ -22,9 +22,13 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.console import ConsoleConfig
 from schemas.datasets import DATASETS
 from schemas.notify import NotifyConfig
 from schemas.rollups import RESOLUTIONS
+from schemas.scrape import ScrapeConfig, ScrapeSettings, check_unique_jobs
+from schemas.tailer import LogFileSource, TailerConfig
+from schemas.tls import TlsConfig
 from schemas.types import Bytes, Port, Seconds
 from schemas.types import Strict as _Strict
 
@@ -88,18 +92,6 @@ class ProducerConfig(_Strict):
     compression: str = Field("lz4", pattern=r"^(none|gzip|snappy|lz4|zstd)$")
     delivery_timeout: Seconds = 5.0
     buffer_bytes: Bytes = 256 * 1024**2
-
-
-class TlsConfig(_Strict):
-    cert_file: Path
-    key_file: Path
-
-    @model_validator(mode="after")
-    def _files_exist(self) -> TlsConfig:
-        for name in ("cert_file", "key_file"):
-            if not getattr(self, name).is_file():
-                raise ValueError(f"{name}: no such file: {getattr(self, name)}")
-        return self
 
 
 class ReceiverConfig(_Strict):
@@ -186,10 +178,12 @@ class LifecycleConfig(_Strict):
 
 
 class Price(_Strict):
-    """USD per million tokens of one model."""
+    """USD per million tokens of one model; cache reads and writes cost `input` where not priced."""
 
     input: float = Field(0.0, ge=0)
     output: float = Field(0.0, ge=0)
+    cache_read: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
 
 
 class RollupsConfig(_Strict):
@@ -200,7 +194,7 @@ class RollupsConfig(_Strict):
     shards: int = Field(4, ge=1)  # keyed-state partitions: at least workers x processes; each costs per poll
     commit_interval: Seconds = Field(10.0, ge=1)  # bytewax snapshots: rollup files appear this often
     sketch_scale: int = Field(6, ge=0, le=10)  # gauge quantile sketch: relative error ~ 2**(2**-s) - 1
-    prices: dict[str, Price] = Field(default_factory=dict)  # gen_ai.request.model → price
+    prices: dict[str, Price] = Field(default_factory=dict)  # over schemas/prices.yaml, by model name
     workers: int = Field(1, ge=1, le=8)
     poll_records: int = Field(500, ge=1)
 
@@ -224,6 +218,7 @@ class HeartbeatComponent(_Strict):
     grace_period: Seconds
     metric: str | None = None  # count only this metric as a beat (default: any signal)
     log_event: str | None = None  # or only log records with this event_name
+    required: bool = False  # never reported: `new` (no verdict) unless required, then down like any other
 
 
 class HeartbeatsConfig(_Strict):
@@ -240,10 +235,13 @@ class HeartbeatsConfig(_Strict):
 
 
 class AlertsConfig(_Strict):
-    """flows/alerts.py: rule files evaluated over 1-minute rollups; events to talon_alerts and `alerts`."""
+    """flows/alerts.py: Prometheus rule files (PromQL) over raw samples; events to talon_alerts, `alerts`."""
 
     rule_files: tuple[Path, ...] = ()  # relative to this config file; none: the alerts flow does not run
-    settle: Seconds = 10.0  # evaluate a window this long after rollups closes it, or when a later one comes
+    evaluation_interval: Seconds = Field(60.0, gt=0)  # groups without `interval` (Prometheus' global one)
+    allowed_lateness: Seconds = Field(1.0, ge=0)  # evaluate once samples this much newer arrived (or idle)
+    external_labels: dict[str, str] = Field(default_factory=dict)  # {{ $externalLabels }} in templates
+    poll_records: int = Field(500, ge=1)
     commit_interval: Seconds = Field(5.0, ge=1)
     workers: int = Field(1, ge=1, le=8)
 
@@ -260,6 +258,16 @@ class TalonflowConfig(_Strict):
     heartbeats: HeartbeatsConfig = HeartbeatsConfig()
     alerts: AlertsConfig = AlertsConfig()
     notifications: NotifyConfig = NotifyConfig()
+    log_files: list[LogFileSource] = Field(default_factory=list)  # read by tailer/
+    tailer: TailerConfig = TailerConfig()
+    scrape_configs: tuple[ScrapeConfig, ...] = ()  # Prometheus' format; none: no scraper runs
+    scrape: ScrapeSettings = ScrapeSettings()
+    console: ConsoleConfig = ConsoleConfig()
+
+    @field_validator("scrape_configs")
+    @classmethod
+    def _unique_jobs(cls, value: tuple[ScrapeConfig, ...]) -> tuple[ScrapeConfig, ...]:
+        return check_unique_jobs(value)
 
 
 def _expand_env(node: Any, where: str) -> Any:
@@ -303,7 +311,10 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> TalonflowConf
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(raw).__name__}")
     try:
-        config = TalonflowConfig.model_validate(_expand_env(raw, ""))
+        # base_dir: notifications.file and its `templates:` globs are read relative to this file
+        config = TalonflowConfig.model_validate(
+            _expand_env(raw, ""), context={"base_dir": path.resolve().parent}
+        )
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
     except ValidationError as err:

@@ -10,8 +10,10 @@ Derived series, besides every OTLP metric under its own name:
   the number of calls, rows with status_code=ERROR are the errors, p50..p99 the latency.
 - `gen_ai.tokens` per service.name, gen_ai.request.model, gen_ai.provider.name,
   gen_ai.token.type and talon.source (metric or span): `sum` is tokens.
-- `gen_ai.cost.usd` with the same labels: `sum` is USD, from the price table in config, or from
-  `openclaw.cost.usd` when the agent reports its cost itself.
+- `gen_ai.cost.usd` with the same labels: `sum` is USD, from the price table (schemas/prices.yaml
+  under `rollups.prices`), or from `openclaw.cost.usd` when the agent reports its cost itself.
+- `gen_ai.tokens.unpriced` with the same labels: the tokens of models without a price (no cost
+  row for them: unpriced is never $0).
 - `heartbeat.active`, `heartbeat.stale` (1 or 0) and `heartbeat.age_seconds` per component.
 """
 
@@ -29,6 +31,7 @@ RESOLUTIONS: Final = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, 
 SPAN_DURATION: Final = "span.duration"
 GENAI_TOKENS: Final = "gen_ai.tokens"
 GENAI_COST: Final = "gen_ai.cost.usd"
+GENAI_UNPRICED: Final = "gen_ai.tokens.unpriced"
 HEARTBEAT_ACTIVE: Final = "heartbeat.active"
 HEARTBEAT_STALE: Final = "heartbeat.stale"
 HEARTBEAT_AGE: Final = "heartbeat.age_seconds"

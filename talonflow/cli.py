@@ -22,14 +22,16 @@ from typing import Any
 
 import polars as pl
 
+from rules.check import check_file
+from rules.unit_tests import run_files as run_rule_tests
 from schemas.config import ConfigError, config_path, load_config
 from schemas.datasets import DATASETS
-from schemas.rules import RuleFileError, load_rules
 from sinks import lifecycle
 from sinks.tiers import ensure_bucket, minio_client
+from talonflow.compare import WORSE, Cohort, CompareError, Method, Scope, compare, render
 from talonflow.health import CHECKS, kafka_topics
 from talonflow.provision import ensure_topics
-from talonflow.query import run_query, write_result
+from talonflow.query import QueryError, run_query, write_result
 from talonflow.stack import Stack, StackError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -165,6 +167,15 @@ def cmd_down(stack: Stack, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _part_names(stack: Stack) -> list[str]:
+    """The parts `up` runs with this config, plus Kafka and MinIO when they are external: checked,
+    not run. A part the config leaves out (no scrape_configs: no scraper) is not listed."""
+    config = stack.config
+    services = (("kafka", config.kafka.managed), ("minio", config.minio.managed))
+    listed = {name for name, managed in services if not managed} | {p.name for p in stack.programs()}
+    return [name for name in CHECKS if name in listed]
+
+
 def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
     if not stack.running():
         if args.json:
@@ -174,7 +185,7 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
         return EXIT_NOT_RUNNING
     states = {p["name"]: p for p in stack.process_info()}
     parts = []
-    for name in CHECKS:  # unmanaged (external) services are checked too
+    for name in _part_names(stack):
         info = states.get(name)
         problem = _problem(name, info, stack.config)
         parts.append(
@@ -204,11 +215,30 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
 def cmd_query(stack: Stack, args: argparse.Namespace) -> int:
     try:
         frame = run_query(stack.config, args.sql)
+    except QueryError as err:
+        for line in str(err).splitlines() + ([err.detail] if args.verbose else []):
+            _say(f"talonflow: query: {line}")
+        return EXIT_USAGE
     except (pl.exceptions.PolarsError, ValueError) as err:
         _say(f"talonflow: query: {err}")
         return EXIT_FAILED
     write_result(frame, args.format)
     return 0
+
+
+def cmd_compare(stack: Stack, args: argparse.Namespace) -> int:
+    try:
+        scope = Scope.parse(args.since, args.until, args.service, args.span_name)
+        baseline, candidate = Cohort.parse(args.baseline), Cohort.parse(args.candidate)
+        result = compare(stack.config, baseline, candidate, scope, Method(confidence=args.confidence))
+    except CompareError as err:
+        _say(f"talonflow: compare: {err}")
+        return EXIT_USAGE
+    except pl.exceptions.PolarsError as err:
+        _say(f"talonflow: compare: {str(err).splitlines()[0]}")
+        return EXIT_FAILED
+    print(json.dumps(result.to_json()) if args.json else render(result))
+    return EXIT_FAILED if args.fail_on_regression and result.verdict == WORSE else 0
 
 
 def cmd_lifecycle_run(stack: Stack, args: argparse.Namespace) -> int:
@@ -245,22 +275,15 @@ def cmd_lifecycle_status(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    """Validate alert rule files; needs neither the config nor the stack, so CI can run it anywhere."""
+    """Validate Prometheus rule files; needs neither the config nor the stack, so CI can run it anywhere."""
     files = []
     for path in args.files:
-        try:
-            rule_file = load_rules(path)
-        except RuleFileError as err:
-            for line in str(err).splitlines():
-                _say(f"talonflow: rules: {line}")
-            errors = [dataclasses.asdict(problem) for problem in err.problems]
-            files.append({"file": path, "valid": False, "groups": 0, "rules": 0, "errors": errors})
-            continue
-        rules = sum(len(group.rules) for group in rule_file.groups)
-        groups = len(rule_file.groups)
-        files.append({"file": path, "valid": True, "groups": groups, "rules": rules, "errors": []})
-        if not args.json:
-            _say(f"talonflow: rules: {path}: ok, {groups} groups, {rules} rules")
+        verdict = check_file(path)
+        files.append(verdict)
+        for error in verdict["errors"]:
+            _say(f"talonflow: rules: {error['message']}")
+        if verdict["valid"] and not args.json:
+            _say(f"talonflow: rules: {path}: ok, {verdict['groups']} groups, {verdict['rules']} rules")
     valid = all(f["valid"] for f in files)
     if args.json:
         print(json.dumps({"valid": valid, "files": files}))
@@ -289,7 +312,27 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument(
         "--format", choices=["table", "csv", "json"], default="table", help="json: one object a line"
     )
+    query.add_argument("--verbose", action="store_true", help="on errors, also Polars' message and plan")
     query.set_defaults(run=cmd_query)
+    comparison = commands.add_parser(
+        "compare",
+        help="two cohorts of spans: latency, errors, tokens, cost, with intervals and verdicts",
+        description="Exit 1 with --fail-on-regression when a measure is significantly worse.",
+    )
+    comparison.add_argument("--baseline", required=True, metavar="ATTR=V", help="e.g. service.version=1.2")
+    comparison.add_argument("--candidate", required=True, metavar="ATTR=V", help="e.g. service.version=1.3")
+    comparison.add_argument(
+        "--since", default="24h", help="a duration ago (24h, 7d) or ISO time; default 24h"
+    )
+    comparison.add_argument("--until", help="a duration ago or ISO time; default now")
+    comparison.add_argument("--service", help="only spans of this service.name")
+    comparison.add_argument("--span-name", help="only spans of this name")
+    comparison.add_argument("--confidence", type=float, default=0.95, help="default 0.95")
+    comparison.add_argument(
+        "--fail-on-regression", action="store_true", help="exit 1 when the verdict is worse"
+    )
+    comparison.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    comparison.set_defaults(run=cmd_compare)
     tiers = commands.add_parser(
         "lifecycle", help="tiered storage: hot (local) -> warm -> cold (MinIO) -> gone"
     )
@@ -308,13 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", metavar="FILE")
     check.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     check.set_defaults(run=cmd_rules_check)
+    test = rule_commands.add_parser(
+        "test", help="run promtool-format rule unit tests (exit 1: a test failed)"
+    )
+    test.add_argument("files", nargs="+", metavar="FILE", help="promtool test files (rule_files, tests)")
+    test.set_defaults(run=lambda args: run_rule_tests(args.files, sys.stdout, sys.stderr))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "rules":  # files only: no config, no stack
-        return cmd_rules_check(args)
+        return int(args.run(args))
     try:
         config = load_config(args.config)
         stack = Stack(config, Path(config_path(args.config)))

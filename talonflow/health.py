@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -71,6 +72,41 @@ def lifecycle_healthy(config: TalonflowConfig, _pid: int | None = None) -> str |
     return _http_ok(f"http://{config.lifecycle.ops.address}/metrics")
 
 
+def tailer_healthy(config: TalonflowConfig, _pid: int | None = None) -> str | None:
+    """No log_files: no tailer runs, nothing to check. Else its loop polled recently."""
+    if not config.log_files:
+        return None
+    return _http_ok(f"http://{config.tailer.address}/healthz")
+
+
+def console_healthy(config: TalonflowConfig, pid: int | None = None) -> str | None:
+    """/healthz answers `ok <pid>`; with TLS the console's own certificate is the trust anchor."""
+    console = config.console
+    url = f"{console.url}/healthz"
+    context = None
+    if console.tls is not None:
+        context = ssl.create_default_context(cafile=str(console.tls.cert_file))
+        context.check_hostname = False  # a self-signed certificate need not name 127.0.0.1
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            answered = response.read().decode().split()
+    except OSError as err:
+        return f"{url} unreachable: {getattr(err, 'reason', err)}"
+    if pid is not None and answered[-1:] != [str(pid)]:
+        return f"{url} is served by another process, not pid {pid}"
+    return None
+
+
+def scraper_healthy(config: TalonflowConfig, _pid: int | None = None) -> str | None:
+    """Every scraper shard answers on its ops port; with no scrape_configs none runs."""
+    settings = config.scrape
+    for shard in range(settings.processes if config.scrape_configs else 0):
+        problem = _http_ok(f"http://{settings.ops_host}:{settings.ops_port + shard}/healthz")
+        if problem is not None:
+            return problem
+    return None
+
+
 CHECKS: dict[str, Check] = {
     "kafka": kafka_healthy,
     "minio": minio_healthy,
@@ -80,4 +116,7 @@ CHECKS: dict[str, Check] = {
     "alerts": supervised_only,
     "heartbeats": supervised_only,
     "lifecycle": lifecycle_healthy,
+    "scraper": scraper_healthy,
+    "console": console_healthy,
+    "tailer": tailer_healthy,
 }

@@ -6,7 +6,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.config import TalonflowConfig
-from schemas.topics import ALL_TOPICS
+from schemas.topics import ALL_TOPICS, TOPIC_OVERRIDES
 
 
 def ensure_topics(config: TalonflowConfig) -> list[str]:
@@ -19,7 +19,12 @@ def ensure_topics(config: TalonflowConfig) -> list[str]:
         "max.message.bytes": str(kafka.record_limit_bytes),
     }
     wanted = [
-        NewTopic(name, kafka.topics.partitions, kafka.topics.replication_factor, config=settings)
+        NewTopic(
+            name,
+            kafka.topics.partitions,
+            kafka.topics.replication_factor,
+            config={**settings, **TOPIC_OVERRIDES.get(name, {})},
+        )
         for name in ALL_TOPICS
         if name not in existing
     ]

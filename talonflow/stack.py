@@ -97,6 +97,12 @@ class Stack:
             programs.append(self._flow("alerts", alerts.workers, alerts.commit_interval))
         heartbeats = self.config.heartbeats
         programs.append(self._flow("heartbeats", heartbeats.workers, heartbeats.commit_interval))
+        if self.config.scrape_configs:
+            scraper = [sys.executable, "-m", "scrape", "--config", str(self.config_file)]
+            programs.append(Program("scraper", scraper, self.logs / "scraper.log", 45))
+        if self.config.log_files:  # the log tailer (tailer/): only when there are files to read
+            tailer = [sys.executable, "-m", "tailer", "--config", str(self.config_file)]
+            programs.append(Program("tailer", tailer, self.logs / "tailer.log", 35))
         lifecycle = [
             sys.executable,
             "-m",
@@ -107,6 +113,8 @@ class Stack:
             "run",
         ]
         programs.append(Program("lifecycle", lifecycle, self.logs / "lifecycle.log", 50))
+        console = [sys.executable, "-m", "console", "--config", str(self.config_file)]
+        programs.append(Program("console", console, self.logs / "console.log", 60))
         return programs
 
     def recovery_dir(self, flow: str) -> Path:

@@ -37,9 +37,11 @@ TEST_CONFIG: dict[str, Any] = {
     },
     "ingest": {"commit_interval": "1s"},
     "lifecycle": {"ops": {"port": 13134}},
+    "console": {"port": 25300},
     "alerts": {
         "rule_files": [str(Path(__file__).parent / "alert_rules.yaml")],
-        "settle": "2s",
+        "evaluation_interval": "1s",
+        "allowed_lateness": "0s",
         "commit_interval": "1s",
     },
     "notifications": {

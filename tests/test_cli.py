@@ -57,7 +57,8 @@ def test_status_json_of_the_running_stack(local_stack: LocalStack) -> None:
     status = local_stack.status()
     assert status["running"] is True
     parts = {p["name"]: p for p in status["parts"]}
-    assert set(parts) == {"kafka", "minio", "receiver", *FLOWS, "lifecycle"}
+    # no scrape_configs and no log_files in the session config: no scraper, no tailer
+    assert set(parts) == {"kafka", "minio", "receiver", *FLOWS, "lifecycle", "console"}
     assert all(p["healthy"] and p["state"] == "RUNNING" and p["pid"] for p in parts.values())
     table = local_stack.cli("status").stdout.splitlines()
     assert [line.split()[:2] for line in table[1:]] == [[p["name"], "RUNNING"] for p in status["parts"]]

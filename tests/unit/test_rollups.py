@@ -22,13 +22,15 @@ from flows.aggregates import (
     span_points,
 )
 from flows.rollups import ShardState, ShardWindows
-from schemas.config import RollupsConfig
+from schemas.config import Price, RollupsConfig
 from schemas.datasets import METRICS, SPANS
+from schemas.prices import PriceTable
 from schemas.rollups import GENAI_COST, GENAI_TOKENS, QUANTILES, SPAN_DURATION
 
 MINUTE = 60_000_000_000
 T0 = 1_800_000_000_000_000_000 - 1_800_000_000_000_000_000 % (86400 * 1_000_000_000)  # a UTC midnight
 SCALE = 6
+NO_PRICES = PriceTable({})
 
 
 def metric_rows(name: str, kind: str, times_s: Any, temporality: str = "", monotonic: bool = False,
@@ -55,7 +57,7 @@ def rollup(tables: list[pa.Table], width: int = MINUTE, resolution: str = "1m") 
     state = CumulativeState()
     parts = []
     for table in tables:
-        deltas, _late = state.to_deltas(metric_points(table, {}))
+        deltas, _late = state.to_deltas(metric_points(table, NO_PRICES))
         parts.append(partials(deltas, width, SCALE))
     result = pl.from_arrow(finalize(merge(Partial.concat(parts)), width, resolution))
     assert isinstance(result, pl.DataFrame)
@@ -156,7 +158,7 @@ def test_hourly_rollup_of_closed_minutes_equals_rolling_up_the_hour_directly() -
     table = metric_rows("q", "gauge", times, value=rng.normal(50, 10, 5000))
     hour = 3600 * 1_000_000_000
     direct = rollup([table], hour, "1h")
-    deltas, _ = CumulativeState().to_deltas(metric_points(table, {}))
+    deltas, _ = CumulativeState().to_deltas(metric_points(table, NO_PRICES))
     minutes = merge(partials(deltas, MINUTE, SCALE))
     via_minutes = pl.from_arrow(finalize(merge(rebase(minutes, hour)), hour, "1h"))
     assert isinstance(via_minutes, pl.DataFrame)
@@ -181,7 +183,7 @@ def test_red_metrics_and_genai_tokens_and_cost_from_spans() -> None:
          "status_code": status, "gen_ai_usage_input_tokens": 100, "gen_ai_usage_output_tokens": 10}
         for i, status in enumerate(["OK"] * 8 + ["ERROR"] * 2)
     ]  # fmt: skip
-    points = span_points(span_table(spans), {"m1": (3.0, 15.0)})  # USD per million tokens
+    points = span_points(span_table(spans), PriceTable({"m1": Price(input=3.0, output=15.0)}))  # USD per 1M
     deltas, _ = CumulativeState().to_deltas(points)
     rows = pl.from_arrow(finalize(merge(partials(deltas, MINUTE, SCALE)), MINUTE, "1m"))
     assert isinstance(rows, pl.DataFrame)
@@ -197,11 +199,11 @@ def test_red_metrics_and_genai_tokens_and_cost_from_spans() -> None:
 def test_late_points_are_counted_not_folded() -> None:
     config = RollupsConfig(resolutions=("1m", "1h"), allowed_lateness=5)
     windows = ShardWindows(config, ShardState())
-    on_time = metric_points(metric_rows("g", "gauge", [10.0, 70.0, 130.0], value=[1.0, 2.0, 3.0]), {})
+    on_time = metric_points(metric_rows("g", "gauge", [10.0, 70.0, 130.0], value=[1.0, 2.0, 3.0]), NO_PRICES)
     out, _ = windows.on_item(on_time)
     closed = dict(output for _seq, output in out)
     assert closed["rollups_1m"]["points"].to_pylist() == [1, 1]  # minutes 0 and 1 closed
-    late = metric_points(metric_rows("g", "gauge", [20.0], value=[9.0]), {})
+    late = metric_points(metric_rows("g", "gauge", [20.0], value=[9.0]), NO_PRICES)
     out, _ = windows.on_item(late)
     outputs = dict(output for _seq, output in out)
     assert outputs["late_points"]["points"].to_pylist() == [1]
@@ -211,7 +213,7 @@ def test_late_points_are_counted_not_folded() -> None:
 def test_idle_shard_closes_its_windows_on_the_clock() -> None:
     config = RollupsConfig(resolutions=("1m",), allowed_lateness=0.2)
     windows = ShardWindows(config, ShardState())
-    windows.on_item(metric_points(metric_rows("g", "gauge", [59.9], value=[1.0]), {}))
+    windows.on_item(metric_points(metric_rows("g", "gauge", [59.9], value=[1.0]), NO_PRICES))
     assert windows.on_notify()[0] == []  # the window ends 0.1s of event time later, plus lateness
     time.sleep(0.4)
     (sequence, (dataset, table)), *_ = windows.on_notify()[0]
@@ -223,7 +225,9 @@ def test_polls_fold_into_open_windows_and_close_once() -> None:
     windows = ShardWindows(config, ShardState())
     outputs: list[tuple[str, pa.Table]] = []
     for start in (0.0, 20.0, 40.0, 61.0, 125.0):  # five polls; the last closes minutes 0 and 1
-        points = metric_points(metric_rows("g", "gauge", [start, start + 1], value=[start, start + 1]), {})
+        points = metric_points(
+            metric_rows("g", "gauge", [start, start + 1], value=[start, start + 1]), NO_PRICES
+        )
         outputs.extend(output for _seq, output in windows.on_item(points)[0])
     minutes = pa.concat_tables([table for dataset, table in outputs if dataset == "rollups_1m"])
     assert minutes["points"].to_pylist() == [6, 2] and minutes["sum"].to_pylist() == [123.0, 123.0]
