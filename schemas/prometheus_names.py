@@ -17,9 +17,11 @@ translation strategy, UnderscoreEscapingWithSuffixes):
   (when recorded), `_count`; summaries → `{quantile}`, `_sum`, `_count`; a point flagged "no
   recorded value" → Prometheus' staleness marker in each of its series.
 
-Not converted, as Prometheus' receiver refuses them by default: delta sums and histograms;
-exponential histograms (Prometheus makes native histograms of them, which the PromQL engine
-does not read). A scraped or remote-written Prometheus series (schemas/prometheus.py, scope
+Exponential (base-2) histograms, which Prometheus stores as native histograms (a type the
+PromQL engine does not read), become classic `_bucket{le}` series at their populated buckets'
+bounds, `_sum` and `_count` (`_exponential_bounds`), so `histogram_quantile` reads them.
+Not converted, as Prometheus' receiver refuses them by default: delta sums and histograms.
+A scraped or remote-written Prometheus series (schemas/prometheus.py, scope
 `talonflow/prometheus`) keeps its name and label names verbatim and gets no target_info, so it
 reads back exactly as Prometheus stored it: normalising would merge `a__b` into `a_b` and add
 `_total` to a text-format counter named without it.
@@ -85,6 +87,8 @@ _NO_RECORDED_VALUE: Final = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
 
 # OTLP `type` column → the kind the namer distinguishes.
 GAUGE, COUNTER, UPDOWN, HISTOGRAM, SUMMARY = "gauge", "counter", "updown", "histogram", "summary"
+EXPLICIT, EXPONENTIAL = "histogram", "exponential_histogram"  # the two OTLP `type`s of HISTOGRAM
+MIN_SCALE, MAX_SCALE = -10, 20  # the scales OTLP's data model allows; a point outside is dropped
 
 
 def _unit_suffixes(unit: str) -> tuple[str, str]:
@@ -151,6 +155,12 @@ INPUT_COLUMNS: Final = (  # what the conversion reads of a METRICS table
     "sum",
     "bucket_counts",
     "explicit_bounds",
+    "exp_scale",
+    "exp_zero_count",
+    "exp_positive_offset",
+    "exp_positive_counts",
+    "exp_negative_offset",
+    "exp_negative_counts",
     "quantiles",
     "quantile_values",
     "flags",
@@ -257,7 +267,7 @@ def with_base_names(frame: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit(GAUGE))
         .when((pl.col("type") == "sum") & (pl.col("temporality") == "cumulative"))
         .then(pl.when(pl.col("is_monotonic")).then(pl.lit(COUNTER)).otherwise(pl.lit(UPDOWN)))
-        .when((pl.col("type") == "histogram") & (pl.col("temporality") == "cumulative"))
+        .when(pl.col("type").is_in([EXPLICIT, EXPONENTIAL]) & (pl.col("temporality") == "cumulative"))
         .then(pl.lit(HISTOGRAM))
         .when(pl.col("type") == "summary")
         .then(pl.lit(SUMMARY))
@@ -335,7 +345,7 @@ def _go_floats(column: pl.Series) -> pl.Expr:
 
 
 def _histograms(points: pl.DataFrame) -> list[pl.DataFrame]:
-    hist = points.filter(pl.col(KIND) == HISTOGRAM)
+    hist = points.filter(pl.col(KIND) == HISTOGRAM, pl.col("type") == EXPLICIT)
     bounds_len = pl.col("explicit_bounds").list.len().fill_null(0)
     valid = hist.filter(
         (pl.col("bucket_counts").list.len().fill_null(0) == bounds_len + 1)
@@ -352,13 +362,80 @@ def _histograms(points: pl.DataFrame) -> list[pl.DataFrame]:
         .explode("explicit_bounds", "_cumulative")
     )
     bucket_name = pl.col(BASE) + "_bucket"
+    exponential = points.filter(
+        pl.col(KIND) == HISTOGRAM,
+        pl.col("type") == EXPONENTIAL,
+        pl.col("exp_scale").is_between(MIN_SCALE, MAX_SCALE),
+    )
+    bounds = _exponential_bounds(exponential)
     return [
         buckets.select(
             _sample(bucket_name, pl.col("_cumulative"), "le", _go_floats(buckets["explicit_bounds"]))
         ),
-        valid.select(_sample(bucket_name, pl.col("count"), "le", pl.lit("+Inf"))),
+        bounds.select(_sample(bucket_name, pl.col(_CUMULATIVE), "le", _go_floats(bounds[_LE]))),
+        *(
+            frame.select(_sample(bucket_name, pl.col("count"), "le", pl.lit("+Inf")))
+            for frame in (valid, exponential)
+        ),
         *_sum_count(valid),
+        *_sum_count(exponential),
     ]
+
+
+_LE, _CUMULATIVE, _COUNT, _LOWER = "_le", "_cumulative", "_count", "_lower"
+
+
+def _exponential_bounds(points: pl.DataFrame) -> pl.DataFrame:
+    """Exponential histogram points as classic cumulative buckets: one row per (point, le).
+
+    Bucket i of scale s holds |x| in (b^i, b^(i+1)], b = 2^(2^-s); the zero bucket holds |x| <= its
+    threshold, which the METRICS table does not keep, so it is taken as 0 (the SDKs' default). A
+    negative bucket becomes [-b^(i+1), -b^i), so negative `le` bounds sort below the zero bucket's
+    `le="0"`, as a classic histogram of signed values has them (Prometheus' histogram_quantile
+    answers a rank in a first bucket with a bound at or below 0 with that bound). With negative
+    buckets, a rank in the zero bucket reads as interpolated from the last negative bound to 0:
+    a classic histogram cannot hold a bucket of width 0 after another. Each populated bucket
+    gives its upper bound and also its lower bound (with the count below it): histogram_quantile
+    interpolates from the previous `le`, so without the lower bound a bucket after an empty one
+    would be read as spanning the empty one too. Empty buckets are left out otherwise: at scale 20
+    a point may span thousands of buckets. A change of scale changes the bounds, so `le` series
+    come and go as a histogram rescales, as with Prometheus' own conversion to classic buckets.
+    """
+    keep = [_POINT, _SOURCE, BASE, TIMESTAMP_MS, _STALE]
+    step = pl.lit(2.0).pow(-pl.col("exp_scale").cast(pl.Float64))  # log2 of the base
+
+    def side(counts: str, offset: str, sign: float) -> pl.DataFrame:
+        exploded = (
+            points.select(*keep, "exp_scale", pl.col(counts).alias(_COUNT), pl.col(offset).fill_null(0))
+            .filter(pl.col(_COUNT).list.len().fill_null(0) > 0)
+            .with_columns(pl.int_ranges(0, pl.col(_COUNT).list.len()).alias("_index"))
+            .explode(_COUNT, "_index")
+            .filter(pl.col(_COUNT) > 0)
+        )
+        index = (pl.col("_index") + pl.col(offset)).cast(pl.Float64)
+        near, far = pl.lit(2.0).pow(index * step) * sign, pl.lit(2.0).pow((index + 1) * step) * sign
+        lower, upper = (far, near) if sign < 0 else (near, far)
+        return exploded.select(*keep, lower.alias(_LOWER), upper.alias(_LE), pl.col(_COUNT).cast(pl.Float64))
+
+    zero = points.filter(pl.col("exp_zero_count").fill_null(0) > 0).select(
+        *keep,
+        pl.lit(0.0).alias(_LOWER),
+        pl.lit(0.0).alias(_LE),
+        pl.col("exp_zero_count").cast(pl.Float64).alias(_COUNT),
+    )
+    buckets = pl.concat(
+        [
+            side("exp_negative_counts", "exp_negative_offset", -1.0),
+            zero,
+            side("exp_positive_counts", "exp_positive_offset", 1.0),
+        ]
+    ).sort(_POINT, _LE)
+    buckets = buckets.with_columns(pl.col(_COUNT).cum_sum().over(_POINT).alias(_CUMULATIVE))
+    below = buckets.select(
+        *keep, pl.col(_LOWER).alias(_LE), (pl.col(_CUMULATIVE) - pl.col(_COUNT)).alias(_CUMULATIVE)
+    )
+    bounds = pl.concat([buckets.select(*keep, _LE, _CUMULATIVE), below])
+    return bounds.group_by(_POINT, _LE).agg(pl.all().exclude(_CUMULATIVE).first(), pl.col(_CUMULATIVE).max())
 
 
 def _summaries(points: pl.DataFrame) -> list[pl.DataFrame]:
