@@ -4,7 +4,7 @@
                            [--processes 1] [--write-concurrency 8] [--json]
 
 Starts a private stack (bench/stack.py: Kafka and the receiver; the flows are stopped so they do
-not compete for the CPU) on ports 23xxx, one static exporter process serving `--targets` targets
+not compete for the CPU) on ports 29xxx, one static exporter process serving `--targets` targets
 of about `--series` seed-family series each, then the scraper (`python -m scrape`, acks=all into
 Kafka) and Prometheus 2.42 scraping the same targets at the same time. Each side's figure is the
 samples it ingested (talonflow_scrape_samples_total / prometheus_tsdb_head_samples_appended_total)
@@ -40,13 +40,13 @@ from bench.stack import bench_stack, stack_settings
 from schemas.prometheus_remote_pb2 import WriteRequest
 from tests.scrape_targets import seed_registry
 
-EXPORTER, PROMETHEUS, SCRAPER_OPS = 23201, 23290, 23235
+EXPORTER, PROMETHEUS, SCRAPER_OPS = 29201, 29290, 29235
 PORTS = {
-    "kafka": {"bootstrap_servers": "127.0.0.1:23092", "controller_port": 23093},
-    "minio": {"endpoint": {"port": 23000}, "console": {"port": 23001}},
-    "receiver": {"grpc": {"port": 23317}, "http": {"port": 23318}, "ops": {"port": 23133}},
-    "lifecycle": {"ops": {"port": 23134}},
-    "console": {"port": 23300},
+    "kafka": {"bootstrap_servers": "127.0.0.1:29092", "controller_port": 29093},
+    "minio": {"endpoint": {"port": 29000}, "console": {"port": 29001}},
+    "receiver": {"grpc": {"port": 29317}, "http": {"port": 29318}, "ops": {"port": 29133}},
+    "lifecycle": {"ops": {"port": 29134}},
+    "console": {"port": 29300},
 }
 STOPPED = ("ingest", "rollups", "alerts", "heartbeats", "lifecycle", "console", "tailer", "minio")
 

@@ -30,10 +30,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     AGGREGATION_TEMPORALITY_CUMULATIVE,
     DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK,
-    Metric,
-    ResourceMetrics,
     ScopeMetrics,
 )
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from schemas.topics import SERVICE_INSTANCE_ID, SERVICE_NAME
 
@@ -128,69 +127,133 @@ def _time_ms(sample: PromSample, default_ms: int, honor_timestamps: bool) -> int
     return round(float(sample.timestamp) * 1000)
 
 
+# Hand-written protobuf wire encoding for the scrape path: building upb messages a point at a time
+# (add, attributes.extend copying each KeyValue, setters) cost about as much CPU as parsing the
+# exposition. These few OTLP messages have a small fixed layout, so a point is a join of cached
+# bytes; the field numbers are opentelemetry-proto's (metrics.proto, common.proto).
+_DOUBLE: Final = struct.Struct("<d").pack
+_FIXED64: Final = struct.Struct("<Q").pack
+
+
+def _varint(number: int) -> bytes:
+    if number < 0x80:
+        return bytes((number,))
+    out = bytearray()
+    while number >= 0x80:
+        out.append(number & 0x7F | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: its tag byte (field number << 3 | 2), length and payload."""
+    return tag + _varint(len(payload)) + payload
+
+
+def _text(tag: bytes, text: str) -> bytes:
+    return _field(tag, text.encode()) if text else b""
+
+
+@lru_cache(maxsize=1 << 16)  # label pairs repeat every scrape: encode each KeyValue once
+def _kv_bytes(key: str, value: str) -> bytes:
+    """A KeyValue with a string AnyValue, length-prefixed, ready to follow an attributes tag."""
+    any_value = _field(b"\x0a", value.encode())  # a oneof: written even when empty
+    return _varint_prefixed(_text(b"\x0a", key) + _field(b"\x12", any_value))
+
+
+def _varint_prefixed(payload: bytes) -> bytes:
+    return _varint(len(payload)) + payload
+
+
+def _attribute_bytes(tag: bytes, labels: dict[str, str], skip: frozenset[str]) -> bytes:
+    return b"".join([tag + _kv_bytes(k, v) for k, v in labels.items() if k not in skip])
+
+
+def _times(start_ns: int, time_ns: int) -> bytes:
+    """A data point's start_time_unix_nano (2) and time_unix_nano (3), fixed64, omitted when 0."""
+    start = b"\x11" + _FIXED64(start_ns) if start_ns else b""
+    return start + b"\x19" + _FIXED64(time_ns) if time_ns else start
+
+
+_NUMBER_ATTRIBUTES: Final = b"\x3a"  # NumberDataPoint.attributes = 7, also SummaryDataPoint's
+_HISTOGRAM_ATTRIBUTES: Final = b"\x4a"  # HistogramDataPoint.attributes = 9
+_STALE_FLAGS: Final = b"\x40" + _varint(_NO_VALUE)  # NumberDataPoint.flags = 8
+_CUMULATIVE: Final = b"\x10" + _varint(AGGREGATION_TEMPORALITY_CUMULATIVE)  # field 2 of Sum, Histogram
+_MONOTONIC: Final = b"\x18\x01"  # Sum.is_monotonic = 3
+_GAUGE, _SUM, _HISTOGRAM, _SUMMARY = b"\x2a", b"\x3a", b"\x4a", b"\x5a"  # Metric's data oneof
+
+
+def _number_point(start_ns: int, time_ns: int, value: float, attributes: bytes) -> bytes:
+    stale = _STALE_FLAGS if is_stale(value) else b""
+    return _field(b"\x0a", _times(start_ns, time_ns) + b"\x21" + _DOUBLE(value) + attributes + stale)
+
+
 class ScrapeConverter:
-    """One target's scrape → one ResourceMetrics; families are converted whole, histograms assembled."""
+    """One target's scrape → one ResourceMetrics; families are converted whole, histograms assembled.
+
+    The request is built as bytes (`serialize`), the form Kafka takes; `request` parses it back."""
 
     def __init__(self, job: str, instance: str, time_ms: int, honor_timestamps: bool = True) -> None:
-        self.resource = ResourceMetrics()
-        self.resource.resource.attributes.extend(resource_attributes(job, instance))
-        self.scope: ScopeMetrics = self.resource.scope_metrics.add()
-        self.scope.scope.name = SCOPE_NAME
+        resource = Resource()
+        resource.attributes.extend(resource_attributes(job, instance))
+        self.head = _field(b"\x0a", resource.SerializeToString())  # ResourceMetrics.resource
+        self.scope = _field(b"\x0a", _field(b"\x0a", SCOPE_NAME.encode()))  # ScopeMetrics.scope.name
+        self.metrics: list[bytes] = []
         self.time_ms = time_ms
         self.honor = honor_timestamps
         self.points = 0
 
+    def serialize(self) -> bytes:
+        """The ExportMetricsServiceRequest's bytes: one resource, one scope, the metrics."""
+        metrics = b"".join([_field(b"\x12", metric) for metric in self.metrics])
+        scope_metrics = _field(b"\x12", self.scope + metrics)
+        return _field(b"\x0a", self.head + scope_metrics)
+
     def request(self) -> ExportMetricsServiceRequest:
-        request = ExportMetricsServiceRequest()
-        request.resource_metrics.append(self.resource)
-        return request
+        return ExportMetricsServiceRequest.FromString(self.serialize())
 
     def add_family(self, family: PromFamily) -> None:
         kind = family.type
         if kind in ("histogram", "gaugehistogram", "summary"):
             self._add_assembled(family)
         else:
-            self._add_simple(family, "sum" if kind == "counter" else "gauge")
+            self._add_simple(family, kind == "counter")
 
     def add_gauge(self, name: str, value: float, help_text: str = "") -> None:
         """One of the scrape's own report series (up, scrape_duration_seconds, ...)."""
-        metric = self.scope.metrics.add(name=name, description=help_text)
-        metric.gauge.data_points.add(time_unix_nano=self.time_ms * _MS, as_double=value)
+        point = _number_point(0, self.time_ms * _MS, value, b"")
+        self._add_metric(name, help_text, "", _GAUGE, point)
         self.points += 1
 
-    def _metric(self, family: PromFamily, name: str) -> Metric:
-        return self.scope.metrics.add(name=name, description=family.documentation, unit=family.unit)
+    def _add_metric(self, name: str, description: str, unit: str, kind: bytes, data: bytes) -> None:
+        head = _text(b"\x0a", name) + _text(b"\x12", description) + _text(b"\x1a", unit)
+        self.metrics.append(head + _field(kind, data))
 
-    def _add_simple(self, family: PromFamily, kind: str) -> None:
+    def _add_simple(self, family: PromFamily, counter: bool) -> None:
         """Counters, gauges, untyped, info and stateset: a point per sample; `_created` is a start time."""
         created = {
-            _frozen(s.labels): s.value
-            for s in family.samples
-            if kind == "sum" and s.name.endswith("_created")
+            _frozen(s.labels): s.value for s in family.samples if counter and s.name.endswith("_created")
         }
-        metrics: dict[str, Metric] = {}
+        metrics: dict[str, list[bytes]] = {}  # a metric per sample name, in order of appearance
         for sample in family.samples:
-            if sample.name in metrics:
-                metric = metrics[sample.name]
-            elif kind == "sum" and sample.name.endswith("_created"):
-                continue
-            else:
-                metric = metrics[sample.name] = self._metric(family, sample.name)
-                if kind == "sum":
-                    metric.sum.is_monotonic = True
-                    metric.sum.aggregation_temporality = AGGREGATION_TEMPORALITY_CUMULATIVE
-            points = metric.sum.data_points if kind == "sum" else metric.gauge.data_points
-            point = points.add(time_unix_nano=_time_ms(sample, self.time_ms, self.honor) * _MS)
-            point.attributes.extend(_attributes(sample.labels, _TARGET))
+            points = metrics.get(sample.name)
+            if points is None:
+                if counter and sample.name.endswith("_created"):
+                    continue
+                points = metrics[sample.name] = []
             start = created.get(_frozen(sample.labels)) if created else None
-            if start:
-                point.start_time_unix_nano = round(start * 1e9)
-            _set_value(point, sample.value)
-            self.points += 1
+            attributes = _attribute_bytes(_NUMBER_ATTRIBUTES, sample.labels, _TARGET)
+            start_ns = round(start * 1e9) if start else 0
+            time_ns = _time_ms(sample, self.time_ms, self.honor) * _MS
+            points.append(_number_point(start_ns, time_ns, sample.value, attributes))
+        for name, points in metrics.items():
+            data = b"".join(points) + (_CUMULATIVE + _MONOTONIC if counter else b"")
+            self._add_metric(name, family.documentation, family.unit, _SUM if counter else _GAUGE, data)
+            self.points += len(points)
 
     def _add_assembled(self, family: PromFamily) -> None:
         summary = family.type == "summary"
-        skip = _QUANTILE if summary else _BUCKET
         groups: dict[frozenset[tuple[str, str]], _Assembly] = {}
         for sample in family.samples:
             labels = {k: v for k, v in sample.labels.items() if k not in ("le", "quantile")}
@@ -211,44 +274,50 @@ class ScrapeConverter:
                 group.created = sample.value
         if not groups:
             return
-        metric = self._metric(family, family.name)
-        for group in groups.values():
-            if summary:
-                self._summary_point(metric, group, skip)
-            else:
-                self._histogram_point(metric, group, skip)
-            self.points += 1
-
-    def _histogram_point(self, metric: Metric, group: _Assembly, skip: frozenset[str]) -> None:
-        metric.histogram.aggregation_temporality = AGGREGATION_TEMPORALITY_CUMULATIVE
-        point = metric.histogram.data_points.add(
-            time_unix_nano=group.time_ms * _MS, sum=group.sum, count=int(group.count)
-        )
-        point.attributes.extend(_attributes(group.labels, skip))
-        if group.created:
-            point.start_time_unix_nano = round(group.created * 1e9)
-        bounds = sorted(group.bounds)
-        previous = 0.0
-        counts = []
-        for _, cumulative in bounds:
-            counts.append(int(cumulative - previous))
-            previous = cumulative
-        if not bounds or not math.isinf(bounds[-1][0]):  # OTLP's last bucket is the +Inf one
-            counts.append(int(group.count - previous))
+        if summary:
+            data = b"".join([_summary_point(group) for group in groups.values()])
+            self._add_metric(family.name, family.documentation, family.unit, _SUMMARY, data)
         else:
-            bounds = bounds[:-1]
-        point.explicit_bounds.extend(b for b, _ in bounds)
-        point.bucket_counts.extend(counts)
+            data = b"".join([_histogram_point(group) for group in groups.values()]) + _CUMULATIVE
+            self._add_metric(family.name, family.documentation, family.unit, _HISTOGRAM, data)
+        self.points += len(groups)
 
-    def _summary_point(self, metric: Metric, group: _Assembly, skip: frozenset[str]) -> None:
-        point = metric.summary.data_points.add(
-            time_unix_nano=group.time_ms * _MS, sum=group.sum, count=int(group.count)
-        )
-        point.attributes.extend(_attributes(group.labels, skip))
-        if group.created:
-            point.start_time_unix_nano = round(group.created * 1e9)
-        for quantile, value in sorted(group.bounds):
-            point.quantile_values.add(quantile=quantile, value=value)
+
+def _point_head(group: _Assembly) -> bytes:
+    """The times and count (field 4, fixed64) that histogram and summary points share."""
+    start_ns = round(group.created * 1e9) if group.created else 0
+    count = int(group.count)
+    return _times(start_ns, group.time_ms * _MS) + (b"\x21" + _FIXED64(count) if count else b"")
+
+
+def _histogram_point(group: _Assembly) -> bytes:
+    bounds = sorted(group.bounds)
+    previous = 0.0
+    counts = []
+    for _, cumulative in bounds:
+        counts.append(int(cumulative - previous))
+        previous = cumulative
+    if not bounds or not math.isinf(bounds[-1][0]):  # OTLP's last bucket is the +Inf one
+        counts.append(int(group.count - previous))
+    else:
+        bounds = bounds[:-1]
+    packed_counts = _field(b"\x32", b"".join([_FIXED64(c) for c in counts]))  # bucket_counts = 6
+    packed_bounds = _field(b"\x3a", b"".join([_DOUBLE(b) for b, _ in bounds])) if bounds else b""
+    attributes = _attribute_bytes(_HISTOGRAM_ATTRIBUTES, group.labels, _BUCKET)
+    point = _point_head(group) + b"\x29" + _DOUBLE(group.sum) + packed_counts + packed_bounds + attributes
+    return _field(b"\x0a", point)
+
+
+def _summary_point(group: _Assembly) -> bytes:
+    quantiles = b"".join(
+        [
+            _field(b"\x32", (b"\x09" + _DOUBLE(q) if q else b"") + (b"\x11" + _DOUBLE(v) if v else b""))
+            for q, v in sorted(group.bounds)
+        ]
+    )
+    total = b"\x29" + _DOUBLE(group.sum) if group.sum else b""  # a plain double: omitted when 0
+    attributes = _attribute_bytes(_NUMBER_ATTRIBUTES, group.labels, _QUANTILE)
+    return _field(b"\x0a", _point_head(group) + total + quantiles + attributes)
 
 
 def _frozen(labels: dict[str, str]) -> frozenset[tuple[str, str]]:

@@ -11,6 +11,7 @@ is a ValueError, so a scrape fails the same way it would with the library parser
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Final
 
 from prometheus_client.metrics_core import Metric
@@ -41,12 +42,20 @@ def _unescape(value: str) -> str:
     return _ESCAPES.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
 
 
+@lru_cache(maxsize=1 << 16)  # a target repeats its label sets every scrape: read each once
+def _label_pairs(text: str) -> tuple[tuple[str, str], ...] | None:
+    if not _LABELS.fullmatch(text):
+        return None
+    return tuple((name, _unescape(value)) for name, value in _PAIR.findall(text))
+
+
 def _labels(text: str | None, line: str) -> dict[str, str]:
     if not text:
         return {}
-    if not _LABELS.fullmatch(text):
+    pairs = _label_pairs(text)
+    if pairs is None:
         raise ValueError(f"invalid labels in line {line[:200]!r}")
-    return {name: _unescape(value) for name, value in _PAIR.findall(text)}
+    return dict(pairs)
 
 
 def _family_of(name: str, current: Metric | None, types: dict[str, str]) -> str | None:

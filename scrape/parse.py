@@ -37,8 +37,6 @@ def _with_target(
     """Prometheus' label merge: a scraped label that clashes with a target label becomes
     `exported_<name>`, unless honor_labels, where the scraped one wins. Only `attach` is added:
     job and instance are the resource, so samples carry them only for metric relabeling."""
-    if not attach and labels.keys().isdisjoint(target):
-        return labels  # the common case costs nothing
     if honor_labels:
         return {**attach, **labels}
     merged = {(f"exported_{k}" if k in target else k): v for k, v in labels.items()}
@@ -58,25 +56,26 @@ def parse(
     `target` are the target's labels (job and instance included), merged into every sample's."""
     result = Parsed()
     attach = target if relabels else {k: v for k, v in target.items() if k not in (JOB, INSTANCE)}
+    series, add_series = result.series, result.series.add  # the loop below runs once per sample
     for family in families(body, openmetrics=content_type.startswith(OPENMETRICS)):
         kept: list[Sample] = []
+        result.samples += len(family.samples)
         for sample in family.samples:
-            result.samples += 1
-            labels = _with_target(sample.labels, target, attach, honor_labels)
+            name, labels = sample.name, sample.labels
+            if attach or not labels.keys().isdisjoint(target):
+                labels = _with_target(labels, target, attach, honor_labels)
             if relabels:
-                relabeled = relabel({**labels, "__name__": sample.name}, relabels)
+                relabeled = relabel({**labels, "__name__": name}, relabels)
                 if relabeled is None:
                     result.dropped += 1
                     continue
-                name = relabeled.pop("__name__", sample.name)
+                name = relabeled.pop("__name__", name)
                 labels = relabeled
-            else:
-                name = sample.name
             key = hash((name, frozenset(labels.items())))
-            if key in result.series:
+            if key in series:
                 result.duplicates += 1
                 continue
-            result.series.add(key)
+            add_series(key)
             same = name is sample.name and labels is sample.labels
             kept.append(sample if same else sample._replace(name=name, labels=labels))
         if kept:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import time
@@ -90,15 +91,22 @@ class TargetLoop:
         labels = dict(target.labels)
         started, time_ms = time.perf_counter(), int(time.time() * 1000)
         parsed = Parsed()
+        fresh = functools.partial(
+            ScrapeConverter, job.job_name, target.instance, time_ms, job.honor_timestamps
+        )
+        converter = fresh()
         try:
             body = await fetch(self.session, target.url, job, self.context)
             parsed = parse(body.text, body.content_type, labels, job.honor_labels, job.metric_relabel_configs)
             if job.sample_limit and len(parsed.series) > job.sample_limit:
                 raise ScrapeError(f"{len(parsed.series)} samples exceed sample_limit {job.sample_limit}")
+            for family in parsed.families:  # a histogram with a NaN or negative count fails here
+                converter.add_family(family)
             up = 1.0
         except Exception as err:  # any failure of a hostile target fails this scrape only
             log.warning("scrape failed: job=%s target=%s: %s", job.job_name, target.url, err)
             parsed, up = Parsed(samples=parsed.samples), 0.0
+            converter = fresh()  # a failed scrape sends its report series only
         self.metrics.scrapes.labels(job.job_name, "up" if up else "down").inc()
         if parsed.duplicates:
             log.warning(
@@ -107,9 +115,6 @@ class TargetLoop:
             self.metrics.rejected.labels(job.job_name, "duplicate").inc(parsed.duplicates)
         if parsed.dropped:
             self.metrics.rejected.labels(job.job_name, "relabel_drop").inc(parsed.dropped)
-        converter = ScrapeConverter(job.job_name, target.instance, time_ms, job.honor_timestamps)
-        for family in parsed.families:
-            converter.add_family(family)
         added = len(parsed.series - self.previous)
         self.previous = parsed.series
         converter.add_gauge("up", up, "1 if the target was scraped successfully, else 0.")
@@ -121,7 +126,7 @@ class TargetLoop:
     async def _send(self, converter: ScrapeConverter, samples: int) -> None:
         """`samples` as Prometheus counts them (each bucket a sample), for side-by-side figures."""
         job_name = self.target.job.job_name
-        value = converter.request().SerializeToString()
+        value = converter.serialize()
         if len(value) > self.max_record_bytes:
             log.error("job=%s target=%s: scrape of %d bytes exceeds kafka.max_message_bytes", job_name,
                       self.target.url, len(value))  # fmt: skip
