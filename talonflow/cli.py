@@ -22,13 +22,10 @@ from typing import Any
 
 import polars as pl
 
-from rules.check import check_file
-from rules.unit_tests import run_files as run_rule_tests
 from schemas.config import ConfigError, config_path, load_config
 from schemas.datasets import DATASETS
 from sinks import lifecycle
 from sinks.tiers import ensure_bucket, minio_client
-from talonflow.compare import WORSE, Cohort, CompareError, Method, Scope, compare, render
 from talonflow.health import CHECKS, kafka_topics
 from talonflow.provision import ensure_topics
 from talonflow.query import QueryError, run_query, write_result
@@ -227,6 +224,10 @@ def cmd_query(stack: Stack, args: argparse.Namespace) -> int:
 
 
 def cmd_compare(stack: Stack, args: argparse.Namespace) -> int:
+    # Imported here, as in the rules commands: scipy and the PromQL engine would add over a second
+    # to the start of every other command (the lifecycle and status calls scripts make often).
+    from talonflow.compare import WORSE, Cohort, CompareError, Method, Scope, compare, render
+
     try:
         scope = Scope.parse(args.since, args.until, args.service, args.span_name)
         baseline, candidate = Cohort.parse(args.baseline), Cohort.parse(args.candidate)
@@ -276,6 +277,8 @@ def cmd_lifecycle_status(stack: Stack, args: argparse.Namespace) -> int:
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
     """Validate Prometheus rule files; needs neither the config nor the stack, so CI can run it anywhere."""
+    from rules.check import check_file
+
     files = []
     for path in args.files:
         verdict = check_file(path)
@@ -288,6 +291,13 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"valid": valid, "files": files}))
     return 0 if valid else EXIT_FAILED
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    """promtool's rule unit tests, through the engine the alerts flow runs."""
+    from rules.unit_tests import run_files
+
+    return run_files(args.files, sys.stdout, sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -355,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         "test", help="run promtool-format rule unit tests (exit 1: a test failed)"
     )
     test.add_argument("files", nargs="+", metavar="FILE", help="promtool test files (rule_files, tests)")
-    test.set_defaults(run=lambda args: run_rule_tests(args.files, sys.stdout, sys.stderr))
+    test.set_defaults(run=cmd_rules_test)
     return parser
 
 
