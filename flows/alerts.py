@@ -7,15 +7,12 @@ Each poll is flattened (schemas/flatten.py) and converted once into Prometheus s
 Prometheus' OTLP receiver names them (schemas/prometheus_names.py). The rule groups of
 `alerts.rule_files` are keyed streams: groups that read each other's recording rules share one
 (rules/stream.py `components`), and a poll's samples go only to the streams whose selectors can
-match their metric names, so groups spread over workers and a group sees only what it reads.
-Every stream still gets each poll's newest sample time (of the topics it reads), so a group
-whose metrics never arrive is evaluated too and `absent()` fires, as in Prometheus. A
+match their metric names, so groups spread over workers and a group sees only what it reads. A
 stream keeps its raw samples for the longest range or lookback its rules read and evaluates each
 group at its own `interval`, in event time: at the aligned times its watermark has passed. The
-watermark is the newest sample time (the stream's or a poll's) minus `allowed_lateness`, plus
-the wall time since the last sample, so an idle stream still evaluates (as flows/rollups.py
-closes windows); a sample older than an evaluation already made is counted and logged, and
-read by later evaluations only.
+watermark is the newest sample time minus `allowed_lateness`, plus the wall time since the last
+sample, so an idle stream still evaluates (as flows/rollups.py closes windows); a sample older
+than an evaluation already made is counted and logged, and read by later evaluations only.
 
 Samples, alert states and the output sequence are the stream's bytewax state, so a kill -9
 resumes from the snapshot and replays the same samples through the same evaluations. Each
@@ -32,10 +29,9 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 from urllib.parse import quote
 
@@ -67,8 +63,8 @@ from schemas.prometheus_names import (
 from schemas.prometheus_rules import Group
 from schemas.rollup_series import FIELD as ROLLUP_FIELDS
 from schemas.rollup_series import rollup_points
-from schemas.spanmetrics import END_MS, SpanTotals, span_deltas
 from schemas.spanmetrics import PREFIX as SPANMETRICS
+from schemas.spanmetrics import SpanTotals, span_deltas
 from schemas.topics import ALERTS_TOPIC, METRICS_TOPIC, ROLLUPS_TOPIC, SPANS_TOPIC
 from sinks.notify import Notifier, pipeline_notifier
 from sinks.parquet import Chunk
@@ -82,55 +78,35 @@ _NOTIFIED = ("firing", "resolved")
 
 @dataclass(frozen=True)
 class Poll:
-    """One poll's Prometheus samples of metrics, its spans counted as spanmetrics deltas, and
-    the newest time of either: the event time it brings to streams that get none of its samples."""
+    """One poll's Prometheus samples of metrics, and its spans counted as spanmetrics deltas."""
 
     series: pl.DataFrame | None = None
     spans: pl.DataFrame | None = None
-    topic: str = METRICS_TOPIC
-    newest_ms: int = 0
 
 
 def read_poll(batch: Batch, bounds: TimeBounds) -> Poll:
     """Flatten (or parse) once, name once: every stream reads the same frames. A poll is of one topic."""
     _part, records = batch
-    topic = records[0].topic if records else METRICS_TOPIC
-    if topic == ROLLUPS_TOPIC:
-        rollups = prometheus_series(rollup_points(r.value for r in records))
-        return Poll(rollups, None, topic, newest(rollups, TIMESTAMP_MS))
+    if records and records[0].topic == ROLLUPS_TOPIC:
+        return Poll(prometheus_series(rollup_points(r.value for r in records)))
     tables = flatten(records, bounds).tables
     metrics, spans = tables.get("metrics"), tables.get("spans")
-    series = prometheus_series(metrics) if metrics is not None else None
-    deltas = span_deltas(spans) if spans is not None else None
-    return Poll(series, deltas, topic, max(newest(series, TIMESTAMP_MS), newest(deltas, END_MS)))
-
-
-def newest(frame: pl.DataFrame | None, column: str) -> int:
-    """The newest time (ms) in a column of a frame; 0 for none."""
-    if frame is None or frame.is_empty():
-        return 0
-    value = frame[column].max()
-    return int(value) if isinstance(value, int) else 0
-
-
-@cache
-def read_topics(wanted: frozenset[str] | None) -> frozenset[str]:
-    """The topics a stream's series come from (None: any name), hence those whose polls move its
-    time: a stream of rollups only keeps rollup time, so a rollup is not late on arrival. A
-    stream that reads no series (`vector(1)`) runs on `otlp_metrics` time."""
-    if wanted is None:
-        return frozenset({METRICS_TOPIC, SPANS_TOPIC, ROLLUPS_TOPIC})
-    derived = {metric_name(name, "", GAUGE) for name in ROLLUP_FIELDS}
-    return frozenset(
-        SPANS_TOPIC if n.startswith(SPANMETRICS) else ROLLUPS_TOPIC if n in derived else METRICS_TOPIC
-        for n in wanted
-    ) or frozenset({METRICS_TOPIC})
+    return Poll(
+        prometheus_series(metrics) if metrics is not None else None,
+        span_deltas(spans) if spans is not None else None,
+    )
 
 
 def topics(names: Iterable[frozenset[str] | None]) -> tuple[str, ...]:
     """`otlp_metrics`, and the topics of spans and rollups when a rule reads series made of them."""
-    read = frozenset().union(*(read_topics(w) for w in names))
-    return (METRICS_TOPIC, *(t for t in (SPANS_TOPIC, ROLLUPS_TOPIC) if t in read))
+    wanted = list(names)
+    derived = {metric_name(name, "", GAUGE) for name in ROLLUP_FIELDS}
+    out = [METRICS_TOPIC]
+    if any(w is None or any(n.startswith(SPANMETRICS) for n in w) for w in wanted):
+        out.append(SPANS_TOPIC)
+    if any(w is None or w & derived for w in wanted):
+        out.append(ROLLUPS_TOPIC)
+    return tuple(out)
 
 
 def samples(
@@ -216,7 +192,6 @@ class StreamLogic(StatefulLogic[tuple[str, Poll], tuple[int, list[Event]], Keyed
             late += self._stream.add(samples(spans, self._labels))
         if poll.series is not None:
             late += self._stream.add(samples(poll.series, self._labels))
-        self._stream.tick(poll.newest_ms)
         if late:
             log.warning("%s: %d samples arrived after an evaluation at or past their time", key, late)
         return self._advance(), StatefulLogic.RETAIN
@@ -234,10 +209,10 @@ class StreamLogic(StatefulLogic[tuple[str, Poll], tuple[int, list[Event]], Keyed
         return self._state
 
     def _advance(self) -> list[tuple[int, list[Event]]]:
-        if self._stream is None or not self._stream.event_time_ms:
+        if self._stream is None or not self._stream.state.newest_ms:
             return []
         idle_ms = int((time.monotonic() - self._last_item) * 1000)
-        watermark = self._stream.event_time_ms - self._lateness_ms + idle_ms
+        watermark = self._stream.state.newest_ms - self._lateness_ms + idle_ms
         events = [transition_event(t, self._config.console.url) for t in self._stream.advance(watermark)]
         if not events:
             return []
@@ -275,10 +250,9 @@ def notify(notifier: Notifier, events: list[Event]) -> None:
             notifier.submit(event)
 
 
-def route(poll: Poll, names: Mapping[str, frozenset[str] | None]) -> list[tuple[str, tuple[str, Poll]]]:
+def route(poll: Poll, names: dict[str, frozenset[str] | None]) -> list[tuple[str, tuple[str, Poll]]]:
     """A poll to each stream whose selectors can match its samples (None: any name); its spans to
-    the streams that read spanmetrics series; its newest time to every stream reading its topic,
-    alone when none of its samples are for it (one small item per stream and poll, not the samples)."""
+    the streams that read spanmetrics series."""
     out = []
     for key, wanted in names.items():
         series = poll.series
@@ -288,10 +262,8 @@ def route(poll: Poll, names: Mapping[str, frozenset[str] | None]) -> list[tuple[
         part = Poll(
             series if series is not None and not series.is_empty() else None,
             spans if spans is not None and not spans.is_empty() else None,
-            poll.topic,
-            poll.newest_ms if poll.topic in read_topics(wanted) else 0,
         )
-        if part.series is not None or part.spans is not None or part.newest_ms:
+        if part.series is not None or part.spans is not None:
             out.append((key, (key, part)))
     return out
 

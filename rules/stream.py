@@ -8,11 +8,6 @@ the aligned times `k * interval` that the watermark has passed, oldest first. A 
 than the horizon (no input sample visible) is evaluated once at its start and once at its end,
 not at every interval between: nothing can change in between but `for` timers of rules that
 fire on absence, which then fire at the gap's end.
-
-As Prometheus evaluates every group at every interval whether or not its metrics arrive, a
-stream's time also advances with the pipeline's (`tick`: the newest sample of a poll, whoever it
-was for), so `absent(up{job="x"})` fires for a metric that never arrived: the samples go only
-to the groups that read them, the time to all.
 """
 
 from __future__ import annotations
@@ -113,7 +108,6 @@ class StreamState:
     alerts: dict[str, list[RuleSnapshot]] = field(default_factory=dict)  # group id -> its evaluator's
     next_eval: dict[str, int] = field(default_factory=dict)  # group id -> its next evaluation time
     newest_ms: int = 0  # newest input sample seen
-    clock_ms: int = 0  # newest sample time of the pipeline, this stream's or others' (`tick`)
     evaluated_ms: int = 0  # newest evaluation time: a sample at or before it arrived late
     pruned_ms: int = 0  # samples before this are gone
     sequence: int = 0  # next output number, the exactly-once name of a Parquet file
@@ -181,17 +175,6 @@ class GroupStream:
             self._start(oldest)
         self.state.newest_ms = newest
         return late
-
-    def tick(self, t_ms: int) -> None:
-        """The pipeline's event time reached t_ms: groups start evaluating even with no sample of theirs."""
-        if t_ms > self.state.clock_ms:
-            self.state.clock_ms = t_ms
-            self._start(t_ms)
-
-    @property
-    def event_time_ms(self) -> int:
-        """The newest sample time the stream knows of, its own or the pipeline's; 0 before any."""
-        return max(self.state.newest_ms, self.state.clock_ms)
 
     def _start(self, t_ms: int) -> None:
         """Groups not yet evaluating start at their first aligned time at or after t_ms."""

@@ -44,7 +44,6 @@ BUCKETS_MS: Final = (
     15000.0,
 )
 DIMENSIONS: Final = ("resource_attributes", "service_name", "name", "kind", "status_code")
-END_MS: Final = "_end_ms"  # a delta's newest span end (ms): the event time it brings
 Key = tuple[object, ...]
 
 
@@ -60,10 +59,10 @@ def span_deltas(spans: pa.Table) -> pl.DataFrame:
         frame.with_columns(
             pl.col("resource_attributes").map.entries().list.sort(),
             bucket.alias("_bucket"),
-            pl.col("end_time").dt.epoch("ms").alias(END_MS),
+            pl.col("end_time").dt.epoch("ms").alias("_end_ms"),
         )
         .group_by([*DIMENSIONS, "_bucket"])
-        .agg(pl.len().alias("calls"), ms.sum().alias("sum_ms"), pl.col(END_MS).max())
+        .agg(pl.len().alias("calls"), ms.sum().alias("sum_ms"), pl.col("_end_ms").max())
     )
 
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from flows.alerts import Poll, read_topics, route, samples, stream_key, topics, transition_event
+from flows.alerts import Poll, route, samples, stream_key, topics, transition_event
 from promql import Labels
 from rules.loader import load_groups
 from rules.stream import PRUNE_EVERY_MS, GroupStream, StreamState, components, horizon_ms, metric_names
@@ -304,83 +304,6 @@ def test_a_poll_goes_to_the_streams_that_read_its_names() -> None:
     assert routed["q"].series is not None
     assert list(samples(routed["q"].series)) == [(labels, [1000, 2000], [1.0, 2.0])]
     assert route(Poll(frame.clear(), None), {"all": None}) == []
-
-
-def test_a_poll_brings_its_time_to_every_stream_reading_its_topic_without_its_samples() -> None:
-    frame = prometheus_series(metrics_table([("queue.depth", "a", 1.0, 7000)]))
-    names = {
-        "q": frozenset({"queue_depth"}),
-        "up": frozenset({"up"}),
-        "watchdog": frozenset(),  # `vector(1)`: reads no series, runs on otlp_metrics time
-        "heartbeats": frozenset({"heartbeat_active"}),
-    }
-    routed = {key: poll for key, (_key, poll) in route(Poll(frame, None, METRICS_TOPIC, 7000), names)}
-    assert list(routed) == ["q", "up", "watchdog"]  # a rollups-only stream keeps rollup time
-    assert routed["q"].series is not None and routed["q"].newest_ms == 7000
-    assert [(p.series, p.spans, p.newest_ms) for p in (routed["up"], routed["watchdog"])] == [
-        (None, None, 7000)
-    ] * 2
-    rollups = {key for key, _item in route(Poll(None, None, ROLLUPS_TOPIC, 60_000), names)}
-    assert rollups == {"heartbeats"}
-    assert read_topics(frozenset({"heartbeat_active", "up"})) == {ROLLUPS_TOPIC, METRICS_TOPIC}
-    assert read_topics(None) == {METRICS_TOPIC, SPANS_TOPIC, ROLLUPS_TOPIC}
-
-
-def test_absent_of_a_metric_never_seen_fires_on_the_pipelines_time_exactly_once(tmp_path: Path) -> None:
-    groups = groups_of(
-        tmp_path,
-        {"name": "depth", "interval": "15s", "rules": [{"alert": "Deep", "expr": "queue_depth > 5"}]},
-        {
-            "name": "x",
-            "interval": "15s",
-            "rules": [
-                {"alert": "XGone", "expr": 'absent(up{job="x"})', "for": "30s"},
-                {"alert": "XQuiet", "expr": 'absent_over_time(up{job="x"}[1m])'},
-            ],
-        },
-    )
-    streams = {stream_key(c): c for c in components(groups)}
-    assert len(streams) == 2  # the samples of queue_depth never reach the `x` group's stream
-    names = {key: metric_names(c) for key, c in streams.items()}
-    states = {key: StreamState() for key in streams}
-    seen: list[tuple[str, str, str, int]] = []
-
-    def poll(t_ms: int) -> None:
-        """As the alerts flow's routing and StreamLogic.on_item do, with a lateness of 1 s."""
-        frame = prometheus_series(metrics_table([("queue.depth", "a", 1.0, t_ms)]))
-        for key, (_key, part) in route(Poll(frame, None, METRICS_TOPIC, t_ms), names):
-            stream = open_stream(streams[key], pickle.loads(pickle.dumps(states[key])))  # a restart each poll
-            if part.series is not None:
-                stream.add(samples(part.series))
-            stream.tick(part.newest_ms)
-            for c in stream.advance(stream.event_time_ms - 1 * S):
-                seen.append((c.transition.rule, c.previous, c.transition.new, c.transition.t_ms))
-            states[key] = stream.snapshot()
-
-    for k in range(8):
-        poll(k * 15 * S + 5 * S)
-    assert seen == [
-        ("XGone", "inactive", "pending", 15 * S),  # the first evaluation after the pipeline's first sample
-        ("XQuiet", "inactive", "firing", 15 * S),
-        ("XGone", "pending", "firing", 45 * S),
-    ]
-    stored = {dict(labels)["__name__"] for labels in states[stream_key([groups[1]])].storage.series}
-    assert stored == {"ALERTS", "ALERTS_FOR_STATE"}  # time only: no sample of queue_depth was stored
-
-
-def test_a_tick_starts_groups_and_samples_older_than_its_evaluations_are_late(tmp_path: Path) -> None:
-    groups = groups_of(
-        tmp_path, {"name": "g", "interval": "15s", "rules": [{"alert": "A", "expr": "absent(depth)"}]}
-    )
-    stream = open_stream(groups)
-    assert stream.event_time_ms == 0 and stream.advance(10**9) == []  # nothing known: no evaluation
-    stream.tick(20 * S)
-    stream.tick(10 * S)  # time never goes back
-    assert (stream.event_time_ms, stream.state.newest_ms) == (20 * S, 0)
-    assert list(stream.state.next_eval.values()) == [30 * S]  # the first aligned time at or after it
-    assert [(c.transition.new, c.transition.t_ms) for c in stream.advance(30 * S)] == [("firing", 30 * S)]
-    assert stream.add([(depth("a"), [25 * S, 31 * S], [1.0, 1.0])]) == 1
-    assert [(c.transition.new, c.transition.t_ms) for c in stream.advance(45 * S)] == [("inactive", 45 * S)]
 
 
 def spans_table(rows: list[tuple[int, float, str]]) -> pa.Table:
