@@ -23,15 +23,6 @@ from schemas.config import Endpoint, TalonflowConfig
 log = logging.getLogger("receiver")
 
 
-def _ssl_context(config: TalonflowConfig) -> ssl.SSLContext | None:
-    tls = config.receiver.tls
-    if tls is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tls.cert_file, tls.key_file)
-    return context
-
-
 def _grpc_server(
     config: TalonflowConfig, forwarder: Forwarder, auth: BearerAuth, metrics: ReceiverMetrics
 ) -> grpc.aio.Server:
@@ -88,7 +79,7 @@ async def serve(config: TalonflowConfig, stop: asyncio.Event) -> None:
         grpc_server = _grpc_server(config, forwarder, auth, metrics)
         await grpc_server.start()
         stack.push_async_callback(grpc_server.stop, 5)
-        tls = _ssl_context(config)
+        tls = receiver.tls.server_context() if receiver.tls else None
         otlp_http = otlp_http_app(forwarder, auth, metrics, receiver.max_request_bytes)
         await _start_http(stack, otlp_http, receiver.http, tls)
         await _start_http(stack, ops_app(readiness, metrics), receiver.ops, None)
