@@ -399,30 +399,6 @@ def _values(column: pa.ChunkedArray) -> Any:
     return _comparable(column.cast(_untimed(column.type)).to_pylist())
 
 
-def _same(got: Any, expected: Any) -> bool:
-    """Equal, but for one documented difference: a double written as text at an exact decimal tie.
-
-    2**-24 is 5.9604644775390625e-08 exactly, so ...062e-08 and ...063e-08 are both shortest forms
-    that read back as the same double; Python's repr rounds the tie to even, the native writer up.
-    Such a pair has the same length and the same value; anything else must match to the letter.
-    """
-    if isinstance(got, str) and isinstance(expected, str):
-        return got == expected or (len(got) == len(expected) and _same_double(got, expected))
-    if isinstance(got, list | tuple) and isinstance(expected, list | tuple):
-        return len(got) == len(expected) and all(_same(g, e) for g, e in zip(got, expected, strict=True))
-    if isinstance(got, dict) and isinstance(expected, dict):
-        return got.keys() == expected.keys() and all(_same(got[k], expected[k]) for k in got)
-    return bool(got == expected)
-
-
-def _same_double(got: str, expected: str) -> bool:
-    try:
-        value, other = float(expected), float(got)
-    except ValueError:
-        return False
-    return math.isfinite(value) and other == value
-
-
 def assert_same(records: list[KafkaRecord], bounds: TimeBounds = _DEFAULT_BOUNDS) -> dict[str, pa.Table]:
     """Native and oracle agree on every table, every column and every dead letter."""
     native, python = native_flatten(records, bounds).tables, flatten(records, bounds).tables
@@ -440,7 +416,7 @@ def assert_same(records: list[KafkaRecord], bounds: TimeBounds = _DEFAULT_BOUNDS
                     for r in expected[column].to_pylist()
                 ]
                 continue
-            assert _same(_values(got[column]), _values(expected[column])), f"{name}.{column}"
+            assert _values(got[column]) == _values(expected[column]), f"{name}.{column}"
     return native
 
 

@@ -203,13 +203,20 @@ pub fn python_float(x: f64, in_json: bool, out: &mut Vec<u8>) {
     if x.is_sign_negative() {
         out.push(b'-');
     }
-    // Rust's shortest digits break an exact tie between two shortest candidates upwards, Python's
-    // to the even digit: so take only the count of digits, and round the exact value to that many.
+    // Python's repr: the fewest digits that read back as `x`, and of those the nearest to `x`,
+    // an exact tie going to the even digit. Rust's `{:e}` gives the same count of digits but breaks
+    // that tie upwards, so round `x` itself to that many digits (half to even) and keep the result
+    // if it reads back as `x`; else the tie's other side was the only one that does (2**-24).
     let shortest = format!("{:e}", x.abs());
     let count = shortest
         .split_once('e')
         .map_or(1, |(m, _)| m.bytes().filter(u8::is_ascii_digit).count());
-    let sci = format!("{:.*e}", count - 1, x.abs()); // e.g. "1.5e-5"
+    let rounded = format!("{:.*e}", count - 1, x.abs());
+    let sci = if rounded.parse::<f64>() == Ok(x.abs()) {
+        rounded
+    } else {
+        shortest
+    }; // e.g. "1.5e-5"
     let (mantissa, exponent) = sci.split_once('e').expect("LowerExp has an exponent");
     let digits: Vec<u8> = mantissa.bytes().filter(|b| *b != b'.').collect();
     let exponent: i32 = exponent.parse().expect("LowerExp exponent is an integer");

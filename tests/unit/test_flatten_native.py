@@ -202,9 +202,9 @@ def test_wire_corner_cases_flatten_alike(span: bytes) -> None:
 
 
 def test_doubles_print_as_python_prints_them() -> None:
-    """Including exact ties between two shortest forms, which Python breaks to the even digit."""
+    """Fewest digits that read back, nearest first, ties to even; 2**-24 where rounding does not read back."""
     ties = [2**51 + i + f for i in range(0, 40, 3) for f in (0.25, 0.75)]
-    tricky = [0.1 + 0.2, 1e16, 1e15, 1e-5, 1e-4, 5e-324, -0.0, 2.0**63, 1 / 3, 1e300, 123456789.125]
+    tricky = [2**-24, 0.1 + 0.2, 1e16, 1e15, 1e-5, 1e-4, 5e-324, -0.0, 2.0**63, 1 / 3, 1e300, 123456789.125]
     span = Span(name="floats", start_time_unix_nano=NOW_NS)
     for i, value in enumerate(ties + tricky):
         span.attributes.add(key=str(i), value=AnyValue(double_value=value))
@@ -271,3 +271,14 @@ def test_a_poll_of_mixed_topics_and_unknown_topics() -> None:
     ]
     tables = assert_same(records)
     assert tables["dead_letters"]["offset"].to_pylist() == [1, 2]
+
+
+@FUZZ
+@given(st.lists(st.floats(allow_nan=False) | st.floats(width=32, allow_nan=False), min_size=1, max_size=50))
+def test_any_double_prints_as_python_prints_it(values: list[float]) -> None:
+    span = Span(name="floats", start_time_unix_nano=NOW_NS)
+    for i, value in enumerate(values):
+        span.attributes.add(key=str(i), value=AnyValue(double_value=value))
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().scope_spans.add().spans.append(span)
+    assert_same(records_of(SPANS_TOPIC, [request.SerializeToString()]))
