@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -147,9 +150,24 @@ def read_records(bootstrap: str, topic: str, key: bytes, count: int, timeout: fl
         consumer.close()
 
 
+def _stack_root() -> Path:
+    """One fixed folder per checkout, not pytest's temp dir: pytest deletes old temp dirs, and a stack
+    left running by a killed session could then no longer be found to stop it (its ports would stay
+    taken). The next session stops such a stack first, then starts afresh."""
+    checkout = hashlib.sha256(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:12]
+    root = Path(tempfile.gettempdir()) / f"talonflow-test-stack-{checkout}"
+    leftover = root / "talonflow.yaml"
+    if leftover.exists():
+        down = [sys.executable, "-m", "talonflow.cli", "--config", str(leftover), "down"]
+        subprocess.run(down, capture_output=True, check=False, timeout=300)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    return root
+
+
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    root = tmp_path_factory.mktemp("stack")
+def local_stack() -> Iterator[LocalStack]:
+    root = _stack_root()
     config_file = root / "talonflow.yaml"
     config_file.write_text(
         yaml.safe_dump({**TEST_CONFIG, "state_dir": str(root / "state"), "data_dir": str(root / "data")})
