@@ -220,9 +220,11 @@ class ScrapeConverter:
         else:
             self._add_simple(family, kind == "counter")
 
-    def add_gauge(self, name: str, value: float, help_text: str = "") -> None:
-        """One of the scrape's own report series (up, scrape_duration_seconds, ...)."""
-        point = _number_point(0, self.time_ms * _MS, value, b"")
+    def add_gauge(self, name: str, value: float, labels: dict[str, str], help_text: str = "") -> None:
+        """One of the scrape's own report series (up, scrape_duration_seconds, ...), with the target's
+        labels as Prometheus gives them, so `up{env="prod"} == 0` matches."""
+        attributes = _attribute_bytes(_NUMBER_ATTRIBUTES, labels, _TARGET)
+        point = _number_point(0, self.time_ms * _MS, value, attributes)
         self._add_metric(name, help_text, "", _GAUGE, point)
         self.points += 1
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from scrape.scraper import ScrapeMetrics, Shard
 from talonflow.serving import run_service
 
 SHARD_ENV: Final = "TALONFLOW_SCRAPE_SHARD"  # set by the parent process for each shard
+PARENT_ENV: Final = "TALONFLOW_SCRAPE_PARENT"  # the parent's pid: a shard stops when it is gone
 
 
 def ops_app(metrics: ScrapeMetrics) -> web.Application:
@@ -44,8 +46,21 @@ def ops_app(metrics: ScrapeMetrics) -> web.Application:
     return app
 
 
+async def _stop_when_orphaned(stop: asyncio.Event, parent: int) -> None:
+    """A parent killed with SIGKILL cannot stop its shards, and supervisord's restart would then find
+    their ports taken and their targets scraped twice: a shard whose parent is gone stops itself."""
+    while not stop.is_set():
+        if os.getppid() != parent:
+            logging.getLogger("scrape").error("parent process %d is gone: stopping this shard", parent)
+            stop.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
 async def run_shard(config: TalonflowConfig, stop: asyncio.Event, shard: int = 0) -> None:
     settings = config.scrape
+    parent = os.environ.get(PARENT_ENV)
+    watchdog = asyncio.create_task(_stop_when_orphaned(stop, int(parent))) if parent else None
     metrics = ScrapeMetrics()
     producer = make_producer(config.kafka, config.receiver.producer)
     runner = web.AppRunner(ops_app(metrics), access_log=None)
@@ -61,6 +76,8 @@ async def run_shard(config: TalonflowConfig, stop: asyncio.Event, shard: int = 0
         limit = config.kafka.max_message_bytes
         await Shard(jobs, shard, settings.processes, producer, metrics, limit).run(stop)
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         await runner.cleanup()
         producer.close()
 
@@ -68,7 +85,10 @@ async def run_shard(config: TalonflowConfig, stop: asyncio.Event, shard: int = 0
 def _run_shards(argv: list[str], processes: int) -> int:
     """One child per shard; the first to exit ends the rest, and its code is ours."""
     children = [
-        subprocess.Popen([sys.executable, "-m", "scrape", *argv], env={**os.environ, SHARD_ENV: str(i)})
+        subprocess.Popen(
+            [sys.executable, "-m", "scrape", *argv],
+            env={**os.environ, SHARD_ENV: str(i), PARENT_ENV: str(os.getpid())},
+        )
         for i in range(processes)
     ]
     stopping = False

@@ -25,7 +25,9 @@ from schemas.topics import METRICS_TOPIC
 from scrape.fetch import ScrapeError, fetch, ssl_context
 from scrape.parse import Parsed, parse
 from scrape.relabel import hashmod
+from scrape.split import split_request
 from scrape.targets import FileSd, Target, discover
+from scrape.timestamps import TimestampGuard
 
 log = logging.getLogger("scrape")
 
@@ -49,7 +51,8 @@ class ScrapeMetrics:
         )
         self.rejected = Counter(
             "talonflow_scrape_rejected_samples",
-            "Samples not sent, by job and reason (duplicate, relabel_drop, kafka).",
+            "Samples not sent, by job and reason (duplicate, relabel_drop, out_of_order, "
+            "duplicate_timestamp, too_large, kafka).",
             ["job", "reason"],
             registry=self.registry,
         )
@@ -73,6 +76,7 @@ class TargetLoop:
         self.max_record_bytes = max_record_bytes
         self.context: ssl.SSLContext | bool = ssl_context(target.job)
         self.previous: set[int] = set()
+        self.timestamps = TimestampGuard()
 
     async def run(self) -> None:
         interval = self.target.job.scrape_interval
@@ -100,6 +104,8 @@ class TargetLoop:
             parsed = parse(body.text, body.content_type, labels, job.honor_labels, job.metric_relabel_configs)
             if job.sample_limit and len(parsed.series) > job.sample_limit:
                 raise ScrapeError(f"{len(parsed.series)} samples exceed sample_limit {job.sample_limit}")
+            if job.honor_timestamps:
+                self._check_timestamps(parsed)
             for family in parsed.families:  # a histogram with a NaN or negative count fails here
                 converter.add_family(family)
             up = 1.0
@@ -117,28 +123,49 @@ class TargetLoop:
             self.metrics.rejected.labels(job.job_name, "relabel_drop").inc(parsed.dropped)
         added = len(parsed.series - self.previous)
         self.previous = parsed.series
-        converter.add_gauge("up", up, "1 if the target was scraped successfully, else 0.")
-        converter.add_gauge("scrape_duration_seconds", time.perf_counter() - started)
-        converter.add_gauge("scrape_samples_scraped", float(parsed.samples))
-        converter.add_gauge("scrape_series_added", float(added))
-        await self._send(converter, len(parsed.series) + len(REPORT_METRICS))
+        converter.add_gauge("up", up, labels, "1 if the target was scraped successfully, else 0.")
+        converter.add_gauge("scrape_duration_seconds", time.perf_counter() - started, labels)
+        converter.add_gauge("scrape_samples_scraped", float(parsed.samples), labels)
+        converter.add_gauge("scrape_series_added", float(added), labels)
+        if await self._send(converter, len(parsed.series) + len(REPORT_METRICS)) and up:
+            self.timestamps.commit()  # only what reached Kafka counts as sent
 
-    async def _send(self, converter: ScrapeConverter, samples: int) -> None:
-        """`samples` as Prometheus counts them (each bucket a sample), for side-by-side figures."""
+    def _check_timestamps(self, parsed: Parsed) -> None:
+        """Drop the samples with explicit timestamps that this target already sent, or older ones."""
+        job, target = self.target.job.job_name, self.target.url
+        verdicts = self.timestamps.filter(parsed.families)
+        if verdicts.out_of_order:
+            self.metrics.rejected.labels(job, "out_of_order").inc(verdicts.out_of_order)
+        if verdicts.duplicate_timestamp:
+            self.metrics.rejected.labels(job, "duplicate_timestamp").inc(verdicts.duplicate_timestamp)
+        if verdicts.rejected:
+            log.warning("job=%s target=%s: %d out-of-order and %d duplicate-timestamp samples dropped",
+                        job, target, verdicts.out_of_order, verdicts.duplicate_timestamp)  # fmt: skip
+
+    async def _send(self, converter: ScrapeConverter, samples: int) -> bool:
+        """`samples` as Prometheus counts them (each bucket a sample), for side-by-side figures.
+
+        A scrape bigger than a Kafka record goes as several, all with the target's key."""
         job_name = self.target.job.job_name
-        value = converter.serialize()
-        if len(value) > self.max_record_bytes:
-            log.error("job=%s target=%s: scrape of %d bytes exceeds kafka.max_message_bytes", job_name,
-                      self.target.url, len(value))  # fmt: skip
-            self.metrics.rejected.labels(job_name, "too_large").inc(converter.points)
-            return
+        values = [converter.serialize()]
+        if len(values[0]) > self.max_record_bytes:
+            parts = split_request(values[0], self.max_record_bytes)
+            values = parts.values
+            log.info("job=%s target=%s: scrape bigger than kafka.max_message_bytes sent as %d records",
+                     job_name, self.target.url, len(values))  # fmt: skip
+            if parts.rejected_points:
+                log.error("job=%s target=%s: %d points each bigger than kafka.max_message_bytes dropped",
+                          job_name, self.target.url, parts.rejected_points)  # fmt: skip
+                self.metrics.rejected.labels(job_name, "too_large").inc(parts.rejected_points)
+        key = record_key(job_name, self.target.instance)
         try:
-            await self.producer.send(METRICS_TOPIC, record_key(job_name, self.target.instance), value)
+            await asyncio.gather(*(self.producer.send(METRICS_TOPIC, key, value) for value in values))
         except ProduceError as err:
             log.error("job=%s target=%s: scrape not delivered to Kafka: %s", job_name, self.target.url, err)
             self.metrics.rejected.labels(job_name, "kafka").inc(converter.points)
-            return
+            return False
         self.metrics.samples.labels(job_name).inc(samples)
+        return True
 
 
 class Shard:

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import gzip
+import hmac
 import threading
 import time
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    make_wsgi_app,
+    start_http_server,
+)
+from prometheus_client.exposition import ThreadingWSGIServer
 
 # Families from the agent-fleet specs (/work/shared/seeds/): PicoClaw, Wundr, OpenClaw, windows_exporter.
 _BUCKETS = (0.1, 0.5, 1.0, 5.0)
@@ -51,10 +64,49 @@ def seed_registry(scale: int = 1) -> CollectorRegistry:
     return registry
 
 
-def serve_registry(registry: CollectorRegistry, port: int) -> Any:
-    """prometheus_client's own HTTP server (it negotiates OpenMetrics like any real exporter)."""
-    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+def serve_registry(registry: CollectorRegistry, port: int, tls: tuple[Path, Path] | None = None) -> Any:
+    """prometheus_client's own HTTP server (it negotiates OpenMetrics like any real exporter);
+    https with `tls` = (certificate, key) files."""
+    cert, key = (str(tls[0]), str(tls[1])) if tls else (None, None)
+    server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry, certfile=cert, keyfile=key)
     return server
+
+
+def serve_static(body: bytes, content_type: str, port: int) -> Any:
+    """A target that answers every scrape with the same prepared `body`: a big target that costs
+    its server nothing to render, so a loaded test process never makes it time out."""
+
+    def app(_environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return _serve_wsgi(app, port)
+
+
+def _serve_wsgi(app: Callable[..., Any], port: int) -> Any:
+    server = make_server("127.0.0.1", port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+def serve_guarded(registry: CollectorRegistry, port: int, authorizations: Iterable[str]) -> Any:
+    """An exporter that answers 401 unless the Authorization header is one of `authorizations`."""
+    accepted = [a.encode() for a in authorizations]
+    inner = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        given = environ.get("HTTP_AUTHORIZATION", "").encode()
+        if not any(hmac.compare_digest(given, a) for a in accepted):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+            return [b"missing or wrong credentials\n"]
+        return inner(environ, start_response)
+
+    return _serve_wsgi(app, port)
 
 
 _GARBAGE = b"\x00\x01 this is { not an exposition \xff\n"
@@ -64,7 +116,9 @@ _BAD_NAME = b'agent-bad{a="1"} 1\n'
 
 
 class HostileHandler(BaseHTTPRequestHandler):
-    """Each path misbehaves its own way: /slow /error /garbage /huge /duplicates /special /bad-name /gzip."""
+    """Each path misbehaves its own way: /slow /error /garbage /huge /duplicates /special /bad-name /gzip,
+    and /timestamped: a sample whose explicit timestamp never changes and one whose goes back a
+    second at each scrape (the first is a repeat, the second out of order, from the second scrape)."""
 
     def log_message(self, *_args: Any) -> None:  # quiet test output
         pass
@@ -104,14 +158,25 @@ class HostileHandler(BaseHTTPRequestHandler):
                 self._send(_BAD_NAME)
             elif path == "/gzip":
                 self._send(b"agent_gzipped 42\n", gzipped=True)
+            elif path == "/timestamped":
+                server = cast(HostileServer, self.server)
+                server.timestamped += 1
+                served, fixed = server.timestamped, int(server.started * 1000)
+                self._send(f"agent_fixed 1 {fixed}\nagent_back {served} {fixed - served * 1000}\n".encode())
             else:
                 self._send(b"not found\n", status=404)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the scraper hung up (timeout, size limit): exactly what is being tested
 
 
-def serve_hostile(port: int) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", port), HostileHandler)
-    server.daemon_threads = True
+class HostileServer(ThreadingHTTPServer):
+    daemon_threads = True
+    started = 0.0  # /timestamped's fixed timestamp
+    timestamped = 0  # how often /timestamped was served
+
+
+def serve_hostile(port: int) -> HostileServer:
+    server = HostileServer(("127.0.0.1", port), HostileHandler)
+    server.started = time.time()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

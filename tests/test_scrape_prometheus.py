@@ -17,6 +17,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +89,10 @@ def as_prometheus(row: dict[str, Any]) -> list[tuple[Series, float]]:
     return [(series(""), row["value"])]
 
 
-def prometheus_samples(at: float, job: str) -> dict[Series, list[tuple[int, float]]]:
-    """Every raw sample Prometheus stored for `job` up to `at`, through its HTTP API."""
+def prometheus_samples(at: float, job: str, port: int = PROMETHEUS) -> dict[Series, list[tuple[int, float]]]:
+    """Every raw sample the Prometheus on `port` stored for `job` up to `at`, through its HTTP API."""
     query = urllib.parse.urlencode({"query": f'{{job="{job}"}}[10m]', "time": f"{at:.3f}"})
-    with urllib.request.urlopen(
-        f"http://127.0.0.1:{PROMETHEUS}/api/v1/query?{query}", timeout=10
-    ) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?{query}", timeout=10) as response:
         result = json.load(response)["data"]["result"]
     stored = {}
     for item in result:
@@ -121,8 +120,6 @@ def targets() -> Iterator[dict[str, Any]]:
 def prometheus(
     local_stack: LocalStack, targets: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
-    if shutil.which("prometheus") is None:
-        pytest.fail("prometheus is not installed: run compose/native/install-peers.sh")
     root = tmp_path_factory.mktemp("prometheus")
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "900ms"},
@@ -137,24 +134,33 @@ def prometheus(
             }
         ],
     }
-    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = (root / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={root / 'prometheus.yml'}",
-            f"--storage.tsdb.path={root / 'data'}",
-            f"--web.listen-address=127.0.0.1:{PROMETHEUS}",
-        ],
-        stdout=log,
-        stderr=log,
-    )
-    try:
+    with run_prometheus(root, config, PROMETHEUS):
         yield None
-    finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
+
+
+@contextmanager
+def run_prometheus(root: Path, config: dict[str, Any], port: int) -> Iterator[Path]:
+    """A real Prometheus with `config` on 127.0.0.1:`port` while the block runs; yields its log file."""
+    if shutil.which("prometheus") is None:
+        pytest.fail("prometheus is not installed: run compose/native/install-peers.sh")
+    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+    log_path = root / "prometheus.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                "prometheus",
+                f"--config.file={root / 'prometheus.yml'}",
+                f"--storage.tsdb.path={root / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            yield log_path
+        finally:
+            process.terminate()
+            process.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +188,13 @@ def scraper(
              "body_size_limit": "1MiB", "static_configs": hostile},
         ],
     }  # fmt: skip
+    with run_scraper(root, settings) as log_path:
+        yield log_path
+
+
+@contextmanager
+def run_scraper(root: Path, settings: dict[str, Any]) -> Iterator[Path]:
+    """`python -m scrape` (as `talonflow up` runs it) with `settings` as its config; yields its log."""
     (root / "scrape.yaml").write_text(yaml.safe_dump(settings))
     log_path = root / "scraper.log"
     with log_path.open("wb") as log:
@@ -205,6 +218,27 @@ def wait_until(predicate: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"gave up waiting for {what}")
 
 
+def assert_remote_written_once(
+    data: Path, stored: dict[Series, list[tuple[int, float]]], job: str, at: float
+) -> None:
+    """Every sample Prometheus `stored` for `job` up to `at` is in `metrics` with its value, once."""
+    expected = Counter((series, t, v) for series, samples in stored.items() for t, v in samples)
+    assert expected, f"Prometheus stored nothing for {job}"
+
+    def remote_written() -> Counter[tuple[Series, int, float]] | None:
+        found = Counter(
+            (series, time_ms(row), value)
+            for row in rows(data, f"service_name = '{job}' AND flags = 0")
+            if time_ms(row) <= at * 1000
+            for series, value in as_prometheus(row)
+        )
+        return found if found >= expected else None
+
+    wait_until(remote_written, 60, "Prometheus' samples in the metrics dataset")
+    time.sleep(3)  # an unexpected duplicate would land meanwhile
+    assert remote_written() == expected  # same series, timestamps and values, each exactly once
+
+
 def test_every_sample_prometheus_stored_arrives_once_by_remote_write_and_by_scraping(
     local_stack: LocalStack, prometheus: None, scraper: Path
 ) -> None:
@@ -213,21 +247,7 @@ def test_every_sample_prometheus_stored_arrives_once_by_remote_write_and_by_scra
     at = time.time() - 1
     stored = prometheus_samples(at, "seed-prom")
     assert any(name.startswith("picoclaw_response_time_seconds_bucket") for name, _ in stored)
-    expected = Counter((series, t, v) for series, samples in stored.items() for t, v in samples)
-
-    def remote_written() -> Counter[tuple[Series, int, float]] | None:
-        found = Counter(
-            (series, time_ms(row), value)
-            for row in rows(data, "service_name = 'seed-prom' AND flags = 0")
-            if time_ms(row) <= at * 1000
-            for series, value in as_prometheus(row)
-        )
-        return found if found >= expected else None
-
-    found = wait_until(remote_written, 60, "Prometheus' samples in the metrics dataset")
-    time.sleep(3)  # an unexpected duplicate would land meanwhile
-    found = remote_written()
-    assert found == expected  # same series, timestamps and values, each exactly once
+    assert_remote_written_once(data, stored, "seed-prom", at)
 
     # The scrape path: the same series and values as Prometheus read (job aside), once per scrape.
     scraped = [r for r in rows(data, "service_name = 'seed-talon'") if time_ms(r) <= at * 1000]

@@ -18,6 +18,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,8 +160,28 @@ class Writer(threading.Thread):
         return out
 
 
-def logs_where(local_stack: LocalStack, where: str) -> str:
-    return f"SELECT * FROM {scan(local_stack.config.data_dir, 'logs')} WHERE {where}"
+def assert_every_line_once(data: Path, writer: Writer, service: str, instance: str) -> None:
+    """Every line `writer` wrote is one row of `logs`, garbage lines included: none lost, none twice."""
+    where = f"service_name = '{service}' AND service_instance_id = '{instance}'"
+    rows, _ = wait_for_rows(data, "logs", where, writer.written, timeout=90)
+    [(distinct, garbage)] = duck(
+        "SELECT count(DISTINCT body), count(*) FILTER (WHERE attributes['log.parse_error'] IS NOT NULL)"
+        f" FROM {scan(data, 'logs')} WHERE {where}"
+    )
+    assert (rows, distinct, garbage) == (writer.written, writer.written, writer.garbage), service
+
+
+@contextmanager
+def writing(*writers: Writer) -> Iterator[None]:
+    """The writers write and rotate while the block runs; each has stopped when it ends."""
+    for writer in writers:
+        writer.start()
+    try:
+        yield
+    finally:
+        for writer in writers:
+            writer.stop.set()
+            writer.join()
 
 
 def test_rotations_kill_9_and_restarts_lose_and_duplicate_no_line(
@@ -170,32 +191,22 @@ def test_rotations_kill_9_and_restarts_lose_and_duplicate_no_line(
         Writer(tmp_path / "logs" / "rename.log", "rename"),
         Writer(tmp_path / "logs" / "copy.log", "copy"),
     ]
-    for writer in writers:
-        writer.start()
-    with (tmp_path / "logs" / "late.log").open("a") as late:
-        late.writelines(f'{{"msg": "after {i}"}}\n' for i in range(7))
-    time.sleep(WRITE_SECONDS / 3)
-    tailer.stop(signal.SIGKILL)  # in the middle of a transaction, as likely as not
-    time.sleep(1.0)
-    tailer.start()
-    time.sleep(WRITE_SECONDS / 3)
-    tailer.stop(signal.SIGTERM)
-    tailer.start()
-    time.sleep(WRITE_SECONDS / 3)
-    for writer in writers:
-        writer.stop.set()
-        writer.join()
+    with writing(*writers):
+        with (tmp_path / "logs" / "late.log").open("a") as late:
+            late.writelines(f'{{"msg": "after {i}"}}\n' for i in range(7))
+        time.sleep(WRITE_SECONDS / 3)
+        tailer.stop(signal.SIGKILL)  # in the middle of a transaction, as likely as not
+        time.sleep(1.0)
+        tailer.start()
+        time.sleep(WRITE_SECONDS / 3)
+        tailer.stop(signal.SIGTERM)
+        tailer.start()
+        time.sleep(WRITE_SECONDS / 3)
     assert all(w.rotations >= 8 for w in writers), [w.rotations for w in writers]
 
     data = local_stack.config.data_dir
     for writer, service in zip(writers, ("tailer-rename", "tailer-copy"), strict=True):
-        where = f"service_name = '{service}' AND service_instance_id = '{instance}'"
-        rows, _ = wait_for_rows(data, "logs", where, writer.written, timeout=90)
-        [(distinct, garbage)] = duck(
-            "SELECT count(DISTINCT body), count(*) FILTER (WHERE attributes['log.parse_error'] IS NOT NULL)"
-            f" FROM {scan(data, 'logs')} WHERE {where}"
-        )
-        assert (rows, distinct, garbage) == (writer.written, writer.written, writer.garbage), service
+        assert_every_line_once(data, writer, service, instance)
     late_source = f"service_name = 'tailer-late' AND service_instance_id = '{instance}'"
     assert sorted(r[0] for r in duck(f"SELECT body FROM {scan(data, 'logs')} WHERE {late_source}")) == [
         f"after {i}" for i in range(7)

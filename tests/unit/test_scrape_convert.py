@@ -164,9 +164,11 @@ def test_a_failed_scrape_is_no_heartbeat() -> None:
     matcher = Matcher(HeartbeatsConfig())
     for up, failed in ((0.0, True), (1.0, False)):
         converter = ScrapeConverter("picoclaw", "gw:18790", 1)
-        converter.add_gauge("up", up)
+        converter.add_gauge("up", up, {"job": "picoclaw", "instance": "gw:18790", "env": "prod"})
         request = converter.request()
         assert failed_scrape(request.resource_metrics[0].scope_metrics) is failed
+        point = request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0]
+        assert [(a.key, a.value.string_value) for a in point.attributes] == [("env", "prod")]  # as Prometheus
         record = KafkaRecord(METRICS_TOPIC, 0, 0, 1_000, b"picoclaw/gw:18790", request.SerializeToString())
         assert bool(matcher.beats([record])) is not failed
 

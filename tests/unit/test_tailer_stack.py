@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import yaml
+
 from schemas.config import TalonflowConfig
 from talonflow.health import CHECKS
 from talonflow.stack import Stack
@@ -26,3 +28,15 @@ def test_log_files_run_the_tailer_with_the_config_and_check_its_ops_port(tmp_pat
     assert tailer.command == [sys.executable, "-m", "tailer", "--config", str(tmp_path / "talonflow.yaml")]
     problem = CHECKS["tailer"](config, None)
     assert problem is not None and "127.0.0.1:24999/healthz unreachable" in problem
+
+
+def test_the_compose_tailer_runs_as_up_runs_it_and_checks_its_ops_port() -> None:
+    compose = Path(__file__).resolve().parents[2] / "compose"
+    service = yaml.safe_load((compose / "docker-compose.yml").read_text())["services"]["tailer"]
+    config = TalonflowConfig.model_validate({"log_files": [SOURCE]})
+    [tailer] = [
+        p for p in Stack(config, Path("/etc/talonflow/talonflow.yaml")).programs() if p.name == "tailer"
+    ]
+    assert service["command"] == ["python", *tailer.command[1:]]
+    assert f"{config.tailer.address}/healthz" in service["healthcheck"]["test"][-1]
+    assert service["profiles"] == ["logs"]
