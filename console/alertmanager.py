@@ -9,7 +9,9 @@ The alerts listed are the firing ones of `talon_alerts` (the flows' transitions,
 topic's start) and those POSTed here, each with the receivers its labels route to and whether a
 silence or an inhibit rule suppresses it. POSTed alerts are recorded on `talon_alerts` like the
 flows' and notified by this process's notifier, as Alertmanager does for Prometheus' alerts;
-one without `endsAt` resolves `global.resolve_timeout` after it was last posted.
+one without `endsAt` resolves `global.resolve_timeout` after it was last posted. Once its
+`endsAt` has passed an alert is no longer listed, and the notifier sends it as resolved at its
+group's next flush (sinks/notify/alerts.py `Alert.as_of`), unless it was posted again.
 """
 
 from __future__ import annotations
@@ -266,9 +268,9 @@ def _posted(item: Any, now: datetime, resolve: timedelta) -> dict[str, Any]:
         if not _LABEL.fullmatch(str(name)) or not isinstance(value, str) or not value:
             raise ValueError(f"labels: invalid label {name}={value!r}")
     zero = datetime.min.replace(tzinfo=UTC)  # amtool sends Go's zero time for "not set"
-    starts = _when(item.get("startsAt") or "")
-    starts = now if starts == zero else starts
-    ends = _when(item.get("endsAt") or "")
+    starts, ends = _when(item.get("startsAt") or ""), _when(item.get("endsAt") or "")
+    if starts == zero:  # as Alertmanager's postAlertsHandler: an alert given only its end starts there
+        starts = now if ends == zero else ends
     ends = now + resolve if ends == zero else ends
     if ends < starts:
         raise ValueError("endsAt: before startsAt")

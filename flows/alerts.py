@@ -9,10 +9,20 @@ Prometheus' OTLP receiver names them (schemas/prometheus_names.py). The rule gro
 (rules/stream.py `components`), and a poll's samples go only to the streams whose selectors can
 match their metric names, so groups spread over workers and a group sees only what it reads. A
 stream keeps its raw samples for the longest range or lookback its rules read and evaluates each
-group at its own `interval`, in event time: at the aligned times its watermark has passed. The
-watermark is the newest sample time minus `allowed_lateness`, plus the wall time since the last
-sample, so an idle stream still evaluates (as flows/rollups.py closes windows); a sample older
-than an evaluation already made is counted and logged, and read by later evaluations only.
+group at its own `interval`, in event time: at the aligned times its watermark has passed.
+
+The watermark follows the pipeline's event time, not the stream's samples only, so a group whose
+metrics never arrive is evaluated too and `absent()` fires, as in Prometheus. Every poll brings
+each stream reading its topic the newest sample time of its last record (alone, when none of its
+samples are for that stream); the stream's clock is the oldest of those over the input
+partitions still sending (rules/stream.py `observe`). A partition read to the end of its log and
+quiet for `allowed_lateness` (at least IDLE_AFTER_MIN_S) says so once (flows/kafka_batches.py
+`idle_after`) and stops holding the clock back. The watermark is the clock minus
+`allowed_lateness`, plus, once every partition is idle, the wall time since the last poll, so a
+quiet pipeline still evaluates (as flows/rollups.py closes windows). Evaluation times thus depend
+on what Kafka holds, never on which worker polled first: a stream waits for every partition that
+may still hold earlier samples, after a restart too. A sample older than an evaluation already
+made is counted and logged, and read by later evaluations only.
 
 Samples, alert states and the output sequence are the stream's bytewax state, so a kill -9
 resumes from the snapshot and replays the same samples through the same evaluations. Each
@@ -29,14 +39,17 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 from urllib.parse import quote
 
 import bytewax.operators as op
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
@@ -49,7 +62,8 @@ from rules.stream import GroupStream, GroupTransition, StreamState, components, 
 from rules.templates import TemplateContext
 from schemas.alert_events import ACTIVE_ENDS_AT, alert_rows, fingerprint, rfc3339
 from schemas.config import AlertsConfig, TalonflowConfig
-from schemas.flatten import TimeBounds, flatten
+from schemas.datasets import METRICS, SPANS
+from schemas.flatten import KafkaRecord, TimeBounds, flatten
 from schemas.prometheus_names import (
     GAUGE,
     LABELS,
@@ -71,6 +85,7 @@ from sinks.parquet import Chunk
 
 CONSUMER_GROUP = "talonflow-alerts"
 TICK_S = 0.25  # how often an idle stream checks its watermark against the clock
+IDLE_AFTER_MIN_S = 1.0  # a partition quiet this long, or allowed_lateness if longer, is idle
 log = logging.getLogger(__name__)
 Event = dict[str, Any]
 _NOTIFIED = ("firing", "resolved")
@@ -78,35 +93,74 @@ _NOTIFIED = ("firing", "resolved")
 
 @dataclass(frozen=True)
 class Poll:
-    """One poll's Prometheus samples of metrics, and its spans counted as spanmetrics deltas."""
+    """One poll of one input partition: its Prometheus samples of metrics, its spans counted as
+    spanmetrics deltas, and the newest sample time of its last record (or word that the
+    partition is idle), which moves the clock of every stream reading its topic."""
 
     series: pl.DataFrame | None = None
     spans: pl.DataFrame | None = None
+    part: str = ""  # "topic:partition"
+    newest_ms: int = 0
+    idle: bool = False
 
 
 def read_poll(batch: Batch, bounds: TimeBounds) -> Poll:
     """Flatten (or parse) once, name once: every stream reads the same frames. A poll is of one topic."""
-    _part, records = batch
-    if records and records[0].topic == ROLLUPS_TOPIC:
-        return Poll(prometheus_series(rollup_points(r.value for r in records)))
+    part, records = batch
+    if not records:
+        return Poll(part=part, idle=True)
+    newest = last_record_ms(records[-1], bounds)
+    if records[0].topic == ROLLUPS_TOPIC:
+        return Poll(prometheus_series(rollup_points(r.value for r in records)), None, part, newest)
     tables = flatten(records, bounds).tables
-    metrics, spans = tables.get("metrics"), tables.get("spans")
+    metrics, spans = tables.get(METRICS.name), tables.get(SPANS.name)
     return Poll(
         prometheus_series(metrics) if metrics is not None else None,
         span_deltas(spans) if spans is not None else None,
+        part,
+        newest,
     )
+
+
+def last_record_ms(record: KafkaRecord, bounds: TimeBounds) -> int:
+    """The newest sample time (ms) of one record; 0 for none. A poll's last record, not its newest
+    sample, says how far a partition has come: newer samples written before older ones (another
+    run's backlog) would otherwise pull the clock past samples still to come."""
+    if record.topic == ROLLUPS_TOPIC:
+        tables = {METRICS.name: rollup_points([record.value])}
+    else:
+        tables = flatten([record], bounds).tables
+    newest = 0
+    for dataset in (METRICS, SPANS):
+        table = tables.get(dataset.name)
+        if table is not None and table.num_rows:
+            latest = pc.max(table[dataset.time_column].cast(pa.int64())).as_py()
+            newest = max(newest, int(latest) // 1_000_000)
+    return newest
+
+
+@cache
+def read_topics(wanted: frozenset[str] | None) -> frozenset[str]:
+    """The topics a stream's series come from (None: any name), hence those whose partitions move
+    its clock: a stream of rollups only keeps rollup time, so a rollup is not late on arrival. A
+    stream that reads no series (`vector(1)`) runs on `otlp_metrics` time."""
+    if wanted is None:
+        return frozenset({METRICS_TOPIC, SPANS_TOPIC, ROLLUPS_TOPIC})
+    derived = {metric_name(name, "", GAUGE) for name in ROLLUP_FIELDS}
+    return frozenset(
+        SPANS_TOPIC if n.startswith(SPANMETRICS) else ROLLUPS_TOPIC if n in derived else METRICS_TOPIC
+        for n in wanted
+    ) or frozenset({METRICS_TOPIC})
+
+
+def topic_of(part: str) -> str:
+    return part.rsplit(":", 1)[0]
 
 
 def topics(names: Iterable[frozenset[str] | None]) -> tuple[str, ...]:
     """`otlp_metrics`, and the topics of spans and rollups when a rule reads series made of them."""
-    wanted = list(names)
-    derived = {metric_name(name, "", GAUGE) for name in ROLLUP_FIELDS}
-    out = [METRICS_TOPIC]
-    if any(w is None or any(n.startswith(SPANMETRICS) for n in w) for w in wanted):
-        out.append(SPANS_TOPIC)
-    if any(w is None or w & derived for w in wanted):
-        out.append(ROLLUPS_TOPIC)
-    return tuple(out)
+    read = frozenset().union(*(read_topics(w) for w in names))
+    return (METRICS_TOPIC, *(t for t in (SPANS_TOPIC, ROLLUPS_TOPIC) if t in read))
 
 
 def samples(
@@ -151,9 +205,13 @@ class StreamLogic(StatefulLogic[tuple[str, Poll], tuple[int, list[Event]], Keyed
     """One stream of groups: store samples, evaluate what the watermark has passed, emit transitions."""
 
     def __init__(
-        self, config: TalonflowConfig, streams: dict[str, list[Group]], state: KeyedState | None
+        self,
+        config: TalonflowConfig,
+        streams: dict[str, list[Group]],
+        parts: dict[str, tuple[str, ...]],
+        state: KeyedState | None,
     ) -> None:
-        self._config, self._streams = config, streams
+        self._config, self._streams, self._parts = config, streams, parts
         self._settings: AlertsConfig = config.alerts
         self._lateness_ms = int(self._settings.allowed_lateness * 1000)
         self._stream: GroupStream | None = None
@@ -176,6 +234,7 @@ class StreamLogic(StatefulLogic[tuple[str, Poll], tuple[int, list[Event]], Keyed
             context,
             self._settings.external_labels,
             self._config.console.url,
+            self._parts[state.key],
         )
 
     def on_item(self, value: tuple[str, Poll]) -> tuple[Iterable[tuple[int, list[Event]]], bool]:
@@ -183,7 +242,8 @@ class StreamLogic(StatefulLogic[tuple[str, Poll], tuple[int, list[Event]], Keyed
         if self._stream is None or self._state is None:  # bytewax builds the logic before it names the key
             self._state = KeyedState(key, StreamState())
             self._stream = self._open(self._state)
-        self._last_item = time.monotonic()
+        if not poll.idle:
+            self._last_item = time.monotonic()
         if len(self._labels) > 2 * len(self._state.stream.storage.series) + 10_000:
             self._labels.clear()  # series come and go: the cache holds about what the storage does
         late = 0
@@ -194,6 +254,7 @@ class StreamLogic(StatefulLogic[tuple[str, Poll], tuple[int, list[Event]], Keyed
             late += self._stream.add(samples(poll.series, self._labels))
         if late:
             log.warning("%s: %d samples arrived after an evaluation at or past their time", key, late)
+        self._stream.observe(poll.part, poll.newest_ms, poll.idle)  # after its samples: they start groups
         return self._advance(), StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[tuple[int, list[Event]]], bool]:
@@ -209,10 +270,10 @@ class StreamLogic(StatefulLogic[tuple[str, Poll], tuple[int, list[Event]], Keyed
         return self._state
 
     def _advance(self) -> list[tuple[int, list[Event]]]:
-        if self._stream is None or not self._stream.state.newest_ms:
+        if self._stream is None or not self._stream.state.clock_ms:
             return []
-        idle_ms = int((time.monotonic() - self._last_item) * 1000)
-        watermark = self._stream.state.newest_ms - self._lateness_ms + idle_ms
+        idle_ms = int((time.monotonic() - self._last_item) * 1000) if self._stream.quiet else 0
+        watermark = self._stream.state.clock_ms - self._lateness_ms + idle_ms
         events = [transition_event(t, self._config.console.url) for t in self._stream.advance(watermark)]
         if not events:
             return []
@@ -250,11 +311,14 @@ def notify(notifier: Notifier, events: list[Event]) -> None:
             notifier.submit(event)
 
 
-def route(poll: Poll, names: dict[str, frozenset[str] | None]) -> list[tuple[str, tuple[str, Poll]]]:
-    """A poll to each stream whose selectors can match its samples (None: any name); its spans to
-    the streams that read spanmetrics series."""
+def route(poll: Poll, names: Mapping[str, frozenset[str] | None]) -> list[tuple[str, tuple[str, Poll]]]:
+    """A poll to each stream reading its topic: the samples its selectors can match (None: any
+    name), its spans if it reads spanmetrics series, and the poll's time in any case (one small
+    item per stream and poll when none of the samples are for it)."""
     out = []
     for key, wanted in names.items():
+        if topic_of(poll.part) not in read_topics(wanted):
+            continue
         series = poll.series
         if series is not None and wanted is not None:
             series = series.filter(pl.col(NAME).is_in(list(wanted)))
@@ -262,9 +326,11 @@ def route(poll: Poll, names: dict[str, frozenset[str] | None]) -> list[tuple[str
         part = Poll(
             series if series is not None and not series.is_empty() else None,
             spans if spans is not None and not spans.is_empty() else None,
+            poll.part,
+            poll.newest_ms,
+            poll.idle,
         )
-        if part.series is not None or part.spans is not None:
-            out.append((key, (key, part)))
+        out.append((key, (key, part)))
     return out
 
 
@@ -278,10 +344,15 @@ def build(config: TalonflowConfig) -> Dataflow:
     notifier.start()
 
     flow = Dataflow("alerts")
-    source = KafkaBatchSource(config.kafka, topics(names.values()), CONSUMER_GROUP, settings.poll_records)
+    idle_after = timedelta(seconds=max(settings.allowed_lateness, IDLE_AFTER_MIN_S))
+    source = KafkaBatchSource(
+        config.kafka, topics(names.values()), CONSUMER_GROUP, settings.poll_records, idle_after=idle_after
+    )
+    every = source.list_parts()
+    parts = {key: tuple(p for p in every if topic_of(p) in read_topics(w)) for key, w in names.items()}
     polls = op.map("series", op.input("kafka", flow, source), lambda batch: read_poll(batch, bounds))
     keyed = op.flat_map("to-groups", polls, lambda poll: route(poll, names))
-    transitions = op.stateful("groups", keyed, lambda state: StreamLogic(config, streams, state))
+    transitions = op.stateful("groups", keyed, lambda state: StreamLogic(config, streams, parts, state))
 
     def to_chunk(item: tuple[str, tuple[int, list[Event]]]) -> tuple[str, Chunk]:
         key, (sequence, events) = item

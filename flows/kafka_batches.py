@@ -27,12 +27,22 @@ TOPIC_WAIT_S: Final = 120  # how long a starting flow waits for its topics befor
 
 
 class _PartitionReader(StatefulSourcePartition[Batch, int | None]):
-    def __init__(self, settings: dict[str, Any], topic: str, partition: int, offset: int, size: int) -> None:
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        topic: str,
+        partition: int,
+        offset: int,
+        size: int,
+        idle_after: timedelta | None = None,
+    ) -> None:
         self._topic, self._partition, self._size = topic, partition, size
         self._consumer = Consumer(settings)
         self._consumer.assign([TopicPartition(topic, partition, offset)])
         self._next_offset = offset
+        self._read_to = offset  # past the last message consumed, kept or not: how far the log was read
         self._awake: datetime | None = None
+        self._idle_after, self._quiet_since, self._said_idle = idle_after, datetime.now(UTC), False
 
     def next_batch(self) -> list[Batch]:
         messages = self._consumer.consume(self._size, timeout=0)
@@ -47,6 +57,7 @@ class _PartitionReader(StatefulSourcePartition[Batch, int | None]):
                 log.warning("kafka %s:%s: %s (retrying)", self._topic, self._partition, error.str())
                 continue
             offset, value = message.offset(), message.value()
+            self._read_to = self._read_to if offset is None else offset + 1
             if offset is None or value is None:  # a tombstone or a client without offsets: nothing to ingest
                 continue
             records.append(
@@ -56,9 +67,31 @@ class _PartitionReader(StatefulSourcePartition[Batch, int | None]):
             )
         self._awake = None if records else datetime.now(UTC) + _IDLE
         if not records:
-            return []
+            return self._idle_mark()
+        self._quiet_since, self._said_idle = datetime.now(UTC), False
         self._next_offset = records[-1].offset + 1
         return [(f"{self._topic}:{self._partition}", records)]
+
+    def _idle_mark(self) -> list[Batch]:
+        """With `idle_after`: one empty batch per quiet spell, once the partition is read to its end
+        and nothing came for that long, so that a flow following event time stops waiting for it."""
+        if (
+            self._idle_after is None
+            or self._said_idle
+            or datetime.now(UTC) - self._quiet_since < self._idle_after
+        ):
+            return []
+        try:
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self._topic, self._partition), timeout=5, cached=False
+            )
+        except KafkaException as err:
+            log.warning("kafka %s:%s: %s (idle unknown)", self._topic, self._partition, err)
+            return []
+        if (low != high) if self._read_to < 0 else (self._read_to < high):
+            return []  # more to read than fetched so far: not idle
+        self._said_idle = True
+        return [(f"{self._topic}:{self._partition}", [])]
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -141,7 +174,8 @@ def earliest_offset(settings: dict[str, Any], part: str) -> int:
 
 class KafkaBatchSource(FixedPartitionedSource[Batch, int | None]):
     """Every partition of `topics`, read from the start (or the resumed offset), a poll per item;
-    with `tick`, also a clock partition that yields an empty `CLOCK_PART` batch that often."""
+    with `tick`, also a clock partition that yields an empty `CLOCK_PART` batch that often; with
+    `idle_after`, a partition read to its end and quiet that long yields one empty batch of its own."""
 
     def __init__(
         self,
@@ -150,10 +184,11 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int | None]):
         group_id: str,
         poll_records: int,
         tick: timedelta | None = None,
+        idle_after: timedelta | None = None,
     ) -> None:
         self._topics = topics
         self._poll_records = poll_records
-        self._tick = tick
+        self._tick, self._idle_after = tick, idle_after
         self.settings: dict[str, Any] = {
             "bootstrap.servers": kafka.bootstrap_servers,
             "group.id": group_id,
@@ -176,4 +211,6 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int | None]):
             return _ClockPartition(self._tick)
         topic, partition = for_part.rsplit(":", 1)
         offset = OFFSET_BEGINNING if resume_state is None else resume_state
-        return _PartitionReader(self.settings, topic, int(partition), offset, self._poll_records)
+        return _PartitionReader(
+            self.settings, topic, int(partition), offset, self._poll_records, self._idle_after
+        )

@@ -5,9 +5,21 @@ rules (`components`), so a recorded series is in the storage of every rule that 
 stream holds the raw samples the groups need, no older than their horizon (the longest range or
 lookback, plus offset, any selector reads), and evaluates each group at its own interval, at
 the aligned times `k * interval` that the watermark has passed, oldest first. A quiet gap longer
-than the horizon (no input sample visible) is evaluated once at its start and once at its end,
-not at every interval between: nothing can change in between but `for` timers of rules that
-fire on absence, which then fire at the gap's end.
+than the horizon (no input sample visible) is evaluated at every interval only while one of
+its alerts is pending or kept firing (`for` and `keep_firing_for` timers, e.g. of rules that
+fire on absence), then once at its end: nothing else can change in between.
+
+As Prometheus evaluates every group at every interval whatever data arrives, a stream fed by
+partitioned input can follow the pipeline's event time (`observe`): each poll of each input
+partition brings the newest sample time of its last record, whoever the samples were for, and
+the stream's clock is the minimum over its partitions still sending, so `absent(up{job="x"})`
+fires for a metric that never arrived and no evaluation runs ahead of a partition not yet read
+that far. A partition that reached the end of its log and went quiet (`idle`) is left out until
+it sends again; once all are idle everything in Kafka has been read and the clock is the newest
+of their last records, whichever went idle last. After a restart every partition counts as
+sending until it says otherwise, so a resumed stream waits for all of them as the first run
+did. What each evaluation sees is therefore a function of the partitions' contents, not of when
+polls happen to arrive; only samples written after every partition went idle can be late.
 """
 
 from __future__ import annotations
@@ -111,6 +123,12 @@ class StreamState:
     evaluated_ms: int = 0  # newest evaluation time: a sample at or before it arrived late
     pruned_ms: int = 0  # samples before this are gone
     sequence: int = 0  # next output number, the exactly-once name of a Parquet file
+    part_ms: dict[str, int] = field(default_factory=dict)  # input partition -> its last record's time
+    clock_ms: int = 0  # the pipeline's event time (`GroupStream.observe`); 0 before every partition spoke
+
+    def __setstate__(self, saved: dict[str, object]) -> None:
+        """Snapshots taken before the pipeline's clock existed resume with none."""
+        self.__dict__.update({"part_ms": {}, "clock_ms": 0, **saved})
 
 
 @dataclass(frozen=True)
@@ -134,8 +152,11 @@ class GroupStream:
         context: TemplateContext,
         external_labels: dict[str, str] | None = None,
         external_url: str = "",
+        parts: Sequence[str] = (),
     ) -> None:
         self.state, self.groups = state, groups
+        self.parts = tuple(parts)  # the input partitions whose progress moves the clock (`observe`)
+        self.idle: set[str] = set()  # not state: after a restart each partition must say so again
         self.horizon_ms = horizon_ms(groups)
         self.intervals = {group_id(g): g.interval_ms or default_interval_ms for g in groups}
         self.evaluators = {
@@ -176,6 +197,28 @@ class GroupStream:
         self.state.newest_ms = newest
         return late
 
+    def observe(self, part: str, newest_ms: int, idle: bool = False) -> None:
+        """A poll of input partition `part` whose last record's newest sample is at `newest_ms` (0:
+        none), or word that `part` is `idle`; the clock moves to the oldest of the partitions still
+        sending, never back, and groups not yet evaluating start there."""
+        if idle:
+            self.idle.add(part)
+        else:
+            self.idle.discard(part)
+            if newest_ms:
+                self.state.part_ms[part] = newest_ms
+        sending = [self.state.part_ms.get(p, 0) for p in self.parts if p not in self.idle]
+        # all idle: every partition is read to its end, so nothing present can come after the newest
+        reached = min(sending) if sending else max(self.state.part_ms.values(), default=0)
+        if reached > self.state.clock_ms:
+            self.state.clock_ms = reached
+            self._start(reached)
+
+    @property
+    def quiet(self) -> bool:
+        """Every input partition is idle: nothing in Kafka can move the clock, only wall time."""
+        return self.idle.issuperset(self.parts)
+
     def _start(self, t_ms: int) -> None:
         """Groups not yet evaluating start at their first aligned time at or after t_ms."""
         for gid, interval in self.intervals.items():
@@ -200,11 +243,19 @@ class GroupStream:
             self.state.evaluated_ms = max(self.state.evaluated_ms, t_ms)
             interval = self.intervals[gid]
             following = t_ms + interval
-            if t_ms - self.horizon_ms > self.state.newest_ms:  # no input was visible: a quiet gap, to its end
+            if t_ms - self.horizon_ms > self.state.newest_ms and not self._timing(gid):  # a quiet gap
                 following = max(following, watermark_ms - watermark_ms % interval)
             self.state.next_eval[gid] = following
         self._prune(min(self.state.next_eval.values()) - self.horizon_ms)
         return out
+
+    def _timing(self, gid: str) -> bool:
+        """Whether an alert of the group waits for a timer: pending, or firing on keep_firing_for."""
+        return any(
+            alert.state == "pending" or (alert.state == "firing" and alert.keep_firing_since is not None)
+            for state in self.evaluators[gid].states
+            for alert in state.active.values()
+        )
 
     def _evaluate(self, gid: str, t_ms: int) -> list[GroupTransition]:
         evaluator = self.evaluators[gid]

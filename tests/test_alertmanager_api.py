@@ -15,6 +15,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from tests.test_notify import HttpSink, eventually, stays
 
 pytestmark = pytest.mark.integration
 API_PORT, HOOK_PORT = 22093, 22094  # this suite's port range: 22000-22999
+ENDS_AT_API_PORT = 30593  # the endsAt test's (written in another session: ports 30500-30999)
 TIMING = {"group_wait": "200ms", "group_interval": "1s", "repeat_interval": "1h"}
 
 
@@ -48,18 +50,18 @@ def hook_config(local_stack: LocalStack, hook: HttpSink) -> TalonflowConfig:
 
 
 @contextmanager
-def serving(config: TalonflowConfig) -> Iterator[str]:
+def serving(config: TalonflowConfig, port: int = API_PORT) -> Iterator[str]:
     """The API on its own aiohttp app and port, in a thread, until the block ends."""
     loop = asyncio.new_event_loop()
     app = web.Application()
     add_alertmanager_api(app, config)
     runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", API_PORT).start())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{API_PORT}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
@@ -141,6 +143,60 @@ def test_amtool_alert_query_shows_posted_alerts_their_silences_and_notifies(
         amtool(url, "silence", "expire", silence_id)
         later = eventually(lambda: hook.bodies("/hook")[1:])[0]
         assert sorted(a["labels"]["agent"] for a in later["alerts"]) == ["a1", "a2"]
+
+
+def test_posted_alerts_resolve_at_their_ends_at_or_after_resolve_timeout(
+    local_stack: LocalStack, hook: HttpSink
+) -> None:
+    """As Alertmanager: `--end` reached, or `global.resolve_timeout` after a post without one, the
+    alert is resolved: notified as resolved (webhooks send_resolved by default), no longer listed."""
+    name = f"Ending{uuid.uuid4().hex[:8]}"
+    config = hook_config(local_stack, hook)
+    notifications = config.notifications.model_copy(
+        update={"global_": config.notifications.global_.model_copy(update={"resolve_timeout": 4.0})}
+    )
+    config = config.model_copy(update={"notifications": notifications})
+    now = datetime.now(UTC)
+    with serving(config, ENDS_AT_API_PORT) as url:
+        amtool(
+            url, "alert", "add", f"alertname={name}", "agent=past", f"--end={iso(now - timedelta(minutes=1))}"
+        )
+        amtool(
+            url, "alert", "add", f"alertname={name}", "agent=ends", f"--end={iso(now + timedelta(seconds=3))}"
+        )
+        amtool(url, "alert", "add", f"alertname={name}", "agent=timeout")  # no --end: resolve_timeout
+
+        def listed() -> list[str]:
+            return sorted(
+                a["labels"]["agent"]
+                for a in json.loads(amtool(url, "alert", "query", "-o", "json", f"alertname={name}"))
+            )
+
+        assert listed() == ["ends", "timeout"]  # an alert posted with endsAt in the past is resolved
+        [first] = eventually(lambda: hook.bodies("/hook"))
+        assert first["status"] == "firing"
+        assert sorted(a["labels"]["agent"] for a in first["alerts"]) == ["ends", "timeout"]
+
+        def agents(status: str) -> set[str]:
+            return {
+                a["labels"]["agent"]
+                for b in hook.bodies("/hook")
+                for a in b["alerts"]
+                if a["status"] == status
+            }
+
+        eventually(lambda: "ends" in agents("resolved"), timeout=15)
+        assert "timeout" not in agents("resolved") and listed() == ["timeout"]
+        eventually(lambda: "timeout" in agents("resolved"), timeout=15)
+        assert listed() == [] and "past" not in agents("firing") | agents("resolved")
+        last = hook.bodies("/hook")[-1]
+        assert last["status"] == "resolved" and {a["status"] for a in last["alerts"]} == {"resolved"}
+        ends = {a["labels"]["agent"]: a["endsAt"] for b in hook.bodies("/hook") for a in b["alerts"]}
+        assert datetime.fromisoformat(ends["ends"].replace("Z", "+00:00")) <= now + timedelta(seconds=4)
+
+
+def iso(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def firing_transitions(local_stack: LocalStack, component: str, timeout: float) -> list[dict[str, Any]]:

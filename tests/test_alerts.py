@@ -255,3 +255,82 @@ def test_kill_9_during_a_stream_loses_and_repeats_no_transition(
     assert len(rows) == len(set(rows)), f"duplicated transitions\n{flows.log_tail()}"
     missing, extra = sorted(expected - set(rows)), sorted(set(rows) - expected)
     assert not missing and not extra, f"missing {missing}\nextra {extra}\n{flows.log_tail()}"
+
+
+def test_absent_of_a_metric_never_sent_fires_while_other_metrics_flow(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
+    """`absent(never_sent_metric{job="x"})` with `for: 0s` and `for: 30s`, in a group that no sample
+    ever reaches, evaluated on the pipeline's time as other metrics flow, in two processes killed
+    and restarted once: firing once, pending then firing 30 s later, each transition once."""
+    tag = uuid.uuid4().hex[:8]
+    metric, never = f"flowing_depth_{tag}", f"never_sent_metric_{tag}"
+    rules = {
+        "groups": [
+            {
+                "name": f"absent-{tag}",
+                "interval": "15s",
+                "rules": [
+                    {"alert": f"Gone{tag}", "expr": f'absent({never}{{job="x"}})'},
+                    {"alert": f"GoneFor30s{tag}", "expr": f'absent({never}{{job="x"}})', "for": "30s"},
+                ],
+            },
+            {
+                "name": f"flowing-{tag}",
+                "interval": "15s",
+                "rules": [{"alert": f"Deep{tag}", "expr": f"{metric} > 80"}],
+            },
+        ]
+    }
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    alerts = {"rule_files": ["rules.yaml"], "allowed_lateness": "5s", "commit_interval": "1s"}
+    flows, data = isolated_flows(local_stack, tmp_path, "alerts", {"alerts": alerts}, 2, 1)
+    base = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    steps = 10
+    flows.start()
+    try:
+        producer = Producer({"bootstrap.servers": local_stack.config.kafka.bootstrap_servers})
+        for k in range(steps):
+            producer.produce(
+                METRICS_TOPIC,
+                depth_request(metric, {"i0": 90.0}, base + k * STEP + timedelta(seconds=5)),
+                tag.encode(),
+            )
+            producer.flush(10)
+            time.sleep(0.4)
+            if k == steps // 2:
+                flows.kill()
+                flows.start()
+
+        def rows() -> pl.DataFrame:
+            files = list(data.glob("alerts/date=*/hour=*/*.parquet"))
+            if not files:
+                return pl.DataFrame()
+            return (
+                pl.read_parquet(files)
+                .filter(pl.col("alertname").str.ends_with(tag))
+                .sort("time", "alertname")
+            )
+
+        def complete() -> pl.DataFrame | None:
+            found = rows()
+            return found if found.height >= 4 else None
+
+        found = wait_for(complete, timeout=90)
+        time.sleep(3)  # a duplicate would show now
+        found = rows()
+    finally:
+        flows.stop()
+    by_rule = {
+        name.removesuffix(tag): group.sort("time")
+        for (name,), group in found.group_by("alertname", maintain_order=True)
+    }
+    assert sorted(by_rule) == ["Deep", "Gone", "GoneFor30s"], flows.log_tail()
+    gone, gone_for, deep = by_rule["Gone"], by_rule["GoneFor30s"], by_rule["Deep"]
+    assert gone["state"].to_list() == ["firing"] and gone_for["state"].to_list() == ["pending", "firing"]
+    assert gone_for["time"][1] - gone_for["time"][0] == timedelta(seconds=30)
+    assert gone["time"][0] == gone_for["time"][0] and gone["time"][0].timestamp() % 15 == 0
+    assert all(dict(labels) == {"alertname": f"Gone{tag}", "job": "x"} for labels in gone["labels"])
+    assert (
+        deep["state"].to_list() == ["firing"] and deep["time"][0] == base + STEP
+    )  # the flowing metric's own

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -62,6 +63,17 @@ class Alert:
     @property
     def firing(self) -> bool:
         return self.status == "firing"
+
+    def as_of(self, now: datetime) -> Alert:
+        """Resolved once its endsAt has passed, whatever it was submitted as: Alertmanager's
+        `Resolved()`, so a POSTed alert that is not re-posted resolves at its endsAt."""
+        if not self.firing or self.ends_at == ZERO_TIME:
+            return self
+        try:
+            ends = datetime.fromisoformat(self.ends_at.replace("Z", "+00:00"))
+        except ValueError:
+            return self  # not a time Alertmanager would have accepted: it never ends on its own
+        return replace(self, status="resolved") if ends.tzinfo is not None and ends <= now else self
 
     def payload(self) -> dict[str, Any]:
         return {

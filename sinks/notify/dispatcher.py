@@ -252,7 +252,7 @@ class Notifier:
             self.metrics.suppressed.labels("time_interval").inc(len(group.alerts))
             return []
         shown = []
-        for alert in group.alerts.values():
+        for alert in (a.as_of(now) for a in group.alerts.values()):
             if alert.firing and self._silences.mutes(alert.labels, now):
                 self.metrics.suppressed.labels("silenced").inc()
             elif alert.firing and self._inhibitor.inhibited(alert):
@@ -272,8 +272,10 @@ class Notifier:
             *(self._notify(group, channel, alerts, state) for channel in self._receivers[receiver])
         )
         if all(done):  # else resolved alerts stay, so the next flush tells the integration that missed them
+            now = self._clock()
             for alert in alerts:
-                if not alert.firing and group.alerts.get(alert.fingerprint) == alert:
+                held = group.alerts.get(alert.fingerprint)
+                if not alert.firing and held is not None and held.as_of(now) == alert:
                     del group.alerts[alert.fingerprint]
 
     async def _notify(self, group: Group, channel: Channel, alerts: list[Alert], state: Sent) -> bool:

@@ -17,6 +17,7 @@ import yaml
 
 from flows.alerts import Poll, route, samples, stream_key, topics, transition_event
 from promql import Labels
+from rules.evaluation import EvalResult
 from rules.loader import load_groups
 from rules.stream import PRUNE_EVERY_MS, GroupStream, StreamState, components, horizon_ms, metric_names
 from rules.templates import TemplateContext
@@ -122,18 +123,28 @@ def test_late_samples_are_counted_and_old_ones_pruned(tmp_path: Path) -> None:
     assert list(kept) == [depth("a")] and kept[depth("a")].timestamps == [10 * 60 * S]
 
 
-def test_a_quiet_gap_is_evaluated_at_its_ends_only(tmp_path: Path) -> None:
+def test_a_quiet_gap_is_evaluated_every_interval_only_while_a_timer_runs(tmp_path: Path) -> None:
     groups = groups_of(
         tmp_path,
         {"name": "g", "interval": "15s", "rules": [{"alert": "Gone", "expr": "absent(depth)", "for": "1m"}]},
     )
     stream = open_stream(groups)
+    (evaluator,) = stream.evaluators.values()
+    times: list[int] = []
+    evaluate = evaluator.evaluate
+
+    def counted(t_ms: int) -> EvalResult:
+        times.append(t_ms)
+        return evaluate(t_ms)
+
+    evaluator.evaluate = counted  # type: ignore[method-assign]
     stream.add([(depth("a"), [5 * S], [1.0])])
     changes = stream.advance(24 * 3600 * S)  # a day without samples: not 5760 evaluations
     assert [(c.previous, c.transition.new, c.transition.t_ms) for c in changes] == [
         ("inactive", "pending", 315 * S),  # the lookback ran out: absent from 5 min 15 s
-        ("pending", "firing", 24 * 3600 * S),
+        ("pending", "firing", 375 * S),  # `for: 1m` later, as Prometheus (every interval while pending)
     ]
+    assert times == [k * 15 * S for k in range(1, 26)] + [24 * 3600 * S]  # then firing: to the gap's end
 
 
 def test_horizon_names_and_components(tmp_path: Path) -> None:
@@ -293,17 +304,21 @@ def test_a_poll_goes_to_the_streams_that_read_its_names() -> None:
         "none": frozenset({"x"}),
         "spans": frozenset({"traces_span_metrics_calls_total"}),
     }
-    routed = {key: poll for key, (_key, poll) in route(Poll(frame, deltas), names)}
-    assert list(routed) == ["q", "all", "spans"]
+    routed = {key: poll for key, (_key, poll) in route(Poll(frame, None, f"{METRICS_TOPIC}:0", 2000), names)}
+    assert list(routed) == ["q", "all", "none"]  # "none": the poll's time only
     assert (routed["q"].series is not None and routed["q"].series.height, routed["q"].spans) == (2, None)
     assert (
         routed["all"].series is not None and routed["all"].series.height == 3
     )  # no target_info: no other attribute
-    assert routed["spans"].series is None and routed["spans"].spans is deltas
+    assert (routed["none"].series, routed["none"].spans, routed["none"].newest_ms) == (None, None, 2000)
+    spans = {key: poll for key, (_key, poll) in route(Poll(None, deltas, f"{SPANS_TOPIC}:1", 1000), names)}
+    assert list(spans) == ["all", "spans"]
+    assert spans["spans"].series is None and spans["spans"].spans is deltas
     labels = (("__name__", "queue_depth"), ("instance", "a"), ("job", "svc"))
     assert routed["q"].series is not None
     assert list(samples(routed["q"].series)) == [(labels, [1000, 2000], [1.0, 2.0])]
-    assert route(Poll(frame.clear(), None), {"all": None}) == []
+    [(_key, (_, empty))] = route(Poll(frame.clear(), None, f"{METRICS_TOPIC}:0"), {"all": None})
+    assert (empty.series, empty.newest_ms) == (None, 0)
 
 
 def spans_table(rows: list[tuple[int, float, str]]) -> pa.Table:
