@@ -4,7 +4,7 @@ The one engine behind the alerts flow, `talonflow rules test` and the console's 
 """
 
 from promql.engine import DEFAULT_LOOKBACK_MS, instant_query, range_query
-from promql.errors import EvalError, ParseError, PromQLError
+from promql.errors import EvalError, ParseError, PromQLError, Unsupported
 from promql.parser import parse
 from promql.values import (
     STALE_NAN,
@@ -35,6 +35,7 @@ __all__ = [
     "Series",
     "Storage",
     "String",
+    "Unsupported",
     "Value",
     "Vector",
     "format_float",

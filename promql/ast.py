@@ -71,6 +71,19 @@ class MatrixSelector:
 
 
 @dataclass(frozen=True)
+class Subquery:
+    """`expr[range:step] offset d @ t`: expr evaluated every step (0: the default interval) over a
+    range; offset and `@` as a selector's."""
+
+    expr: Expr
+    range_ms: int
+    step_ms: int
+    offset_ms: int = 0
+    at_ms: int | None = None
+    at_start_end: str | None = None
+
+
+@dataclass(frozen=True)
 class Call:
     func: str
     args: tuple[Expr, ...]
@@ -120,6 +133,7 @@ Expr = (
     | StringLiteral
     | VectorSelector
     | MatrixSelector
+    | Subquery
     | Call
     | Aggregate
     | Binary

@@ -19,6 +19,7 @@ from promql.ast import (
     NumberLiteral,
     Paren,
     StringLiteral,
+    Subquery,
     Unary,
     ValueType,
     VectorSelector,
@@ -27,7 +28,7 @@ from promql.binary import drop_name, scalar_op, set_operation, vector_scalar, ve
 from promql.errors import EvalError
 from promql.packed import PackedSeries
 from promql.parser import SET_OPERATORS, parse, type_name, value_type
-from promql.range_functions import RANGE_FUNCTIONS, Windows, quantile
+from promql.range_functions import RANGE_FUNCTIONS, Windows, holt_winters, predict_linear, quantile
 from promql.values import (
     IntArray,
     Labels,
@@ -44,17 +45,23 @@ from promql.values import (
 from promql.vector_functions import absent_labels, call_vector_function
 
 DEFAULT_LOOKBACK_MS = 300_000
+DEFAULT_SUBQUERY_STEP_MS = 60_000  # of `x[5m:]`: Prometheus' default global evaluation_interval
 
 
 _StepValue = Vector | float | str | Windows
 
 
 def instant_query(
-    expr: str | Expr, t_ms: int, storage: Storage, lookback_ms: int = DEFAULT_LOOKBACK_MS
+    expr: str | Expr,
+    t_ms: int,
+    storage: Storage,
+    lookback_ms: int = DEFAULT_LOOKBACK_MS,
+    subquery_step_ms: int = DEFAULT_SUBQUERY_STEP_MS,
 ) -> Value:
-    """Evaluate at one time: a Vector, Scalar, String, or a Matrix for a bare range selector."""
+    """Evaluate at one time: a Vector, Scalar, String, or a Matrix for a bare range selector.
+    `subquery_step_ms` is the step of `x[5m:]`: the evaluation_interval of the caller's config."""
     node = parse(expr) if isinstance(expr, str) else expr
-    value = _Evaluator(storage, node, t_ms, t_ms, lookback_ms).eval(node, t_ms)
+    value = _Evaluator(storage, node, t_ms, t_ms, lookback_ms, subquery_step_ms).eval(node, t_ms)
     if isinstance(value, Windows):
         windows = [(value.packed.labels[i], value.window(int(i))) for i in value.nonempty()]
         return Matrix([Series(ls, w.timestamps, w.values) for ls, w in windows])
@@ -72,6 +79,7 @@ def range_query(
     step_ms: int,
     storage: Storage,
     lookback_ms: int = DEFAULT_LOOKBACK_MS,
+    subquery_step_ms: int = DEFAULT_SUBQUERY_STEP_MS,
 ) -> Matrix:
     """Evaluate at start, start+step, ... end; series are returned sorted by labels."""
     node = parse(expr) if isinstance(expr, str) else expr
@@ -82,38 +90,53 @@ def range_query(
         )
     if step_ms <= 0:
         raise EvalError("zero or negative query resolution step widths are not accepted")
-    ev = _Evaluator(storage, node, start_ms, end_ms, lookback_ms)
-    points: dict[Labels, tuple[list[int], list[float]]] = {}
-    for t in range(start_ms, end_ms + 1, step_ms):
-        value = ev.eval(node, t)
-        if isinstance(value, float):
-            value = Vector(t, [()], np.array([value]))
-        assert isinstance(value, Vector)
-        for ls, v in zip(value.labels, value.values.tolist(), strict=True):
-            ts, vs = points.setdefault(ls, ([], []))
-            ts.append(t)
-            vs.append(v)
-    return Matrix(
-        [
-            Series(ls, np.asarray(ts, dtype=np.int64), np.asarray(vs, dtype=np.float64))
-            for ls, (ts, vs) in sorted(points.items())
-        ]
-    )
+    return _Evaluator(storage, node, start_ms, end_ms, lookback_ms, subquery_step_ms).steps(node, step_ms)
 
 
 class _Evaluator:
-    def __init__(self, storage: Storage, node: Expr, start: int, end: int, lookback: int) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        node: Expr,
+        start: int,
+        end: int,
+        lookback: int,
+        subquery_step: int,
+        query: tuple[int, int] | None = None,
+    ) -> None:
         self.start, self.end, self.lookback = start, end, lookback
-        self.storage = storage
-        self.selected: dict[VectorSelector | MatrixSelector, PackedSeries] = {}
+        self.storage, self.subquery_step = storage, subquery_step
+        # `@ start()` / `@ end()` are the query's, also inside a subquery's own range of steps
+        self.query_start, self.query_end = query or (start, end)
+        self.selected: dict[VectorSelector | MatrixSelector | Subquery, PackedSeries] = {}
         self._select_all(node)
 
-    def _ref_time(self, sel: VectorSelector, t: int) -> int:
-        """The time a selector reads at step t: `@` pins it, `offset` moves it back."""
+    def steps(self, node: Expr, step_ms: int) -> Matrix:
+        """Evaluate at start, start+step, ... end; series are returned sorted by labels."""
+        points: dict[Labels, tuple[list[int], list[float]]] = {}
+        for t in range(self.start, self.end + 1, step_ms):
+            value = self.eval(node, t)
+            if isinstance(value, float):
+                value = Vector(t, [()], np.array([value]))
+            assert isinstance(value, Vector)
+            for ls, v in zip(value.labels, value.values.tolist(), strict=True):
+                ts, vs = points.setdefault(ls, ([], []))
+                ts.append(t)
+                vs.append(v)
+        return Matrix(
+            [
+                Series(ls, np.asarray(ts, dtype=np.int64), np.asarray(vs, dtype=np.float64))
+                for ls, (ts, vs) in sorted(points.items())
+            ]
+        )
+
+    def _ref_time(self, sel: VectorSelector | Subquery, t: int) -> int:
+        """The time a selector (or a subquery's window) ends at step t: `@` pins it, `offset` moves
+        it back."""
         if sel.at_start_end == "start":
-            t = self.start
+            t = self.query_start
         elif sel.at_start_end == "end":
-            t = self.end
+            t = self.query_end
         elif sel.at_ms is not None:
             t = sel.at_ms
         return t - sel.offset_ms
@@ -127,8 +150,24 @@ class _Evaluator:
             packed = PackedSeries.pack(self.storage.select(sel.matchers, lo - width, hi))
             self.selected[node] = packed.without_stale() if isinstance(node, MatrixSelector) else packed
             return
+        if isinstance(node, Subquery):
+            self.selected[node] = self._subquery_series(node)
+            return
         for child in _children(node):
             self._select_all(child)
+
+    def _subquery_series(self, node: Subquery) -> PackedSeries:
+        """The inner expression evaluated once at every step any outer step's window needs, on the
+        step grid aligned to multiples of the step (from 0), as Prometheus' evalSubquery."""
+        step = node.step_ms or self.subquery_step
+        lowest = self._ref_time(node, self.start) - node.range_ms
+        start = -(-lowest // step) * step  # the first multiple of step at or after lowest
+        end = self._ref_time(node, self.end)
+        if end < start:
+            return PackedSeries.pack([])
+        query = (self.query_start, self.query_end)
+        inner = _Evaluator(self.storage, node.expr, start, end, self.lookback, self.subquery_step, query)
+        return PackedSeries.pack(inner.steps(node.expr, step).series)
 
     def eval(self, node: Expr, t: int) -> _StepValue:
         if isinstance(node, NumberLiteral):
@@ -141,6 +180,8 @@ class _Evaluator:
             return self._instant_selector(node, t)[0]
         if isinstance(node, MatrixSelector):
             return self._range_selector(node, t)
+        if isinstance(node, Subquery):
+            return self._subquery_windows(node, t)
         if isinstance(node, Unary):
             return self._unary(node, t)
         if isinstance(node, Binary):
@@ -165,6 +206,13 @@ class _Evaluator:
 
     def _range_selector(self, node: MatrixSelector, t: int) -> Windows:
         end = self._ref_time(node.selector, t)
+        start = end - node.range_ms
+        p = self.selected[node]
+        return Windows(p, p.first_from(start), p.end_at(end), start, end, node.range_ms)
+
+    def _subquery_windows(self, node: Subquery, t: int) -> Windows:
+        """The inner steps in the closed window [end - range, end], as a range selector's."""
+        end = self._ref_time(node, t)
         start = end - node.range_ms
         p = self.selected[node]
         return Windows(p, p.first_from(start), p.end_at(end), start, end, node.range_ms)
@@ -236,6 +284,14 @@ class _Evaluator:
             values = np.array(
                 [quantile(q, windows.window(int(i)).values.tolist()) for i in idx], dtype=np.float64
             )
+        elif node.func == "holt_winters":
+            sf, tf = args[1], args[2]
+            assert isinstance(sf, float) and isinstance(tf, float)
+            idx, values = holt_winters(windows, sf, tf)
+        elif node.func == "predict_linear":
+            seconds = args[1]
+            assert isinstance(seconds, float)
+            idx, values = predict_linear(windows, t, seconds)
         else:
             idx, values = RANGE_FUNCTIONS[node.func](windows)
         keep_name = node.func == "last_over_time"  # it acts like offset, as in Prometheus

@@ -15,5 +15,10 @@ class ParseError(PromQLError):
         super().__init__(f"1:{pos + 1}: parse error: {message}")
 
 
+class Unsupported(ParseError):
+    """Valid PromQL that talonflow refuses by name (a function it does not evaluate), so that an
+    API can tell "not implemented" from "wrong"."""
+
+
 class EvalError(PromQLError):
     """A query that parsed but cannot be evaluated (duplicate label sets, many-to-many matches)."""

@@ -63,3 +63,40 @@ def go_atan2(y: float, x: float) -> float:
 def atan2(y: FloatArray | np.float64, x: FloatArray | np.float64) -> FloatArray:
     """Elementwise go_atan2, for the `atan2` operator."""
     return np.asarray(np.vectorize(go_atan2, otypes=[np.float64])(y, x), dtype=np.float64)
+
+
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_L = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
+      2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
+      1.479819860511658591e-01)  # fmt: skip
+
+
+def go_log(x: float) -> float:
+    """Go's math.Log (src/math/log.go, FreeBSD's e_log.c), ported because glibc's log rounds
+    differently in the last bit (ln(3): glibc ...098, Go ...096), and ln/log2/log10 answer with Go's."""
+    if math.isnan(x) or x == math.inf:
+        return x
+    if x < 0:
+        return math.nan
+    if x == 0:
+        return -math.inf
+    f1, ki = math.frexp(x)
+    if f1 < math.sqrt(2) / 2:
+        f1 *= 2
+        ki -= 1
+    f = f1 - 1
+    k = float(ki)
+    s = f / (2 + f)
+    s2 = s * s
+    s4 = s2 * s2
+    t1 = s2 * (_L[0] + s4 * (_L[2] + s4 * (_L[4] + s4 * _L[6])))
+    t2 = s4 * (_L[1] + s4 * (_L[3] + s4 * _L[5]))
+    r = t1 + t2
+    hfsq = 0.5 * f * f
+    return k * _LN2_HI - ((hfsq - (s * (hfsq + r) + k * _LN2_LO)) - f)
+
+
+def log(xs: FloatArray) -> FloatArray:
+    """Elementwise go_log."""
+    return np.asarray(np.vectorize(go_log, otypes=[np.float64])(xs), dtype=np.float64)

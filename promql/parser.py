@@ -8,6 +8,7 @@ the parser refuse constructs outside talonflow's subset by name, which a rule fi
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from promql.ast import (
     Aggregate,
@@ -19,13 +20,14 @@ from promql.ast import (
     NumberLiteral,
     Paren,
     StringLiteral,
+    Subquery,
     Unary,
     ValueType,
     VectorMatching,
     VectorSelector,
 )
-from promql.errors import ParseError
-from promql.lexer import Token, tokenize
+from promql.errors import ParseError, Unsupported
+from promql.lexer import Token, parse_duration, tokenize
 from promql.signatures import AGGREGATION_PARAM, AGGREGATIONS, FUNCTIONS, KNOWN_UNSUPPORTED
 
 PRECEDENCE = {
@@ -65,7 +67,7 @@ def value_type(expr: Expr) -> ValueType:
         return ValueType.SCALAR
     if isinstance(expr, StringLiteral):
         return ValueType.STRING
-    if isinstance(expr, MatrixSelector):
+    if isinstance(expr, MatrixSelector | Subquery):
         return ValueType.MATRIX
     if isinstance(expr, Call):
         return FUNCTIONS[expr.func].returns
@@ -216,8 +218,8 @@ class _Parser:
     def range_suffix(self, expr: Expr) -> Expr:
         open_tok = self.advance()
         rng = self.duration("in range selector")
-        if self.tok.text.startswith(":"):
-            raise self.error("subqueries are not supported by talonflow", open_tok)
+        if self.tok.kind == "ident" and self.tok.text.startswith(":"):
+            return self.subquery(expr, rng, open_tok)
         self.expect("]", "in range selector")
         if not isinstance(expr, VectorSelector):
             raise self.error("ranges only allowed for vector selectors", open_tok)
@@ -225,12 +227,31 @@ class _Parser:
             raise self.error("no offset or @ modifiers allowed before range", open_tok)
         return MatrixSelector(expr, rng)
 
+    def subquery(self, expr: Expr, rng: int, open_tok: Token) -> Subquery:
+        """`[range:step]`: the lexer reads `:step` as one identifier (`:` starts metric names)."""
+        colon = self.advance()
+        step = 0
+        if colon.text != ":":
+            step = self.positive(parse_duration(colon.text[1:], colon.pos + 1), colon.pos + 1)
+        elif self.tok.kind == "duration":
+            step = self.duration("in subquery")
+        self.expect("]", "in subquery selector")
+        if value_type(expr) != ValueType.VECTOR:
+            raise self.error(
+                f"subquery is only allowed on instant vector, got {type_name(value_type(expr))}", open_tok
+            )
+        return Subquery(expr, rng, step)
+
     def offset_suffix(self, expr: Expr) -> Expr:
         tok = self.advance()
         sign = -1 if self.accept("-") else 1
         if self.tok.kind == "op" and self.tok.text == "+":
             self.advance()
         amount = sign * self.duration("in offset")
+        if isinstance(expr, Subquery):
+            if expr.offset_ms:
+                raise self.error("offset may not be set multiple times", tok)
+            return replace(expr, offset_ms=amount)
         sel = expr.selector if isinstance(expr, MatrixSelector) else expr
         if not isinstance(sel, VectorSelector):
             raise self.error(
@@ -254,6 +275,10 @@ class _Parser:
             if self.tok.kind != "number":
                 raise self.unexpected("in @ modifier, expected a timestamp")
             at_ms = round(sign * float(self.advance().value or 0) * 1000)
+        if isinstance(expr, Subquery):
+            if expr.at_ms is not None or expr.at_start_end:
+                raise self.error("@ <timestamp> may not be set multiple times", tok)
+            return replace(expr, at_ms=at_ms, at_start_end=start_end)
         sel = expr.selector if isinstance(expr, MatrixSelector) else expr
         if not isinstance(sel, VectorSelector):
             raise self.error(
@@ -268,8 +293,14 @@ class _Parser:
         tok = self.tok
         if tok.kind == "duration":
             self.advance()
-            return int(tok.value or 0)
+            return self.positive(int(tok.value or 0), tok.pos)
         raise self.unexpected(f"{context}, expected a duration such as 5m")
+
+    def positive(self, ms: int, pos: int) -> int:
+        """Ranges, offsets and subquery steps of 0 are refused, as Prometheus' parser does."""
+        if ms <= 0:
+            raise ParseError(pos, "duration must be greater than 0")
+        return ms
 
     def primary(self) -> Expr:
         tok = self.tok
@@ -307,7 +338,7 @@ class _Parser:
 
     def call(self, name: str, tok: Token) -> Call:
         if name in KNOWN_UNSUPPORTED:
-            raise self.error(f"function {name}() is not supported by talonflow", tok)
+            raise Unsupported(tok.pos, f"function {name}() is not supported by talonflow")
         if name not in FUNCTIONS:
             raise self.error(f'unknown function with name "{name}"', tok)
         self.expect("(", "in function call")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from promql.errors import EvalError
 from promql.packed import PackedSeries
 from promql.values import FloatArray, IntArray
 
@@ -90,6 +91,69 @@ def _variance(w: Window) -> float:
         mean, c_mean = _kahan_inc(delta / count, mean, c_mean)
         aux, c_aux = _kahan_inc(delta * (v - (mean + c_mean)), aux, c_aux)
     return (aux + c_aux) / count
+
+
+def linear_regression(w: Window, intercept_ms: int) -> tuple[float, float]:
+    """Prometheus' linearRegression (2.42): least squares with Kahan sums, x in seconds from
+    `intercept_ms`; a constant series has slope 0 (NaN when the constant is infinite)."""
+    ts, vs = w.timestamps.tolist(), w.values.tolist()
+    n = float(len(vs))
+    sum_x = c_x = sum_y = c_y = sum_xy = c_xy = sum_x2 = c_x2 = 0.0
+    for t, v in zip(ts, vs, strict=True):
+        x = (t - intercept_ms) / 1e3
+        sum_x, c_x = _kahan_inc(x, sum_x, c_x)
+        sum_y, c_y = _kahan_inc(v, sum_y, c_y)
+        sum_xy, c_xy = _kahan_inc(x * v, sum_xy, c_xy)
+        sum_x2, c_x2 = _kahan_inc(x * x, sum_x2, c_x2)
+    if all(v == vs[0] for v in vs[1:]):
+        return (math.nan, math.nan) if math.isinf(vs[0]) else (0.0, vs[0])
+    sum_x, sum_y, sum_xy, sum_x2 = sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2
+    cov_xy = sum_xy - sum_x * sum_y / n
+    var_x = sum_x2 - sum_x * sum_x / n
+    with np.errstate(all="ignore"):  # Go float division: x/0 is ±Inf or NaN
+        slope = float(np.float64(cov_xy) / np.float64(var_x))
+    return slope, sum_y / n - slope * sum_x / n
+
+
+def _deriv(w: Windows) -> Result:
+    """The per-second slope of each window of at least two samples, x counted from its first."""
+    idx = np.flatnonzero(w.hi - w.lo >= 2)
+    slopes = [linear_regression(win, int(win.timestamps[0]))[0] for win in map(w.window, idx.tolist())]
+    return idx, np.array(slopes, dtype=np.float64)
+
+
+def predict_linear(w: Windows, t_ms: int, seconds: float) -> Result:
+    """The regression line of each window of at least two samples, read `seconds` after the
+    evaluation time t_ms (the step's time, not the offset-shifted window end, as Prometheus)."""
+    idx = np.flatnonzero(w.hi - w.lo >= 2)
+    lines = [linear_regression(win, t_ms) for win in map(w.window, idx.tolist())]
+    return idx, np.array([slope * seconds + intercept for slope, intercept in lines], dtype=np.float64)
+
+
+def _go_f(x: float) -> str:
+    """Go's %f: Python's, but NaN and ±Inf spelled as Go spells them."""
+    return "NaN" if math.isnan(x) else ("+Inf" if x > 0 else "-Inf") if math.isinf(x) else f"{x:f}"
+
+
+def holt_winters(w: Windows, sf: float, tf: float) -> Result:
+    """Double exponential smoothing of each window of at least two samples (funcHoltWinters, 2.42);
+    bad factors are an error only when some window has a sample, as Prometheus calls it per series."""
+    if len(w.nonempty()):
+        if not 0 < sf < 1:
+            raise EvalError(f"invalid smoothing factor. Expected: 0 < sf < 1, got: {_go_f(sf)}")
+        if not 0 < tf < 1:
+            raise EvalError(f"invalid trend factor. Expected: 0 < tf < 1, got: {_go_f(tf)}")
+    idx = np.flatnonzero(w.hi - w.lo >= 2)
+    out = []
+    for i in idx.tolist():
+        vs = w.window(i).values.tolist()
+        s0, s1, b = 0.0, vs[0], vs[1] - vs[0]
+        for k in range(1, len(vs)):
+            if k > 1:  # calcTrendValue: the first step keeps the initial trend
+                b = tf * (s1 - s0) + (1 - tf) * b
+            s0, s1 = s1, sf * vs[k] + (1 - sf) * (s1 + b)
+        out.append(s1)
+    return idx, np.array(out, dtype=np.float64)
 
 
 def extreme(xs: list[float], better: Callable[[float, float], bool]) -> float:
@@ -236,6 +300,8 @@ RANGE_FUNCTIONS: dict[str, Callable[[Windows], Result]] = {
     "sum_over_time": _each(lambda w: kahan_sum(w.values)),
     "count_over_time": _count,
     "last_over_time": _last,
+    "present_over_time": lambda w: (w.nonempty(), np.ones(len(w.nonempty()))),
+    "deriv": _deriv,
     "stdvar_over_time": _each(_variance),
     "stddev_over_time": _each(lambda w: math.sqrt(_variance(w))),
 }

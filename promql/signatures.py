@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from promql.ast import ValueType
+from promql.elementwise import CALENDAR, MATH
 
 S, V, M, STR = ValueType.SCALAR, ValueType.VECTOR, ValueType.MATRIX, ValueType.STRING
 
@@ -54,16 +55,22 @@ FUNCTIONS: dict[str, Signature] = {
     "label_replace": Signature((V, STR, STR, STR, STR), V),
     "label_join": Signature((V, STR, STR, STR), V, optional=1, variadic=True),
     "histogram_quantile": Signature((S, V), V),
+    "pi": Signature((), S),
+    "deriv": Signature((M,), V),
+    "predict_linear": Signature((M, S), V),
+    "holt_winters": Signature((M, S, S), V),
+    "sort": Signature((V,), V),
+    "sort_desc": Signature((V,), V),
+    "present_over_time": Signature((M,), V),
+    **{name: Signature((V,), V) for name in sorted(MATH)},  # exp, sqrt, ln, log2, log10, sgn, deg, rad
+    **{name: Signature((V,), V, optional=1) for name in sorted(CALENDAR)},  # () is vector(time())
 }
 
 # Functions Prometheus 2.42 has that talonflow refuses by name rather than calling unknown.
 KNOWN_UNSUPPORTED = frozenset(
     {
         "acos", "acosh", "asin", "asinh", "atan", "atanh", "cos", "cosh", "sin", "sinh", "tan", "tanh",
-        "day_of_month", "day_of_week", "day_of_year", "days_in_month", "deg", "deriv", "exp",
-        "histogram_count", "histogram_fraction", "histogram_sum", "holt_winters", "hour", "ln",
-        "log10", "log2", "minute", "month", "pi", "predict_linear", "present_over_time", "rad",
-        "sgn", "sort", "sort_desc", "sqrt", "year",
+        "histogram_count", "histogram_fraction", "histogram_sum",
     }
 )  # fmt: skip
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from promql.ast import Expr, MatrixSelector, Paren, VectorSelector
 from promql.binary import drop_name
+from promql.elementwise import CALENDAR, MATH, apply_calendar, apply_math
 from promql.errors import EvalError
 from promql.values import LABEL_NAME, Labels, Vector, check_unique, get_label
 
@@ -28,9 +29,13 @@ def call_vector_function(
     """Evaluate a function whose arguments are instant vectors, scalars and strings at time t."""
     if name == "time":
         return t / 1000
+    if name == "pi":
+        return math.pi
     if name == "vector":
         assert isinstance(args[0], float)
         return Vector(t, [()], np.array([args[0]]))
+    if name in CALENDAR and not args:  # of the evaluation time, in whole seconds as Go's enh.Ts/1000
+        return Vector(t, [()], apply_calendar(name, np.array([float(t // 1000)])))
     vec = args[0]
     if name == "histogram_quantile":
         assert isinstance(args[1], Vector) and isinstance(args[0], float)
@@ -42,6 +47,12 @@ def call_vector_function(
         if len(vec.values):
             return Vector(t, [], np.empty(0))
         return Vector(t, [absent_labels(arg_exprs[0])], np.array([1.0]))
+    if name in ("sort", "sort_desc"):
+        return _sorted(vec, descending=name == "sort_desc")
+    if name in MATH:
+        return _map_values(vec, apply_math(name, vec.values))
+    if name in CALENDAR:
+        return _map_values(vec, apply_calendar(name, vec.values))
     if name in ("abs", "ceil", "floor"):
         return _map_values(vec, getattr(np, name)(vec.values))
     if name == "round":
@@ -55,6 +66,15 @@ def call_vector_function(
     if name == "label_join":
         return label_join(vec, str(args[1]), str(args[2]), [str(a) for a in args[3:]])
     raise EvalError(f"function {name} has no vector implementation")
+
+
+def _sorted(vec: Vector, descending: bool) -> Vector:
+    """sort / sort_desc: by value, NaN last either way, labels (and the name) kept. Ties stay in
+    input order here; Go's unstable sort may order them otherwise, so only values are comparable."""
+    values = vec.values.tolist()
+    sign = -1.0 if descending else 1.0
+    order = sorted(range(len(values)), key=lambda i: (math.isnan(values[i]), sign * values[i]))
+    return Vector(vec.t, [vec.labels[i] for i in order], vec.values[order])
 
 
 def _clamp(name: str, vec: Vector, bounds: list[float]) -> Vector:

@@ -257,7 +257,7 @@ def _run_group(tg: TestGroup, spec: UnitTestFile, rule_files: list[str]) -> list
             errors += _check_alerts(tg, alert_times[current], evaluators)
             current += 1
     for expr_test in tg.promql_expr_test:
-        errors += _check_expr(tg, expr_test, storage)
+        errors += _check_expr(tg, expr_test, storage, step)
     return errors
 
 
@@ -310,10 +310,10 @@ def _diff(expected: str, got: str) -> str:
     return ("\n        diff:\n" + "\n".join("          " + line for line in lines)) if lines else ""
 
 
-def _check_expr(tg: TestGroup, case: ExprTest, storage: MemoryStorage) -> list[str]:
+def _check_expr(tg: TestGroup, case: ExprTest, storage: MemoryStorage, step: int) -> list[str]:
     where = f"    expr: {_go_quote(case.expr)}, time: {model_duration(case.eval_time)}"
-    try:
-        value = instant_query(case.expr, case.eval_time, storage)
+    try:  # promtool's engine steps `x[5m:]` subqueries by the file's evaluation_interval
+        value = instant_query(case.expr, case.eval_time, storage, subquery_step_ms=step)
     except PromQLError as exc:
         return [f"{where}, err: {exc}"]
     got: list[tuple[Labels, float]]

@@ -196,6 +196,19 @@ QUERIES = [
     "papi_queue_depth >= bool 3",
     '{__name__=~"papi_requests_total|papi_queue_depth", job!=""}',
     "-papi_queue_depth ^ 2 % 7",
+    "deriv(papi_cpu_utilization_ratio[3m])",
+    "predict_linear(papi_requests_total[4m], 600)",
+    "exp(papi_cpu_utilization_ratio) + sqrt(papi_queue_depth) + ln(papi_requests_total)",
+    "log2(papi_requests_total) + log10(papi_requests_total) + sgn(papi_queue_depth - 2)",
+    "deg(papi_cpu_utilization_ratio) - rad(papi_cpu_utilization_ratio) * pi()",
+    "hour() + minute() + day_of_week() + day_of_year() + days_in_month() + month() + year()",
+    "day_of_month(timestamp(papi_temperature_celsius)) + hour(papi_requests_total * 3600)",
+    "present_over_time(papi_temperature_celsius[1m])",
+    "holt_winters(papi_cpu_utilization_ratio[5m], 0.3, 0.6)",
+    "sort_desc(papi_requests_total) + sort(papi_requests_total)",
+    "max_over_time(rate(papi_requests_total[1m])[3m:20s])",
+    "avg_over_time((papi_queue_depth > 2)[4m:] offset 1m)",
+    "min_over_time(rate(papi_requests_total[1m])[2m:15s] @ end())",
 ]
 
 
@@ -325,6 +338,16 @@ def test_errors_have_prometheus_shape(
         status, body = _get(base, path, params)
         assert (status, body["status"], body["errorType"]) == (400, "error", "bad_data"), (base, body)
         assert message in body["error"], (base, body)
+
+
+def test_refused_constructs_are_not_implemented(prometheus: str, talonflow: str) -> None:
+    """Valid PromQL outside talonflow's subset: Prometheus answers, talonflow says 501 and names it,
+    which the compliance tester counts as unsupported rather than wrong."""
+    query = "sin(papi_queue_depth)"
+    assert _get(prometheus, "/api/v1/query", {"query": query})[0] == 200
+    status, body = _get(talonflow, "/api/v1/query", {"query": query})
+    assert (status, body["errorType"]) == (501, "bad_data")
+    assert "function sin() is not supported by talonflow" in body["error"]
 
 
 def test_series_labels_and_values_match_prometheus(prometheus: str, talonflow: str) -> None:

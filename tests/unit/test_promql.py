@@ -10,9 +10,11 @@ import pytest
 from promql import (
     STALE_NAN,
     EvalError,
+    Matrix,
     MemoryStorage,
     ParseError,
     Scalar,
+    Unsupported,
     Vector,
     format_float,
     instant_query,
@@ -53,8 +55,12 @@ def _by_labels(vec: object) -> dict[str, float]:
         ("rate(x[5m]", 'unexpected end of input in function call, expected ","'),
         ("rate(x)", 'expected type range vector in call to function "rate", got instant vector'),
         ("1 > 2", "comparisons between scalars must use BOOL modifier"),
-        ("predict_linear(x[5m], 60)", "function predict_linear() is not supported by talonflow"),
-        ("rate(x[5m:1m])", "subqueries are not supported by talonflow"),
+        ("cos(x)", "function cos() is not supported by talonflow"),
+        ("rate(x[5m:1m] @ 100 @ 200)", "@ <timestamp> may not be set multiple times"),
+        ("rate(x[5m][10m:1m])", "subquery is only allowed on instant vector, got range vector"),
+        ("rate(x[0s])", "1:8: parse error: duration must be greater than 0"),
+        ("x offset 0s", "1:10: parse error: duration must be greater than 0"),
+        ("max_over_time(x[5m:0s])", "1:20: parse error: duration must be greater than 0"),
         ('{job=""}', "vector selector must contain at least one non-empty matcher"),
         ("x and 1", 'set operator "and" not allowed in binary scalar expression'),
         ("nosuch(x)", 'unknown function with name "nosuch"'),
@@ -184,3 +190,107 @@ def test_packed_without_stale_keeps_each_series_bounds() -> None:
     assert packed.bounds.tolist() == [0, 2, 2, 3]
     assert packed.vs.tolist() == [1.0, 3.0, 4.0]
     assert packed.end_at(100).tolist() == [2, 2, 3]
+
+
+def test_refused_constructs_are_unsupported_not_wrong() -> None:
+    """The API answers these 501 (not implemented) rather than 400: valid PromQL, not evaluated here."""
+    with pytest.raises(Unsupported):
+        parse("sin(x)")
+    with pytest.raises(ParseError) as err:
+        parse("nosuch(x)")
+    assert not isinstance(err.value, Unsupported)
+
+
+def test_math_functions_use_gos_formulas() -> None:
+    """Prometheus answers with Go's math: Go's Log(3) and Log10(3) are one bit off glibc's."""
+    store = _store({'x{i="3"}': [3.0], 'x{i="8"}': [8.0], 'x{i="neg"}': [-1.0], 'x{i="zero"}': [0.0]})
+    assert _by_labels(instant_query("log10(x)", 0, store))["i=3"] == 0.4771212547196624
+    assert math.log10(3) != 0.4771212547196624 and math.log(3) != 1.0986122886681096
+    assert _by_labels(instant_query("ln(x)", 0, store))["i=3"] == 1.0986122886681096
+    log2 = _by_labels(instant_query("log2(x)", 0, store))
+    assert log2["i=8"] == 3.0 and log2["i=3"] == 1.5849625007211563 and math.isnan(log2["i=neg"])
+    assert log2["i=zero"] == -math.inf
+    assert _by_labels(instant_query("sgn(x)", 0, store)) == {"i=3": 1, "i=8": 1, "i=neg": -1, "i=zero": 0}
+    assert _by_labels(instant_query("deg(x)", 0, store))["i=3"] == 171.88733853924697
+    assert _by_labels(instant_query("exp(x)", 0, store))["i=zero"] == 1.0
+    assert isinstance(v := instant_query("pi()", 0, store), Scalar) and v.value == math.pi
+
+
+def test_calendar_functions_read_values_as_unix_seconds() -> None:
+    store = _store(
+        {
+            't{k="leap"}': [951_782_400.0],
+            't{k="before"}': [-1.5],
+            't{k="far"}': [1e13],
+            't{k="nan"}': [math.nan],
+        }
+    )
+    # 2000-02-29 00:00:00; -1.5 truncates to -1 s: 1969-12-31 23:59:59, a Wednesday; 1e13 s is in year 318857
+    assert _by_labels(instant_query("days_in_month(t)", 0, store))["k=leap"] == 29
+    assert _by_labels(instant_query("day_of_year(t)", 0, store))["k=leap"] == 60
+    week = _by_labels(instant_query("day_of_week(t)", 0, store))
+    assert week["k=before"] == 3 and math.isnan(week["k=nan"])
+    assert _by_labels(instant_query("hour(t)", 0, store))["k=before"] == 23
+    assert _by_labels(instant_query("year(t)", 0, store))["k=far"] == 318_857
+    assert _by_labels(instant_query("minute()", 90 * MIN + 999, store)) == {"": 30.0}
+
+
+def test_deriv_and_predict_linear() -> None:
+    store = _store({"lin": [float(10 + 2 * i) for i in range(6)], "flat": [7.0] * 6}, step_ms=15_000)
+    assert _by_labels(instant_query("deriv(lin[5m])", 75_000, store)) == {"": pytest.approx(2 / 15)}
+    got = _by_labels(instant_query("predict_linear(lin[5m], 60)", 75_000, store))
+    assert got == {"": pytest.approx(20 + 8)}  # the line at the evaluation time (20) plus 60 s of slope
+    assert _by_labels(instant_query("deriv(flat[5m])", 75_000, store)) == {"": 0.0}
+    assert _by_labels(instant_query("predict_linear(flat[5m], 600)", 75_000, store)) == {"": 7.0}
+    assert _by_labels(instant_query("deriv(lin[10s])", 75_000, store)) == {}  # one sample: no slope
+
+
+def test_subqueries_evaluate_on_a_step_aligned_grid() -> None:
+    store = _store({"c": [float(i * 60) for i in range(11)]})
+    # c[2m:1m] at 5m30s: inner steps at 4m and 5m (multiples of the step after 3m30s), not 3m30s..5m30s
+    got = instant_query("c[2m:1m]", 5 * MIN + 30_000, store)
+    assert isinstance(got, Matrix) and got.series[0].timestamps.tolist() == [4 * MIN, 5 * MIN]
+    assert got.series[0].values.tolist() == [240.0, 300.0]
+    offset = _by_labels(instant_query("sum_over_time(c[2m:1m] offset 3m)", 6 * MIN, store))
+    assert offset == {"": 60.0 + 120.0 + 180.0}  # closed window [1m, 3m]: three inner steps
+    ranged = range_query("max_over_time(rate(c[2m])[3m:30s])", 4 * MIN, 6 * MIN, MIN, store)
+    assert [s.values.tolist() for s in ranged.series] == [[1.0, 1.0, 1.0]]
+    assert _by_labels(instant_query("count_over_time(c[5m:])", 5 * MIN, store)) == {"": 6.0}  # 1m default
+
+
+def test_holt_winters_refuses_bad_factors_only_when_a_window_has_samples() -> None:
+    store = _store({"g": [1.0, 3.0, 2.0, 6.0]})
+    assert _by_labels(instant_query("holt_winters(g[1m], 0.5, 0.5)", 3 * MIN, store)) == {"": 6.0}  # 2, 6
+    with pytest.raises(EvalError, match=r"invalid smoothing factor. Expected: 0 < sf < 1, got: 1.000000"):
+        instant_query("holt_winters(g[5m], 1, 0.5)", 3 * MIN, store)
+    with pytest.raises(EvalError, match=r"invalid trend factor. Expected: 0 < tf < 1, got: NaN"):
+        instant_query("holt_winters(g[5m], 0.5, NaN)", 3 * MIN, store)
+    assert _by_labels(instant_query("holt_winters(nothing[5m], 2, 2)", 3 * MIN, store)) == {}
+
+
+def test_sort_orders_by_value_with_nan_last_and_keeps_names() -> None:
+    store = _store({'m{i="a"}': [3.0], 'm{i="b"}': [math.nan], 'm{i="c"}': [-1.0], 'm{i="d"}': [7.0]})
+    up = instant_query("sort(m)", 0, store)
+    down = instant_query("sort_desc(m)", 0, store)
+    assert isinstance(up, Vector) and isinstance(down, Vector)
+    assert [dict(ls)["i"] for ls in up.labels] == ["c", "a", "d", "b"]
+    assert [dict(ls)["i"] for ls in down.labels] == ["d", "a", "c", "b"]
+    assert all(dict(ls)["__name__"] == "m" for ls in down.labels)
+
+
+def test_at_start_and_end_inside_a_subquery_are_the_querys() -> None:
+    store = _store({"c": [float(i) for i in range(11)]})
+    # the subquery steps from 3m to 5m, but `@ end()` is the query's end (10m): c = 10 at every step
+    got = _by_labels(instant_query("sum_over_time((c @ end())[2m:1m])", 5 * MIN, store))
+    assert got == {"": 15.0}  # at 5m the query's end is 5m: 5 + 5 + 5
+    ranged = range_query("sum_over_time((c @ end())[2m:1m])", 5 * MIN, 10 * MIN, 5 * MIN, store)
+    assert [s.values.tolist() for s in ranged.series] == [[30.0, 30.0]]
+
+
+def test_at_pins_a_subquery_window() -> None:
+    store = _store({"c": [float(i) for i in range(11)]})
+    # every step reads the window ending at 4m - 1m = 3m: inner steps 1m, 2m, 3m
+    ranged = range_query("sum_over_time(c[2m:1m] @ 240 offset 1m)", 5 * MIN, 10 * MIN, 5 * MIN, store)
+    assert [s.values.tolist() for s in ranged.series] == [[6.0, 6.0]]
+    ends = range_query("max_over_time(c[1m:1m] @ end())", 2 * MIN, 6 * MIN, 2 * MIN, store)
+    assert [s.values.tolist() for s in ends.series] == [[6.0, 6.0, 6.0]]
