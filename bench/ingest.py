@@ -6,7 +6,8 @@ For each signal: fill its topic with `--records` export requests of `--items` sp
 or log records each; measure (a) the floor, a plain consumer reading the topic and decoding the
 protobuf, and (b) the ingest flow (bytewax, recovery on) from start until its committed offsets
 reach the end of the topic, with the files on disk. Prints items/s, MB/s of OTLP, bytes on disk
-per item against OTLP bytes per item, and the flow's peak RSS.
+per item against OTLP bytes per item, the flow's peak RSS and its CPU time (start-up included, so
+that a figure on a loaded machine still compares).
 
 Before that, in this process and on the same requests cut into polls of `--poll` records, side by
 side: the decode floor (Python's protobuf parsing each request, nothing more), `flatten` (the
@@ -133,6 +134,18 @@ SIGNALS: dict[str, tuple[str, Callable[[int, int, int], bytes], Any]] = {
 }
 
 
+# Ports of this bench's own stack, apart from other benches' (bench/stack.py) and the tests'.
+PORTS: dict[str, Any] = {
+    "kafka": {"bootstrap_servers": "127.0.0.1:33092", "controller_port": 33093},
+    "minio": {"endpoint": {"port": 33000}, "console": {"port": 33001}},
+    "receiver": {"grpc": {"port": 33317}, "http": {"port": 33318}, "ops": {"port": 33133}},
+    "lifecycle": {"ops": {"port": 33134}},
+    "scrape": {"ops_port": 33135},
+    "tailer": {"port": 33140},
+    "console": {"port": 33300},
+}
+
+
 @dataclass
 class Row:
     dataset: str
@@ -144,6 +157,7 @@ class Row:
     parquet_bytes_per_item: float
     otlp_bytes_per_item: float
     peak_rss_mb: float
+    flow_cpu_s: float  # the flow's user + system time, start-up included: the load-independent figure
 
 
 def fill(bootstrap: str, topic: str, bodies: list[bytes]) -> None:
@@ -221,12 +235,19 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc (fields 14 and 15 of stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=400, help="export requests per signal")
     parser.add_argument("--items", type=int, default=100, help="spans, points or log records per request")
     parser.add_argument("--workers", type=int, default=1, help="bytewax -w")
     parser.add_argument("--poll", type=int, default=500, help="records per poll, as ingest.poll_records")
+    parser.add_argument("--roll-bytes", default="128MiB", help="ingest.roll_bytes of the flow")
     parser.add_argument("--flatten-only", action="store_true", help="the in-process table alone")
     args = parser.parse_args()
     print_flatten_table(args)
@@ -237,7 +258,8 @@ def main() -> int:
         folder = Path(tmp)
         data = folder / "data"
         config = folder / "talonflow.yaml"
-        document = {**stack_settings(folder), "ingest": {"commit_interval": "2s"}}
+        ingest = {"commit_interval": "2s", "roll_bytes": args.roll_bytes, "poll_records": args.poll}
+        document = {**stack_settings(folder), **PORTS, "ingest": ingest}
         # the bench runs its own ingest, timed; the other flows would compete for CPU
         with bench_stack(config, document, stopped=FLOWS) as stack:
             bootstrap = stack.config.kafka.bootstrap_servers
@@ -276,7 +298,7 @@ def main() -> int:
                 while rows_on_disk(data / dataset) < items:
                     time.sleep(0.1)
                 elapsed = time.perf_counter() - started
-                rss = peak_rss_mb(flow.pid)
+                rss, cpu = peak_rss_mb(flow.pid), cpu_seconds(flow.pid)
                 flow.terminate()
                 flow.wait(30)
                 files = list((data / dataset).rglob("*.parquet"))
@@ -293,17 +315,18 @@ def main() -> int:
                         parquet_bytes_per_item=on_disk / items,
                         otlp_bytes_per_item=otlp_bytes / items,
                         peak_rss_mb=rss,
+                        flow_cpu_s=cpu,
                     )
                 )
     print(
         f"{'dataset':<9}{'items':>9}{'OTLP MB':>9}{'floor items/s':>15}{'ingest items/s':>16}{'MB/s':>7}"
-        f"{'parquet B/item':>16}{'OTLP B/item':>13}{'peak RSS MB':>13}"
+        f"{'parquet B/item':>16}{'OTLP B/item':>13}{'peak RSS MB':>13}{'flow CPU s':>12}{'items/CPU-s':>13}"
     )
     for r in rows:
         print(
             f"{r.dataset:<9}{r.items:>9}{r.otlp_mb:>9.1f}{r.floor_items_per_s:>15.0f}{r.ingest_items_per_s:>16.0f}"
             f"{r.ingest_mb_per_s:>7.1f}{r.parquet_bytes_per_item:>16.1f}{r.otlp_bytes_per_item:>13.1f}"
-            f"{r.peak_rss_mb:>13.1f}"
+            f"{r.peak_rss_mb:>13.1f}{r.flow_cpu_s:>12.1f}{r.items / r.flow_cpu_s:>13.0f}"
         )
     print("(ingest time: from the flow's start, including start-up and its last commit interval of 2 s)")
     return 0

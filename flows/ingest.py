@@ -22,6 +22,7 @@ from schemas.topics import OTLP_TOPICS
 from sinks.parquet import Chunk, ParquetSink
 
 CONSUMER_GROUP = "talonflow-ingest"
+PREFETCH_KIB = 16 * 1024  # per partition; a poll takes what is queued, so this also caps a poll's bytes
 
 
 def build(config: TalonflowConfig) -> Dataflow:
@@ -36,6 +37,9 @@ def build(config: TalonflowConfig) -> Dataflow:
 
     flow = Dataflow("ingest")
     source = KafkaBatchSource(config.kafka, OTLP_TOPICS, CONSUMER_GROUP, ingest.poll_records)
+    # librdkafka prefetches up to 64 MiB per consumer, and there is one per partition (12 by
+    # default): a backlog on every topic could hold most of a GiB before any of it is flattened.
+    source.settings["queued.max.messages.kbytes"] = PREFETCH_KIB
     polls = op.input("kafka", flow, source)
     chunks = op.flat_map("flatten", polls, to_chunks)
     sink = ParquetSink(

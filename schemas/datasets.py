@@ -27,6 +27,8 @@ RESOURCE_COLUMNS: Final = (
     ("service_instance_id", "service.instance.id"),
     ("service_version", "service.version"),
 )
+# Random ids, all but unique per row: a Parquet dictionary never pays for them (sinks/parquet.py).
+RANDOM_ID_COLUMNS: Final = ("trace_id", "span_id", "parent_span_id")
 # Promoted item attributes: (column, Arrow type, OTLP keys in order of preference).
 ATTRIBUTE_COLUMNS: Final = (
     ("gen_ai_operation_name", pa.string(), ("gen_ai.operation.name",)),

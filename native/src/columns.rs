@@ -11,7 +11,9 @@ use arrow_array::types::{
 use arrow_array::{
     ArrayRef, BooleanArray, ListArray, MapArray, PrimitiveArray, StringArray, StructArray,
 };
-use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{
+    BooleanBuffer, Buffer, NullBuffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer,
+};
 use arrow_schema::{DataType, Fields, Schema};
 
 use crate::wire::Result;
@@ -25,39 +27,51 @@ pub fn type_of(schema: &Schema, name: &str) -> Result<DataType> {
         .clone())
 }
 
-fn nulls(valid: Vec<bool>) -> Option<NullBuffer> {
-    if valid.iter().all(|v| *v) {
-        None
-    } else {
-        Some(NullBuffer::new(BooleanBuffer::from(valid)))
-    }
+/// Validity that allocates nothing until the first null: most columns have none.
+fn validity() -> NullBufferBuilder {
+    NullBufferBuilder::new(0)
 }
 
-fn offsets(offsets: Vec<usize>) -> Result<OffsetBuffer<i32>> {
-    let last = *offsets.last().unwrap_or(&0);
-    if i32::try_from(last).is_err() {
+/// Offsets kept as i32 from the start (no conversion pass); `total` is the last one, checked once:
+/// the offsets only grow, so when the last fits, every one does.
+fn offsets(offsets: Vec<i32>, total: usize) -> Result<OffsetBuffer<i32>> {
+    if i32::try_from(total).is_err() {
         return Err(format!(
-            "a poll of more than 2 GiB in one column ({last} bytes or items): poll fewer records"
+            "a poll of more than 2 GiB in one column ({total} bytes or items): poll fewer records"
         ));
     }
-    Ok(OffsetBuffer::new(ScalarBuffer::from(
-        offsets.into_iter().map(|o| o as i32).collect::<Vec<_>>(),
-    )))
+    Ok(OffsetBuffer::new(ScalarBuffer::from(offsets)))
+}
+
+/// The end of a value or row as an i32 offset; wraps past 2 GiB, which `offsets` then rejects.
+#[inline]
+fn end(len: usize) -> i32 {
+    len as i32
 }
 
 /// A nullable Utf8 column.
-#[derive(Default)]
 pub struct Strings {
     pub data: Vec<u8>,
-    ends: Vec<usize>,
-    valid: Vec<bool>,
+    starts: Vec<i32>, // one more than values: the first is 0
+    valid: NullBufferBuilder,
+}
+
+impl Default for Strings {
+    fn default() -> Self {
+        Strings {
+            data: Vec::new(),
+            starts: vec![0],
+            valid: validity(),
+        }
+    }
 }
 
 impl Strings {
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.starts.len() - 1
     }
 
+    #[inline]
     pub fn push(&mut self, bytes: &[u8]) {
         self.data.extend_from_slice(bytes);
         self.end(true);
@@ -68,34 +82,56 @@ impl Strings {
     }
 
     /// Ends the value whose bytes were appended to `data` directly.
+    #[inline]
     pub fn end(&mut self, valid: bool) {
-        self.ends.push(self.data.len());
-        self.valid.push(valid);
+        self.starts.push(end(self.data.len()));
+        self.valid.append(valid);
     }
 
     /// Lowercase hex, as OTLP/JSON spells trace and span ids.
     pub fn push_hex(&mut self, bytes: &[u8]) {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        self.data.reserve(2 * bytes.len());
         for b in bytes {
-            self.data.push(DIGITS[usize::from(b >> 4)]);
-            self.data.push(DIGITS[usize::from(b & 15)]);
+            self.data
+                .extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]);
         }
         self.end(true);
     }
 
     pub fn get(&self, i: usize) -> Option<&[u8]> {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        self.valid[i].then(|| &self.data[start..self.ends[i]])
+        self.valid
+            .is_valid(i)
+            .then(|| &self.data[self.starts[i] as usize..self.starts[i + 1] as usize])
     }
 
-    pub fn array(self) -> Result<ArrayRef> {
-        let mut starts = Vec::with_capacity(self.ends.len() + 1);
-        starts.push(0);
-        starts.extend(self.ends);
+    /// Appends values `range` of `other` (its bytes in one copy), `times` times over.
+    pub fn extend_from(&mut self, other: &Strings, range: std::ops::Range<usize>, times: usize) {
+        let (first, last) = (other.starts[range.start], other.starts[range.end]);
+        let bytes = &other.data[first as usize..last as usize];
+        for _ in 0..times {
+            let shift = end(self.data.len()).wrapping_sub(first);
+            self.data.extend_from_slice(bytes);
+            self.starts.extend(
+                other.starts[range.start + 1..=range.end]
+                    .iter()
+                    .map(|s| s.wrapping_add(shift)),
+            );
+            if other.valid.as_slice().is_none() {
+                self.valid.append_n_non_nulls(range.len());
+            } else {
+                for i in range.clone() {
+                    self.valid.append(other.valid.is_valid(i));
+                }
+            }
+        }
+    }
+
+    pub fn array(mut self) -> Result<ArrayRef> {
         let array = StringArray::try_new(
-            offsets(starts)?,
+            offsets(self.starts, self.data.len())?,
             Buffer::from_vec(self.data),
-            nulls(self.valid),
+            self.valid.finish(),
         )
         .map_err(|e| e.to_string())?;
         Ok(Arc::new(array))
@@ -105,37 +141,43 @@ impl Strings {
 /// A nullable primitive column.
 pub struct Numbers<T> {
     values: Vec<T>,
-    valid: Vec<bool>,
+    valid: NullBufferBuilder,
 }
 
 impl<T: Copy + Default> Default for Numbers<T> {
     fn default() -> Self {
         Numbers {
             values: Vec::new(),
-            valid: Vec::new(),
+            valid: validity(),
         }
     }
 }
 
 impl<T: Copy + Default> Numbers<T> {
+    #[inline]
     pub fn push(&mut self, value: T) {
         self.values.push(value);
-        self.valid.push(true);
+        self.valid.append_non_null();
     }
 
     pub fn push_opt(&mut self, value: Option<T>) {
         self.values.push(value.unwrap_or_default());
-        self.valid.push(value.is_some());
+        self.valid.append(value.is_some());
+    }
+
+    fn nulls(&mut self) -> Option<NullBuffer> {
+        self.valid.finish()
     }
 }
 
 macro_rules! numbers_array {
     ($native:ty, $arrow:ty) => {
         impl Numbers<$native> {
-            pub fn array(self) -> ArrayRef {
+            pub fn array(mut self) -> ArrayRef {
+                let nulls = self.nulls();
                 Arc::new(PrimitiveArray::<$arrow>::new(
                     ScalarBuffer::from(self.values),
-                    nulls(self.valid),
+                    nulls,
                 ))
             }
         }
@@ -147,80 +189,75 @@ numbers_array!(u64, UInt64Type);
 numbers_array!(f64, Float64Type);
 
 impl Numbers<i64> {
-    pub fn int64(self) -> ArrayRef {
+    pub fn int64(mut self) -> ArrayRef {
+        let nulls = self.nulls();
         Arc::new(PrimitiveArray::<Int64Type>::new(
             ScalarBuffer::from(self.values),
-            nulls(self.valid),
+            nulls,
         ))
     }
 
     /// Nanoseconds since the epoch as `timestamp[ns, UTC]`.
-    pub fn timestamps(self) -> ArrayRef {
+    pub fn timestamps(mut self) -> ArrayRef {
+        let nulls = self.nulls();
         Arc::new(
-            PrimitiveArray::<TimestampNanosecondType>::new(
-                ScalarBuffer::from(self.values),
-                nulls(self.valid),
-            )
-            .with_timezone("UTC"),
+            PrimitiveArray::<TimestampNanosecondType>::new(ScalarBuffer::from(self.values), nulls)
+                .with_timezone("UTC"),
         )
     }
 }
 
 impl Numbers<bool> {
-    pub fn array(self) -> ArrayRef {
-        Arc::new(BooleanArray::new(
-            BooleanBuffer::from(self.values),
-            nulls(self.valid),
-        ))
+    pub fn array(mut self) -> ArrayRef {
+        let nulls = self.nulls();
+        Arc::new(BooleanArray::new(BooleanBuffer::from(self.values), nulls))
     }
 }
 
 /// A nullable list of primitives.
 pub struct Lists<T> {
     items: Numbers<T>,
-    ends: Vec<usize>,
-    valid: Vec<bool>,
+    starts: Vec<i32>,
+    valid: NullBufferBuilder,
 }
 
 impl<T: Copy + Default> Default for Lists<T> {
     fn default() -> Self {
         Lists {
             items: Numbers::default(),
-            ends: Vec::new(),
-            valid: Vec::new(),
+            starts: vec![0],
+            valid: validity(),
         }
     }
 }
 
 impl<T: Copy + Default> Lists<T> {
     pub fn push(&mut self, items: &[T]) {
-        for item in items {
-            self.items.push(*item);
-        }
-        self.ends.push(self.items.values.len());
-        self.valid.push(true);
+        self.items.values.extend_from_slice(items);
+        self.items.valid.append_n_non_nulls(items.len());
+        self.starts.push(end(self.items.values.len()));
+        self.valid.append_non_null();
     }
 
     pub fn push_null(&mut self) {
-        self.ends.push(self.items.values.len());
-        self.valid.push(false);
+        self.starts.push(end(self.items.values.len()));
+        self.valid.append_null();
     }
 }
 
 macro_rules! lists_array {
     ($native:ty) => {
         impl Lists<$native> {
-            pub fn array(self, list_type: &DataType) -> Result<ArrayRef> {
+            pub fn array(mut self, list_type: &DataType) -> Result<ArrayRef> {
                 let DataType::List(item) = list_type else {
                     return Err(format!("expected a list type, the schema has {list_type}"));
                 };
-                let mut starts = vec![0];
-                starts.extend(self.ends);
+                let total = self.items.values.len();
                 let list = ListArray::try_new(
                     item.clone(),
-                    offsets(starts)?,
+                    offsets(self.starts, total)?,
                     self.items.array(),
-                    nulls(self.valid),
+                    self.valid.finish(),
                 )
                 .map_err(|e| e.to_string())?;
                 Ok(Arc::new(list))
@@ -232,16 +269,25 @@ lists_array!(u64);
 lists_array!(f64);
 
 /// Rows of `map<string, string>`: keys and values of every row back to back.
-#[derive(Default)]
 pub struct Maps {
     pub keys: Strings,
     pub values: Strings,
-    ends: Vec<usize>,
+    starts: Vec<i32>,
+}
+
+impl Default for Maps {
+    fn default() -> Self {
+        Maps {
+            keys: Strings::default(),
+            values: Strings::default(),
+            starts: vec![0],
+        }
+    }
 }
 
 impl Maps {
     pub fn rows(&self) -> usize {
-        self.ends.len()
+        self.starts.len() - 1
     }
 
     /// Where the next row's entries start.
@@ -250,6 +296,7 @@ impl Maps {
     }
 
     /// Appends one entry: the value's text is rendered by `render`, false meaning null.
+    #[inline]
     pub fn entry(&mut self, key: &[u8], render: impl FnOnce(&mut Vec<u8>) -> bool) {
         self.keys.push(key);
         let valid = render(&mut self.values.data);
@@ -257,26 +304,22 @@ impl Maps {
     }
 
     pub fn end_row(&mut self) {
-        self.ends.push(self.keys.len());
+        self.starts.push(end(self.keys.len()));
     }
 
     /// The entries of row `row` as index range.
     pub fn row(&self, row: usize) -> std::ops::Range<usize> {
-        (if row == 0 { 0 } else { self.ends[row - 1] })..self.ends[row]
+        self.starts[row] as usize..self.starts[row + 1] as usize
     }
 
     /// Appends a copy of `other`'s row `row`, `times` times.
     pub fn copy_row(&mut self, other: &Maps, row: usize, times: usize) {
         let range = other.row(row);
+        self.keys.extend_from(&other.keys, range.clone(), times);
+        self.values.extend_from(&other.values, range.clone(), times);
         for _ in 0..times {
-            for i in range.clone() {
-                self.keys.push(other.keys.get(i).unwrap_or_default());
-                match other.values.get(i) {
-                    Some(v) => self.values.push(v),
-                    None => self.values.push_null(),
-                }
-            }
-            self.end_row();
+            let last = self.starts[self.starts.len() - 1];
+            self.starts.push(last.wrapping_add(range.len() as i32));
         }
     }
 
@@ -287,8 +330,7 @@ impl Maps {
         let DataType::Struct(fields) = entries.data_type() else {
             return Err("a map's entries are a struct".into());
         };
-        let mut starts = vec![0];
-        starts.extend(self.ends);
+        let total = self.keys.len();
         let entry_struct = StructArray::try_new(
             fields.clone(),
             vec![self.keys.array()?, self.values.array()?],
@@ -297,7 +339,7 @@ impl Maps {
         .map_err(|e| e.to_string())?;
         let map = MapArray::try_new(
             entries.clone(),
-            offsets(starts)?,
+            offsets(self.starts, total)?,
             entry_struct,
             None,
             *sorted,
@@ -308,10 +350,18 @@ impl Maps {
 }
 
 /// A list<struct<...>> column whose struct children are built by the caller.
-#[derive(Default)]
 pub struct StructLists {
-    ends: Vec<usize>,
+    starts: Vec<i32>,
     items: usize,
+}
+
+impl Default for StructLists {
+    fn default() -> Self {
+        StructLists {
+            starts: vec![0],
+            items: 0,
+        }
+    }
 }
 
 impl StructLists {
@@ -320,7 +370,7 @@ impl StructLists {
     }
 
     pub fn end_row(&mut self) {
-        self.ends.push(self.items);
+        self.starts.push(end(self.items));
     }
 
     pub fn array(self, list_type: &DataType, children: Vec<ArrayRef>) -> Result<ArrayRef> {
@@ -332,10 +382,13 @@ impl StructLists {
         };
         let fields: Fields = fields.clone();
         let items = StructArray::try_new(fields, children, None).map_err(|e| e.to_string())?;
-        let mut starts = vec![0];
-        starts.extend(self.ends);
-        let list = ListArray::try_new(item.clone(), offsets(starts)?, Arc::new(items), None)
-            .map_err(|e| e.to_string())?;
+        let list = ListArray::try_new(
+            item.clone(),
+            offsets(self.starts, self.items)?,
+            Arc::new(items),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Arc::new(list))
     }
 }

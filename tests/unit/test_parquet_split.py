@@ -1,0 +1,68 @@
+"""sinks/parquet.py: one sort per flush splits rows by hour exactly as a filter per hour did, and
+the random ids are written without a dictionary."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from schemas.datasets import RANDOM_ID_COLUMNS, SPANS
+from sinks.parquet import dictionary_columns, split_by_hour
+
+HOUR_NS = 3_600_000_000_000
+
+
+def _spans(rows: int, seed: int) -> pa.Table:
+    """Spans over three hours, in chunks, with ties on every sort key so that order is tested."""
+    rng = random.Random(seed)
+    start = 1_790_000_000_000_000_000 // HOUR_NS * HOUR_NS
+    columns = {
+        "start_time": [start + rng.randrange(3 * HOUR_NS) // 1000 * 1000 for _ in range(rows)],
+        "service_name": [rng.choice(["a", "b", None]) for _ in range(rows)],
+        "name": [rng.choice(["chat", "tool"]) for _ in range(rows)],
+        "span_id": [f"{i:016x}" for i in range(rows)],  # tells rows apart
+    }
+    table = pa.Table.from_pydict(
+        {name: columns.get(name) or [None] * rows for name in SPANS.schema.names}, schema=SPANS.schema
+    )
+    return pa.concat_tables([table.slice(0, rows // 3), table.slice(rows // 3)])
+
+
+def _reference(table: pa.Table) -> list[tuple[int, list[str]]]:
+    """The previous split: a filter per hour, then a stable sort by the dataset's keys."""
+    hours = pc.floor_temporal(table["start_time"], unit="hour").cast(pa.int64())
+    parts = []
+    for hour in sorted(pc.unique(hours).to_pylist()):
+        rows = table.filter(pc.equal(hours, hour)).sort_by([(c, "ascending") for c in SPANS.sort_by])
+        parts.append((hour, rows["span_id"].to_pylist()))
+    return parts
+
+
+def test_split_by_hour_matches_a_filter_per_hour() -> None:
+    table = _spans(3000, seed=7)
+    parts = split_by_hour(table, SPANS)
+    assert [(hour, rows["span_id"].to_pylist()) for hour, rows in parts] == _reference(table)
+    assert len(parts) == 3
+    assert sum(rows.num_rows for _, rows in parts) == table.num_rows
+
+
+def test_split_by_hour_of_no_rows() -> None:
+    assert split_by_hour(SPANS.schema.empty_table(), SPANS) == []
+
+
+def test_ids_have_no_dictionary_and_nested_columns_keep_theirs() -> None:
+    columns = dictionary_columns(SPANS.schema)
+    assert not set(columns) & set(RANDOM_ID_COLUMNS)
+    assert "attributes.key_value.value" in columns and "name" in columns
+    buffer = io.BytesIO()
+    pq.write_table(_spans(300, seed=1), buffer, use_dictionary=list(columns))
+    metadata = pq.ParquetFile(buffer).metadata.row_group(0)
+    encodings = {
+        metadata.column(i).path_in_schema: metadata.column(i).encodings for i in range(metadata.num_columns)
+    }
+    assert "RLE_DICTIONARY" not in encodings["span_id"]
+    assert "RLE_DICTIONARY" in encodings["name"]
