@@ -1,27 +1,40 @@
-"""Console figures: server time of each page's request over a day of generated data, cold and warm.
+"""Console figures: server time of each page's data request over a day of generated data, cold and warm.
 
-    python -m bench.console [--spans 1000000] [--logs 1000000] [--runs 5]
+    python -m bench.console [--spans 10000000] [--points 50000000] [--logs 10000000] [--runs 5]
+                            [--data DIR]
 
-Writes a day of spans (20 agents, sessions, LLM and tool calls, 2 % errors, two versions),
-logs and heartbeat transitions straight into hot Parquet partitions (one file per hour, as
-compaction leaves them), then requests every page in-process through aiohttp. "cold" is the
-first request of each page after start-up, "warm" the p50/p95 of the next `--runs`. The floor
-is the bare Polars scan every spans page needs at least: counting the day's rows.
+The defaults are the issue's day. Writes 24 whole hours of spans (20 agents, traces of 5 spans,
+one session per trace, an LLM call in each, 2 % errors, two versions), metric points (counters
+and gauges, one series per agent, metric and worker, evenly spaced), logs and heartbeat
+transitions straight into hot Parquet partitions (one file per hour, as compaction leaves them),
+vectorised in Polars/pyarrow with progress on stderr. Then it requests every page and a
+Grafana-style `query_range` (24 h at 60 s steps) in-process through aiohttp. "cold" is the first
+request of each after start-up (the OS page cache is warm: the files were just written), "warm"
+the p50/p95 of the next `--runs`; the console's trace index and per-file partial aggregates
+(console/trace_index.py, console/partials.py) start empty, so cold includes building them. The
+floor is the bare Polars scan every spans page needs at least: counting the day's rows.
+`--data DIR` keeps the generated day in DIR and reuses it on the next run (its windows stay
+relative to now, so reuse it within the hour).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import shutil
 import statistics
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from console.server import build_app
@@ -33,15 +46,41 @@ from tests.console_data import write_rows
 AGENTS = 20
 MODELS = ("claude-sonnet-4", "gpt-4o", "gpt-4o-mini")
 SEVERITY_TEXT = {9: "INFO", 13: "WARN", 17: "ERROR"}
+# Metric points: (OTLP name, type, monotonic) per series kind; WORKERS series of each per agent.
+METRICS = (("agent.requests", "sum", True), ("agent.queue.depth", "gauge", False))
+WORKERS = 100
+ROW_GROUP = 128 * 1024
 
 
-def _hex(rng: np.random.Generator, n: int, digits: int) -> np.ndarray:
-    return np.array([f"{v:0{digits}x}" for v in rng.integers(0, 2**62, n)])
+def _hex(rng: np.random.Generator, n: int, digits: int) -> pa.Array:
+    """n random lowercase hex ids of `digits` characters (Polars encodes; a Python loop took 10 s per 1M)."""
+    raw = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(digits // 2), n, [None, pa.py_buffer(rng.bytes(n * digits // 2))]
+    )
+    return pl.Series(raw).cast(pl.Binary).bin.encode("hex").to_arrow().cast(pa.string())
 
 
-def _attributes(keys: str, values: np.ndarray) -> pa.MapArray:
-    offsets = pa.array(np.arange(len(values) + 1, dtype=np.int32))
-    return pa.MapArray.from_arrays(offsets, pa.array([keys] * len(values)), pa.array(values))
+def _labelled(prefix: str, numbers: np.ndarray) -> pa.Array:
+    """prefix + number as text, vectorised."""
+    return pc.binary_join_element_wise(prefix, pc.cast(pa.array(numbers), pa.string()), "")
+
+
+def _map(keys: list[str], values: list[pa.Array]) -> pa.MapArray:
+    """A map<string, string> column with the same keys in every row."""
+    n, width = len(values[0]), len(keys)
+    offsets = pa.array(np.arange(0, (n + 1) * width, width, dtype=np.int32))
+    key_column = pa.array(np.tile(np.array(keys, dtype=object), n), pa.string())
+    interleaved = pc.take(
+        pa.concat_arrays([pc.cast(v, pa.string()) for v in values]),
+        pa.array((np.arange(n)[:, None] + n * np.arange(width)[None, :]).ravel()),
+    )
+    return pa.MapArray.from_arrays(offsets, key_column, interleaved)
+
+
+def _table(dataset: str, columns: dict[str, object], n: int) -> pa.Table:
+    schema = DATASETS[dataset].schema
+    arrays = [pa.array(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def hour_of_spans(rng: np.random.Generator, start: datetime, n: int) -> pa.Table:
@@ -52,8 +91,8 @@ def hour_of_spans(rng: np.random.Generator, start: datetime, n: int) -> pa.Table
     agent = rng.integers(0, AGENTS, n)
     llm = np.arange(n) % 5 == 1
     model = pa.array(np.array(MODELS)[rng.integers(0, len(MODELS), n)], pa.string(), mask=~llm)
-    traces = _hex(rng, n // 5 + 1, 32).repeat(5)[:n]
-    sessions = np.char.add("s-", traces.astype(str).astype("<U8"))
+    traces = pc.take(_hex(rng, n // 5 + 1, 32), pa.array(np.arange(n) // 5))
+    sessions = pc.binary_join_element_wise("s-", pc.utf8_slice_codeunits(traces, 0, 8), "")
     columns = {
         "start_time": pa.array(starts, pa.timestamp("ns", "UTC")),
         "end_time": pa.array(starts + durations, pa.timestamp("ns", "UTC")),
@@ -64,58 +103,91 @@ def hour_of_spans(rng: np.random.Generator, start: datetime, n: int) -> pa.Table
         "name": np.where(
             llm, "chat", np.array(["invoke_agent", "execute_tool", "retrieve", "plan"])[agent % 4]
         ),
-        "kind": np.full(n, "INTERNAL"),
+        "kind": pa.nulls(n, pa.string()).fill_null("INTERNAL"),
         "status_code": np.where(rng.random(n) < 0.02, "ERROR", "UNSET"),
-        "service_name": np.char.add("agent-", agent.astype(str)),
-        "service_instance_id": np.char.add("i-", agent.astype(str)),
+        "service_name": _labelled("agent-", agent),
+        "service_instance_id": _labelled("i-", agent),
         "service_version": np.where(rng.random(n) < 0.5, "1.0", "1.1"),
         "gen_ai_request_model": model,
         "gen_ai_usage_input_tokens": pa.array(rng.integers(200, 4000, n), pa.int64(), mask=~llm),
         "gen_ai_usage_output_tokens": pa.array(rng.integers(20, 800, n), pa.int64(), mask=~llm),
-        "attributes": _attributes("session.id", sessions),
+        "attributes": _map(["session.id"], [sessions]),
     }
-    schema = DATASETS["spans"].schema
-    arrays = [pa.array(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type) for f in schema]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return _table("spans", columns, n)
+
+
+def hour_of_metrics(start: datetime, n: int) -> pa.Table:
+    """About n points in the hour from `start`: every series sampled at the same even interval."""
+    series = AGENTS * len(METRICS) * WORKERS
+    per_series = max(1, n // series)
+    step = 3600 * 10**9 // per_series
+    times = int(start.timestamp() * 1e9) + np.repeat(np.arange(per_series) * step, series)
+    ids = np.tile(np.arange(series), per_series)
+    agent, kind, worker = ids // (len(METRICS) * WORKERS), ids // WORKERS % len(METRICS), ids % WORKERS
+    elapsed = (times - times[0]) / 1e9 + start.hour * 3600
+    value = np.where(kind == 0, np.floor(elapsed * (1 + worker % 7)), (ids * 7 + elapsed) % 50)
+    names = np.array([m[0] for m in METRICS])[kind]
+    rows = len(times)
+    columns = {
+        "time": pa.array(times, pa.timestamp("ns", "UTC")),
+        "start_time": pa.array(
+            np.full(rows, int(start.timestamp() * 1e9) - start.hour * 3600 * 10**9), pa.timestamp("ns", "UTC")
+        ),
+        "metric_name": names,
+        "unit": np.where(kind == 0, "1", "{request}"),
+        "type": np.array([m[1] for m in METRICS])[kind],
+        "temporality": np.where(kind == 0, "cumulative", ""),
+        "is_monotonic": np.array([m[2] for m in METRICS])[kind],
+        "value": value,
+        "service_name": _labelled("agent-", agent),
+        "service_instance_id": _labelled("i-", agent),
+        "resource_attributes": _map(
+            ["service.name", "service.instance.id"], [_labelled("agent-", agent), _labelled("i-", agent)]
+        ),
+        "attributes": _map(["worker"], [pc.cast(pa.array(worker), pa.string())]),
+    }
+    return _table("metrics", columns, rows)
 
 
 def hour_of_logs(rng: np.random.Generator, start: datetime, n: int) -> pa.Table:
     base = int(start.timestamp() * 1e9)
     times = pa.array(base + np.sort(rng.integers(0, 3600 * 10**9, n)), pa.timestamp("ns", "UTC"))
-    severity = rng.choice(np.array([9, 9, 9, 13, 17], dtype=np.int32), n)
+    levels = np.array(sorted(SEVERITY_TEXT), dtype=np.int32)
+    level = rng.choice(np.array([0, 0, 0, 1, 2]), n)
     columns = {
         "time": times,
         "observed_time": times,
-        "severity_number": severity,
-        "severity_text": np.array([SEVERITY_TEXT[v] for v in severity.tolist()]),
-        "body": np.char.add("step finished in ms=", rng.integers(1, 5000, n).astype(str)),
+        "severity_number": levels[level],
+        "severity_text": pc.take(pa.array([SEVERITY_TEXT[int(v)] for v in levels]), pa.array(level)),
+        "body": _labelled("step finished in ms=", rng.integers(1, 5000, n)),
         "trace_id": _hex(rng, n, 32),
         "span_id": _hex(rng, n, 16),
-        "service_name": np.char.add("agent-", rng.integers(0, AGENTS, n).astype(str)),
+        "service_name": _labelled("agent-", rng.integers(0, AGENTS, n)),
     }
-    schema = DATASETS["logs"].schema
-    arrays = [pa.array(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type) for f in schema]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return _table("logs", columns, n)
 
 
-def fill_day(data: Path, spans: int, logs: int, now: datetime) -> str:
+def fill_day(data: Path, spans: int, points: int, logs: int, now: datetime) -> str:
     """Writes the 24 whole hours before `now`; returns a trace id of the last one, to open."""
     rng = np.random.default_rng(1)
     first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=24)  # 24 whole past hours
     trace = ""
+    started = time.perf_counter()
     for hour in range(24):
         start = first + timedelta(hours=hour)
         folder = f"date={start:%Y-%m-%d}/hour={start.hour:02d}"
         for dataset, table in (
             ("spans", hour_of_spans(rng, start, spans // 24)),
+            ("metrics", hour_of_metrics(start, points // 24)),
             ("logs", hour_of_logs(rng, start, logs // 24)),
         ):
             path = data / dataset / folder / "bench.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
             ordered = table.sort_by([(c, "ascending") for c in DATASETS[dataset].sort_by])
-            pq.write_table(ordered, path, compression="zstd", row_group_size=128 * 1024)
+            pq.write_table(ordered, path, compression="zstd", row_group_size=ROW_GROUP)
             if dataset == "spans":
                 trace = str(table["trace_id"][0])  # the last hour's: inside every range
+        print(f"generated hour {hour + 1}/24 in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     beats = [
         {"time": first + timedelta(hours=h), "component": f"agent-{a}", "service_name": f"agent-{a}",
          "service_instance_id": f"i-{a}", "state": ("up", "late")[h % 2], "last_seen": now}
@@ -132,33 +204,54 @@ PAGES = (
     "/traces?range=24h&service=agent-5&status=ERROR",
     "/traces?range=24h&min_ms=2000",
     "/traces/{trace}?range=24h",
+    "/traces/{trace}",
     "/sessions?range=1h",
+    "/sessions/s-{session}?range=24h",
     "/logs?range=24h&severity=error",
     "/logs?range=24h&q=ms%3D4999",
     "/alerts?range=24h",
     "/compare?range=24h&baseline=service.version%3D1.0&candidate=service.version%3D1.1",
 )
+QUERIES = (  # Grafana's query_range over the whole day at 60 s steps, one agent's 100 series each
+    'sum by (job) (rate(agent_requests_total{job="agent-3"}[5m]))',
+    'max by (job) (agent_queue_depth{job="agent-3"})',
+)
 
 
-async def measure(config: TalonflowConfig, trace: str, runs: int) -> list[tuple[str, float, float, float]]:
+def requests(trace: str, now: datetime) -> list[str]:
+    end = now.replace(second=0, microsecond=0)
+    span = {"start": str((end - timedelta(hours=24)).timestamp()), "end": str(end.timestamp()), "step": "60"}
+    pages = [p.format(trace=trace, session=trace[:8]) for p in PAGES]
+    return pages + [f"/api/v1/query_range?{urlencode({'query': q, **span})}" for q in QUERIES]
+
+
+async def measure(config: TalonflowConfig, paths: list[str], runs: int) -> int:
+    """Prints each request's figures as soon as they are measured; returns how many requests failed."""
     from aiohttp.test_utils import TestClient, TestServer
 
-    figures = []
+    failed = 0
     async with TestClient(TestServer(build_app(config))) as client:
-        for page in PAGES:
-            path = page.format(trace=trace)
+        for path in paths:
             times = []
             for _ in range(runs + 1):
                 started = time.perf_counter()
                 response = await client.get(path)
-                await response.read()
+                body = await response.read()
                 times.append(time.perf_counter() - started)
                 if response.status != 200:
-                    raise SystemExit(f"{path}: HTTP {response.status}")
+                    break
+            if response.status != 200:  # a broken page is reported, the others still measured
+                failed += 1
+                print(f"{path:<100} HTTP {response.status}: {body[:200].decode(errors='replace')!r}")
+                continue
             warm = sorted(times[1:])
             p95 = warm[min(len(warm) - 1, round(0.95 * (len(warm) - 1)))]
-            figures.append((path, times[0] * 1e3, statistics.median(warm) * 1e3, p95 * 1e3))
-    return figures
+            print(
+                f"{path[:100]:<100} {times[0] * 1e3:8.0f} {statistics.median(warm) * 1e3:9.0f}",
+                f"{p95 * 1e3:9.0f}",
+                flush=True,
+            )
+    return failed
 
 
 def floor_ms(config: TalonflowConfig, now: datetime) -> float:
@@ -171,24 +264,53 @@ def floor_ms(config: TalonflowConfig, now: datetime) -> float:
     return (time.perf_counter() - started) * 1e3
 
 
+def prepared(root: Path, args: argparse.Namespace, now: datetime) -> str:
+    """The generated day in `root` (made now, or reused when `root` has one): the trace id to open."""
+    marker = root / "bench-console.json"
+    asked = {"spans": args.spans, "points": args.points, "logs": args.logs}
+    if marker.exists() and (kept := json.loads(marker.read_text()))["asked"] == asked:
+        print(f"reusing the day generated at {kept['now']} in {root}", file=sys.stderr)
+        return str(kept["trace"])
+    started = time.perf_counter()
+    trace = fill_day(root / "data", args.spans, args.points, args.logs, now)
+    took = time.perf_counter() - started
+    print(
+        f"generated {args.spans:,} spans, {args.points:,} points and {args.logs:,} logs",
+        f"over 24 h in {took:.1f} s",
+    )
+    marker.write_text(json.dumps({"asked": asked, "trace": trace, "now": now.isoformat()}))
+    return trace
+
+
+def run(root: Path, args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    trace = prepared(root, args, now)
+    config = TalonflowConfig(data_dir=root / "data", state_dir=root / "state")
+    shutil.rmtree(config.state_dir, ignore_errors=True)  # cold means no trace index stored yet either
+    print(f"floor: count the day's spans through the scan: {floor_ms(config, now):.0f} ms")
+    print(f"{'request':<100} {'cold ms':>8} {'warm p50':>9} {'warm p95':>9}")
+    paths = requests(trace, now)
+    if args.no_query_range:
+        paths = [p for p in paths if not p.startswith("/api/")]
+    return 1 if asyncio.run(measure(config, paths, args.runs)) else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.console", description=__doc__)
-    parser.add_argument("--spans", type=int, default=1_000_000)
-    parser.add_argument("--logs", type=int, default=1_000_000)
+    parser.add_argument("--spans", type=int, default=10_000_000)
+    parser.add_argument("--points", type=int, default=50_000_000)
+    parser.add_argument("--logs", type=int, default=10_000_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--data", type=Path, help="keep the generated day here and reuse it")
+    parser.add_argument(
+        "--no-query-range", action="store_true", help="pages only (query_range reads every point into memory)"
+    )
     args = parser.parse_args()
-    now = datetime.now(UTC)
+    if args.data:
+        args.data.mkdir(parents=True, exist_ok=True)
+        return run(args.data, args)
     with tempfile.TemporaryDirectory(prefix="talonflow-bench-console-") as root:
-        config = TalonflowConfig(data_dir=Path(root) / "data", state_dir=Path(root) / "state")
-        started = time.perf_counter()
-        trace = fill_day(config.data_dir, args.spans, args.logs, now)
-        took = time.perf_counter() - started
-        print(f"generated {args.spans:,} spans and {args.logs:,} logs over 24 h in {took:.1f} s")
-        print(f"floor: count the day's spans through the scan: {floor_ms(config, now):.0f} ms")
-        print(f"{'page':<90} {'cold ms':>8} {'warm p50':>9} {'warm p95':>9}")
-        for path, cold, p50, p95 in asyncio.run(measure(config, trace, args.runs)):
-            print(f"{path:<90} {cold:8.0f} {p50:9.0f} {p95:9.0f}")
-    return 0
+        return run(Path(root), args)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -10,6 +11,7 @@ from console.fleet import active_alerts
 from console.scan import rows, scan
 from console.timerange import TimeRange
 from schemas.config import TalonflowConfig
+from sinks.notify.silences import Silence, Silences
 
 HISTORY_LIMIT = 300
 
@@ -62,9 +64,37 @@ def heartbeat_timelines(config: TalonflowConfig, window: TimeRange) -> list[dict
     return sorted(timelines, key=lambda t: (t["component"], t["instance"]))
 
 
-def alerts_page(config: TalonflowConfig, window: TimeRange) -> dict[str, Any]:
+def _matcher_text(silence: Silence) -> list[str]:
+    """Each matcher as amtool prints it: name=value, name!=value, name=~regex, name!~regex."""
+    ops = {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}
+    return [f'{m.name}{ops[m.is_regex, m.is_equal]}"{m.value}"' for m in silence.matchers]
+
+
+def live_silences(silences: Silences, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The active and pending silences of the store the Alertmanager API serves, soonest end first."""
+    now = now or datetime.now(UTC)
+    shown = []
+    for silence in silences.all():
+        state = silence.state(now)
+        if state != "expired":
+            shown.append(
+                {
+                    "id": silence.id,
+                    "state": state,
+                    "matchers": _matcher_text(silence),
+                    "created_by": silence.created_by,
+                    "comment": silence.comment,
+                    "starts_at": silence.starts_at,
+                    "ends_at": silence.ends_at,
+                }
+            )
+    return sorted(shown, key=lambda s: (s["ends_at"], s["id"]))
+
+
+def alerts_page(config: TalonflowConfig, window: TimeRange, silences: Silences) -> dict[str, Any]:
     active = active_alerts(config)
     return {
+        "silences": live_silences(silences),
         "firing": [a for a in active if a["state"] == "firing"],
         "pending": [a for a in active if a["state"] == "pending"],
         "history": transitions(config, window),

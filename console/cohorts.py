@@ -9,9 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import polars as pl
+
+from console.partials import aggregate
+from console.scan import scan
 from console.timerange import TimeRange
 from schemas.config import TalonflowConfig
-from talonflow.compare import Cohort, Comparison, Scope, compare
+from schemas.prices import PriceTable
+from talonflow.compare import COHORTS, Cohort, Comparison, Method, Scope, cohort_counts, judge
 
 
 def compare_page(config: TalonflowConfig, params: Mapping[str, str], window: TimeRange) -> dict[str, Any]:
@@ -20,8 +25,33 @@ def compare_page(config: TalonflowConfig, params: Mapping[str, str], window: Tim
         return {"result": None, "intervals": []}
     baseline, candidate = Cohort.parse(params["baseline"]), Cohort.parse(params["candidate"])
     scope = Scope(window.start, window.end, params.get("service") or None, params.get("name") or None)
-    result = compare(config, baseline, candidate, scope)
+    result = compare_window(config, baseline, candidate, scope, window)
     return {"result": result, "intervals": intervals(result)}
+
+
+def compare_window(
+    config: TalonflowConfig, baseline: Cohort, candidate: Cohort, scope: Scope, window: TimeRange
+) -> Comparison:
+    """`talonflow compare` over the window, its counts summed from each file's (console/partials.py).
+
+    A whole file's counts do not depend on the range, only on the cohorts and the scope's
+    service and span name, so those name the kept counts.
+    """
+    name = f"compare {baseline} | {candidate} | {scope.service} | {scope.span_name}"
+
+    def histogram(spans: pl.LazyFrame) -> pl.LazyFrame:
+        return cohort_counts(spans, baseline, candidate, scope)[0]
+
+    def sums(spans: pl.LazyFrame) -> pl.LazyFrame:
+        return cohort_counts(spans, baseline, candidate, scope)[1]
+
+    parts = aggregate(config, "spans", window, {f"{name} histogram": histogram, f"{name} sums": sums})
+    counts = parts[f"{name} histogram"].group_by("bucket").agg(pl.col(COHORTS).sum()).sort("bucket")
+    per_model = parts[f"{name} sums"].group_by("model").agg(pl.exclude("model").sum())
+    prices = PriceTable.with_defaults(config.rollups.prices)
+    return judge(
+        scan(config, "spans", window), counts, per_model, prices, baseline, candidate, scope, Method()
+    )
 
 
 def intervals(result: Comparison) -> list[dict[str, Any]]:

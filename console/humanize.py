@@ -58,17 +58,28 @@ def rate(value: float | None) -> str:
     return f"{number(value)}/s" if value >= 1 else f"{number(value * 60)}/min"
 
 
+def _spell(seconds: float) -> str:
+    """A length of time in the unit people read it in: s, min, h or d."""
+    if seconds < 60:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
 def ago(value: datetime | None, now: datetime | None = None) -> str:
     if value is None:
         return "never"
-    seconds = ((now or datetime.now(UTC)) - value).total_seconds()
-    if seconds < 60:
-        return f"{max(seconds, 0):.0f} s ago"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds / 86400:.1f} d ago"
+    return _spell(((now or datetime.now(UTC)) - value).total_seconds()) + " ago"
+
+
+def remaining(value: datetime | None, now: datetime | None = None) -> str:
+    """How long until a time to come ("in 2.0 h"), as `ago` says how long since one past."""
+    if value is None:
+        return _EMPTY
+    return "in " + _spell((value - (now or datetime.now(UTC))).total_seconds())
 
 
 def clock(value: datetime | None) -> str:
@@ -83,5 +94,6 @@ FILTERS = {
     "percent": percent,
     "rate": rate,
     "ago": ago,
+    "remaining": remaining,
     "clock": clock,
 }

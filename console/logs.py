@@ -7,13 +7,15 @@ from typing import Any
 
 import polars as pl
 
-from console.scan import rows, scan
-from console.sessions import SESSION_KEY
+from console.partials import newest_first
+from console.scan import rows, scan_files
 from console.timerange import TimeRange
+from console.trace_index import SESSION, SESSION_KEY, files_holding
 from schemas.config import TalonflowConfig
 from talonflow.compare import attribute
 
 LIMIT = 500
+FILTERS = ("service", "severity", "q", "session")
 # OTLP severity numbers: the lowest of each named range, for "this level and worse".
 SEVERITIES = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "error": 17, "fatal": 21}
 
@@ -23,27 +25,43 @@ class LogFilterError(ValueError):
 
 
 def log_lines(config: TalonflowConfig, params: Mapping[str, str], window: TimeRange) -> list[dict[str, Any]]:
-    logs = scan(config, "logs", window)
+    """The newest LIMIT lines matching every filter: one trace's from its files (the trace index),
+    others from the newest hours first."""
+    filters = []
+    used = {k: v for k, v in params.items() if k in FILTERS}  # what the kept per-file lines depend on
     if params.get("service"):
-        logs = logs.filter(pl.col("service_name") == params["service"])
+        filters.append(pl.col("service_name") == params["service"])
     if params.get("severity"):
         level = params["severity"].lower()
         if level not in SEVERITIES:
             raise LogFilterError(f"severity: {params['severity']!r} is not one of {', '.join(SEVERITIES)}")
-        logs = logs.filter(pl.col("severity_number") >= SEVERITIES[level])
+        filters.append(pl.col("severity_number") >= SEVERITIES[level])
     if params.get("q"):
-        logs = logs.filter(pl.col("body").str.contains(params["q"], literal=True))
-    if params.get("trace"):
-        logs = logs.filter(pl.col("trace_id") == params["trace"].strip().lower())
+        filters.append(pl.col("body").str.contains(params["q"], literal=True))
     if params.get("session"):
         session = params["session"]
         traces = (
-            scan(config, "spans", window)
+            scan_files(config, "spans", files_holding(config, "spans", [session], window, SESSION), window)
             .filter(attribute(SESSION_KEY) == session)
             .select("trace_id")
             .unique()
         )
         in_session = (attribute(SESSION_KEY) == session).fill_null(False)
-        logs = logs.filter(in_session | pl.col("trace_id").is_in(traces.collect()["trace_id"].to_list()))
+        session_traces = sorted(traces.collect()["trace_id"].to_list())
+        filters.append(in_session | pl.col("trace_id").is_in(session_traces))
+        used["session traces"] = ",".join(session_traces)  # they may grow as the session goes on
     columns = ["time", "service_name", "severity_number", "severity_text", "body", "trace_id", "span_id"]
-    return rows(logs.sort("time", descending=True).head(LIMIT).select(columns))
+
+    def newest(logs: pl.LazyFrame) -> pl.LazyFrame:
+        matching = logs.filter(*filters) if filters else logs
+        return matching.sort("time", descending=True).head(LIMIT).select(columns)
+
+    if params.get("trace"):
+        trace = params["trace"].strip().lower()
+        filters.append(pl.col("trace_id") == trace)
+        return rows(
+            newest(scan_files(config, "logs", files_holding(config, "logs", [trace], window), window))
+        )
+    name = f"log lines {sorted(used.items())}"
+    found = newest_first(config, "logs", window, name, newest, LIMIT)
+    return found.sort("time", descending=True).head(LIMIT).to_dicts()

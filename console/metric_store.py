@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
+import pyarrow as pa
 
 from console.scan import scan
 from console.timerange import TimeRange
@@ -62,14 +63,19 @@ class MetricStore:
                 names = names.filter(pl.col(NAME).is_in(accepted))
         return names["metric_name"].unique().to_list()
 
-    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Series]:
-        metric_names = self.metric_names(matchers, start_ms, end_ms)
-        if not metric_names:
-            return []
-        points = (
+    def points(self, metric_names: list[str], start_ms: int, end_ms: int) -> pa.Table:
+        """The raw points of these OTLP metrics in the range, as the naming conversion reads them."""
+        return (
             scan(self.config, METRICS.name, window(start_ms, end_ms))
             .filter(pl.col("metric_name").is_in(metric_names))
             .select(INPUT_COLUMNS)
             .collect()
+            .to_arrow()
         )
-        return SeriesStorage(prometheus_series(points.to_arrow())).select(matchers, start_ms, end_ms)
+
+    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Series]:
+        metric_names = self.metric_names(matchers, start_ms, end_ms)
+        if not metric_names:
+            return []
+        points = self.points(metric_names, start_ms, end_ms)
+        return SeriesStorage(prometheus_series(points)).select(matchers, start_ms, end_ms)

@@ -17,6 +17,7 @@ import jinja2
 from aiohttp import web
 
 from console import alerting, cohorts, fleet, logs, service, sessions, traces
+from console.alertmanager import AM_API
 from console.humanize import FILTERS
 from console.timerange import CHOICES, RangeError, TimeRange, parse_range
 from schemas.config import TalonflowConfig
@@ -129,7 +130,7 @@ async def logs_page(request: web.Request) -> web.Response:
 
 async def alerts_page(request: web.Request) -> web.Response:
     window = _window(request, "24h")
-    data = await _run(request, alerting.alerts_page, window)
+    data = await _run(request, alerting.alerts_page, window, request.app[AM_API].silences)
     return render(request, "alerts.html", window, **data)
 
 

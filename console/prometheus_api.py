@@ -25,12 +25,14 @@ from aiohttp import web
 
 from console.fleet import active_alerts
 from console.metric_store import MetricStore
+from console.rollup_store import store_for
 from promql import (
     Matrix,
     ParseError,
     PromQLError,
     Scalar,
     String,
+    Unsupported,
     Value,
     Vector,
     format_float,
@@ -202,12 +204,15 @@ def ranged(config: TalonflowConfig, params: Params) -> dict[str, Any]:
             "exceeded maximum resolution of 11,000 points per timeseries. "
             "Try decreasing the query resolution (?step=XX)"
         )
-    return result_json(_evaluate(lambda: range_query(query, start, end, step, MetricStore(config))))
+    store = store_for(config, query, start, end, step)  # 1-minute rollups for long ranges where equal
+    return result_json(_evaluate(lambda: range_query(query, start, end, step, store)))
 
 
 def _evaluate(run: Callable[[], Value]) -> Value:
     try:
         return run()
+    except Unsupported as err:  # valid PromQL talonflow does not evaluate: 501, as "not implemented"
+        raise ApiError(f'invalid parameter "query": {err}', "bad_data", 501) from None
     except ParseError as err:
         raise ApiError(f'invalid parameter "query": {err}') from None
     except PromQLError as err:

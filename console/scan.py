@@ -6,28 +6,67 @@ Every page goes through `scan`, so each query names its window and Polars skips 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import polars as pl
 
 from console.timerange import TimeRange
 from schemas.config import TalonflowConfig
 from schemas.datasets import DATASETS, PARTITION_COLUMNS
-from talonflow.query import dataset_frame
+from talonflow.query import dataset_files, dataset_frame, files_frame
 
 DATE, HOUR = PARTITION_COLUMNS
+_PARTITION: Final = re.compile(r"date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
 
 
 def scan(config: TalonflowConfig, dataset: str, window: TimeRange | None = None) -> pl.LazyFrame:
     frame = dataset_frame(config, dataset)
-    if window is None:
-        return frame
+    return frame if window is None else within(frame, dataset, window)
+
+
+def scan_files(config: TalonflowConfig, dataset: str, uris: list[str], window: TimeRange) -> pl.LazyFrame:
+    """Only the given files of the dataset (local paths or s3 URLs, as console/trace_index.py lists them)."""
+    local = [u for u in uris if not u.startswith("s3://")]
+    return within(files_frame(config, dataset, local, [u for u in uris if u not in local]), dataset, window)
+
+
+def file_hour(uri: str) -> datetime | None:
+    """The UTC hour of a file's hive partition (`…/date=YYYY-MM-DD/hour=HH/…`): all its rows are in it."""
+    found = _PARTITION.search(uri)
+    return None if found is None else datetime.fromisoformat(found[1]).replace(hour=int(found[2]), tzinfo=UTC)
+
+
+def files_in(config: TalonflowConfig, dataset: str, window: TimeRange) -> list[str]:
+    """The dataset's files (local paths, then s3 URLs) whose hour overlaps the window."""
+    local, remote = dataset_files(config, dataset)
+    hours = {uri: file_hour(uri) for uri in (*local, *remote)}
+    return [u for u, h in hours.items() if h is None or (window.start - timedelta(hours=1) < h < window.end)]
+
+
+def file_key(uri: str) -> str:
+    """What identifies a file's content: a local path with its size and mtime (a replay or a
+    compaction rewrites files); an object's key alone (it carries the content's sha256)."""
+    if uri.startswith("s3://"):
+        return uri
+    stat = Path(uri).stat()
+    return f"{uri}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def within(frame: pl.LazyFrame, dataset: str, window: TimeRange) -> pl.LazyFrame:
     time = pl.col(DATASETS[dataset].time_column)
     first, last = window.start.astimezone(UTC), window.end.astimezone(UTC)
-    partitions = pl.col(DATE).is_between(first.date(), last.date())
-    if first.date() == last.date():  # one day: prune hours too
-        partitions &= pl.col(HOUR).is_between(first.hour, last.hour)
+    date, hour = pl.col(DATE), pl.col(HOUR)
+    if first.date() == last.date():
+        partitions = (date == first.date()) & hour.is_between(first.hour, last.hour)
+    else:  # the first and last days from their hours on or up to them, whole days between
+        partitions = (
+            ((date == first.date()) & (hour >= first.hour))
+            | ((date > first.date()) & (date < last.date()))
+            | ((date == last.date()) & (hour <= last.hour))
+        )
     return frame.filter(partitions, time >= first, time < last)
 
 

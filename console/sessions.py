@@ -9,14 +9,14 @@ from typing import Any
 
 import polars as pl
 
-from console.scan import rows, scan
+from console.scan import rows, scan, scan_files
 from console.timeline import lay_out
 from console.timerange import TimeRange
+from console.trace_index import SESSION, SESSION_KEY, files_holding
 from schemas.config import TalonflowConfig
 from schemas.prices import PriceTable
 from talonflow.compare import attribute
 
-SESSION_KEY = "session.id"
 LIST_LIMIT = 200
 
 # GenAI semantic conventions: gen_ai.operation.name -> the kind of step a person sees.
@@ -84,8 +84,9 @@ def session_list(config: TalonflowConfig, window: TimeRange, service: str = "") 
 
 
 def session_steps(config: TalonflowConfig, session: str, window: TimeRange) -> dict[str, Any]:
+    files = files_holding(config, "spans", [session], window, SESSION)
     steps = (
-        scan(config, "spans", window)
+        scan_files(config, "spans", files, window)
         .filter(attribute(SESSION_KEY) == session)
         .with_columns(step_kind(), _tokens(), step_cost(config))
         .sort("start_time")

@@ -7,18 +7,22 @@ so a three-level chain across services reads as one tree.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
 
-from console.scan import rows, scan
+from console.partials import Partial, aggregate, newest_first
+from console.scan import scan_files
 from console.timeline import lay_out
 from console.timerange import TimeRange
+from console.trace_index import SESSION, files_holding
 from schemas.config import TalonflowConfig
 from talonflow.compare import attribute
 
 SEARCH_LIMIT = 100
+FILTERS = ("service", "name", "status", "min_ms", "attr")  # the search's filters but the id ones
 LINK_HOPS = 3  # linked traces followed from the one asked for: a chain of sub-agents three deep
 
 
@@ -55,29 +59,89 @@ def span_filters(params: Mapping[str, str]) -> list[pl.Expr]:
     return filters
 
 
-def search(config: TalonflowConfig, params: Mapping[str, str], window: TimeRange) -> list[dict[str, Any]]:
-    """The newest traces with a span matching every filter, one summary row each."""
-    spans = scan(config, "spans", window)
+def _id_files(config: TalonflowConfig, params: Mapping[str, str], window: TimeRange) -> list[str] | None:
+    """The only files a trace or session filter can match (console/trace_index.py); None without one."""
+    if params.get("trace"):
+        return files_holding(config, "spans", [params["trace"].strip().lower()], window)
+    if params.get("session"):
+        return files_holding(config, "spans", [params["session"]], window, SESSION)
+    return None
+
+
+def newest_traces(config: TalonflowConfig, params: Mapping[str, str], window: TimeRange) -> list[str]:
+    """The SEARCH_LIMIT traces whose first matching span is newest: from the files an id filter
+    allows, else reading the newest hours first.
+
+    A trace is ranked by its first matching span in the newest hour file holding one, so one
+    that crosses an hour ranks as if it began in the later hour (its start in the list is right).
+    """
     filters = span_filters(params)
-    matching = spans.filter(*filters) if filters else spans
-    ids = matching.group_by("trace_id").agg(pl.col("start_time").min()).sort("start_time", descending=True)
-    ids = ids.head(SEARCH_LIMIT).select("trace_id")
+
+    def first_matches(spans: pl.LazyFrame) -> pl.LazyFrame:
+        matching = spans.filter(*filters) if filters else spans
+        firsts = matching.group_by("trace_id").agg(pl.col("start_time").min())
+        return firsts.sort("start_time", descending=True).head(SEARCH_LIMIT)
+
+    files = _id_files(config, params, window)
+    if files is None:
+        name = f"trace search {sorted((k, v) for k, v in params.items() if k in FILTERS)}"
+        found = newest_first(config, "spans", window, name, first_matches, SEARCH_LIMIT)
+    else:
+        found = first_matches(scan_files(config, "spans", files, window)).collect()
+    newest = found.group_by("trace_id").agg(pl.col("start_time").min()).sort("start_time", descending=True)
+    return newest.head(SEARCH_LIMIT)["trace_id"].to_list()
+
+
+def _summaries(ids: list[str]) -> Partial:
+    """Per file, what the list shows of each of the traces `ids`; `search` merges the files'."""
+
+    def summary(spans: pl.LazyFrame) -> pl.LazyFrame:
+        return (
+            spans.filter(pl.col("trace_id").is_in(ids))
+            .group_by("trace_id")
+            .agg(
+                pl.col("start_time").min().alias("start"),
+                pl.col("end_time").max().alias("end"),
+                pl.len().alias("spans"),
+                (pl.col("status_code") == "ERROR").sum().alias("errors"),
+                pl.col("service_name").unique().alias("services"),
+                pl.col("name").sort_by("start_time").first().alias("root"),
+            )
+        )
+
+    return summary
+
+
+def search(config: TalonflowConfig, params: Mapping[str, str], window: TimeRange) -> list[dict[str, Any]]:
+    """The newest traces with a span matching every filter, one summary row each, summed from
+    the files the trace index names (each file's part kept: console/partials.py)."""
+    ids = sorted(newest_traces(config, params, window))
+    name = f"trace summaries {hashlib.sha1(','.join(ids).encode()).hexdigest()}"
+    files = files_holding(config, "spans", ids, window)
+    parts = aggregate(config, "spans", window, {name: _summaries(ids)}, files)[name]
     summary = (
-        spans.join(ids, on="trace_id", how="semi")
+        parts.sort("start")
         .group_by("trace_id")
         .agg(
-            pl.col("start_time").min().alias("start"),
-            ((pl.col("end_time").max() - pl.col("start_time").min()).dt.total_microseconds() / 1e3).alias(
-                "duration_ms"
-            ),
-            pl.len().alias("spans"),
-            (pl.col("status_code") == "ERROR").sum().alias("errors"),
-            pl.col("service_name").unique().sort().alias("services"),
-            pl.col("name").sort_by("start_time").first().alias("root"),
+            pl.col("start").min(),
+            pl.col("end").max(),
+            pl.col("spans").sum(),
+            pl.col("errors").sum(),
+            pl.col("services").explode().unique().sort(),
+            pl.col("root").first(),
+        )
+        .select(
+            "trace_id",
+            "start",
+            ((pl.col("end") - pl.col("start")).dt.total_microseconds() / 1e3).alias("duration_ms"),
+            "spans",
+            "errors",
+            "services",
+            "root",
         )
         .sort("start", descending=True)
     )
-    return rows(summary)
+    return summary.to_dicts()
 
 
 def _link_targets(spans: pl.DataFrame) -> set[str]:
@@ -88,14 +152,15 @@ def _link_targets(spans: pl.DataFrame) -> set[str]:
 def linked_spans(config: TalonflowConfig, trace_id: str, window: TimeRange) -> pl.DataFrame:
     """The trace's spans, plus the traces linked to or from it, up to LINK_HOPS away.
 
-    One scan per hop reads both the frontier's spans and the spans elsewhere that link into it
-    (their traces join the next frontier): a trace without links costs a single scan.
+    One read per hop, of only the files whose trace index (console/trace_index.py) names the
+    frontier, finds both the frontier's spans and the spans elsewhere that link into it (their
+    traces join the next frontier): a trace without links costs a single read of its files.
     """
-    spans = scan(config, "spans", window)
     known, frontier = {trace_id}, {trace_id}
-    found: list[pl.DataFrame] = []
+    found = [scan_files(config, "spans", [], window).collect()]  # the schema, should nothing match
     for hop in range(LINK_HOPS + 1):
         wanted = list(frontier)
+        spans = scan_files(config, "spans", files_holding(config, "spans", wanted, window), window)
         linking_in = pl.col("links").list.eval(pl.element().struct.field("trace_id").is_in(wanted)).list.any()
         hit = spans.filter(pl.col("trace_id").is_in(wanted) | (linking_in & (hop < LINK_HOPS))).collect()
         mine = hit.filter(pl.col("trace_id").is_in(wanted))
@@ -113,9 +178,10 @@ def waterfall(config: TalonflowConfig, trace_id: str, window: TimeRange) -> dict
     spans = linked_spans(config, trace_id, window).sort("start_time")
     if spans.is_empty():
         return {"trace_id": trace_id, "spans": [], "traces": []}
+    traces = spans["trace_id"].unique().to_list()
     logs = (
-        scan(config, "logs", window)
-        .filter(pl.col("trace_id").is_in(spans["trace_id"].unique().to_list()))
+        scan_files(config, "logs", files_holding(config, "logs", traces, window), window)
+        .filter(pl.col("trace_id").is_in(traces))
         .sort("time")
         .collect()
     )

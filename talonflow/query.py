@@ -26,10 +26,20 @@ from sinks.tiers import Manifest, storage_options
 _HIVE_SCHEMA = {PARTITION_COLUMNS[0]: pl.Date, PARTITION_COLUMNS[1]: pl.Int8}
 
 
-def dataset_frame(config: TalonflowConfig, name: str) -> pl.LazyFrame:
+def dataset_files(config: TalonflowConfig, name: str) -> tuple[list[str], list[str]]:
+    """(local paths, s3 URLs) of the dataset's files across all tiers, each partition once."""
     manifest = Manifest.load(config.data_dir, name)
     local = [str(p) for files in hot_files(config.data_dir, name, manifest).values() for p in files]
     remote = [f"s3://{config.minio.bucket}/{o.key}" for p in manifest.partitions.values() for o in p.objects]
+    return local, remote
+
+
+def dataset_frame(config: TalonflowConfig, name: str) -> pl.LazyFrame:
+    return files_frame(config, name, *dataset_files(config, name))
+
+
+def files_frame(config: TalonflowConfig, name: str, local: list[str], remote: list[str]) -> pl.LazyFrame:
+    """Some of the dataset's files (`dataset_files`) as one lazy table with the hive columns."""
     frames = []
     if local:
         frames.append(pl.scan_parquet(local, hive_partitioning=True, hive_schema=_HIVE_SCHEMA))

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -37,6 +38,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from talonflow.compare import attribute
 from talonflow.query import dataset_frame
+from tests.test_alertmanager_api import amtool
 
 pytestmark = pytest.mark.integration
 
@@ -286,6 +288,40 @@ def test_alerts_page_shows_heartbeat_timelines(sent: Sent, console: Any) -> None
         state = row.find_element(By.CSS_SELECTOR, ".pill").text
         assert row.find_elements(By.CSS_SELECTOR, f".bar.hb-{state}"), service
     console.shot("alerts")
+
+
+def test_alerts_page_shows_silences_made_with_amtool(local_stack: Any, console: Any) -> None:
+    """An active and a pending silence, added by the real amtool through the console's API v2."""
+    url, name = local_stack.config.console.url, f"Upgrade{uuid.uuid4().hex[:8]}"
+    matchers = [f"alertname={name}", 'agent=~"gw-.*"']
+    author, comment = "--author=ops", "--comment=rolling upgrade"
+    active = amtool(url, "silence", "add", *matchers, author, comment, "--duration=2h").strip()
+    start = (datetime.now(UTC) + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pending = amtool(
+        url, "silence", "add", f"alertname={name}", "--author=sre", "--comment=planned migration",
+        f"--start={start}", "--duration=30m",
+    ).strip()  # fmt: skip
+    expired = amtool(url, "silence", "add", f"alertname={name}", "--author=x", "--comment=gone").strip()
+    amtool(url, "silence", "expire", expired)
+    page = console.open("/alerts?range=1h")
+    rows = {
+        r.get_attribute("data-silence-id"): r for r in page.find_elements(By.CSS_SELECTOR, "#silences tr")
+    }
+    assert active in rows and pending in rows and expired not in rows
+    now_row, later_row = rows[active], rows[pending]
+    assert now_row.find_element(By.CSS_SELECTOR, ".pill").text == "active"
+    shown = {e.text for e in now_row.find_elements(By.CSS_SELECTOR, ".matchers code")}
+    assert shown == {f'alertname="{name}"', 'agent=~"gw-.*"'}
+    assert now_row.find_element(By.CSS_SELECTOR, ".creator").text == "ops"
+    assert now_row.find_element(By.CSS_SELECTOR, ".comment").text == "rolling upgrade"
+    assert now_row.find_element(By.CSS_SELECTOR, ".ends").text in ("in 2.0 h", "in 1.9 h")
+    assert later_row.find_element(By.CSS_SELECTOR, ".pill").text == "pending"
+    assert later_row.find_element(By.CSS_SELECTOR, ".ends").text in ("in 3.5 h", "in 3.4 h")
+    assert later_row.find_element(By.CSS_SELECTOR, ".creator").text == "sre"
+    assert later_row.find_element(By.CSS_SELECTOR, ".comment").text == "planned migration"
+    console.shot("silences")
+    for silence in (active, pending):
+        amtool(url, "silence", "expire", silence)
 
 
 def _send_cohorts(stack: Any, service: str) -> None:

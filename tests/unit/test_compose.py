@@ -74,3 +74,15 @@ def test_images_and_ports_match_the_native_stack(services: dict[str, Any], confi
     assert f":{receiver.ops.port}/readyz" in services["receiver"]["healthcheck"]["test"][-1]
     assert config.minio.endpoint.address == f"minio:{services['minio']['ports'][0].split(':')[-1]}"
     assert not (config.kafka.managed or config.minio.managed)
+
+
+def test_console_service_runs_what_talonflow_up_runs_on_the_configured_port(
+    services: dict[str, Any], config: TalonflowConfig
+) -> None:
+    [native] = [p.command for p in Stack(config, DOCKER_CONFIG).programs() if p.name == "console"]
+    console = services["console"]
+    assert ["python", *native[1:-1], "/etc/talonflow/talonflow.yaml"] == console["command"]
+    port = config.console.port
+    assert console["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert f"http://127.0.0.1:{port}/healthz" in console["healthcheck"]["test"][-1]
+    assert services["grafana"]["depends_on"]["console"]["condition"] == "service_healthy"
