@@ -200,7 +200,21 @@ def fleet(local_stack: LocalStack) -> tuple[int, int]:
     where = "service_name IN ({})".format(", ".join(f"'{job}'" for job in JOBS))
     rows, _ = wait_for_rows(local_stack.config.data_dir, "metrics", where, _sent_points(), timeout=180)
     assert rows == _sent_points()
+    _wait_until_queryable(local_stack, end_s)
     return first_s * 1000, end_s * 1000
+
+
+def _wait_until_queryable(local_stack: LocalStack, end_s: int, timeout: float = 120) -> None:
+    """The console answers for the sent points: Parquet holding them is not yet the console seeing them."""
+    jobs = "|".join(JOBS)
+    query = urllib.parse.urlencode({"query": f'count(agent_state{{job=~"{jobs}"}})', "time": end_s})
+    deadline, body = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        status, body = _call(f"{local_stack.config.console.url}/api/v1/query?{query}")
+        if status == 200 and body["data"]["result"]:
+            return
+        time.sleep(1)
+    raise AssertionError(f"the console has no agent_state of {JOBS} after {timeout}s: {body}")
 
 
 def _call(url: str, form: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -239,6 +253,6 @@ def test_every_panel_answers_grafanas_request_with_data(
         assert body["data"]["resultType"] == "matrix"
         series = body["data"]["result"]
         if not series or not any(s["values"] for s in series):
-            empty.append(f"{panel['title']}: {query.expr}")
+            empty.append(f"{panel['title']}: {query.form()} -> {body['data']}")
         assert query.end_s * 1000 > fleet[1] and query.start_s * 1000 < fleet[0]
     assert not empty, "panels without data:\n" + "\n".join(empty)
