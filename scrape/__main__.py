@@ -8,7 +8,6 @@ supervisord restarts them together. Shard I scrapes the targets whose hash falls
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -24,9 +23,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from receiver.producer import make_producer
-from schemas.config import ConfigError, TalonflowConfig, load_config
+from schemas.config import TalonflowConfig
 from scrape.scraper import ScrapeMetrics, Shard
-from talonflow.serving import run_service
+from talonflow.serving import load_service_config, run_service
 
 SHARD_ENV: Final = "TALONFLOW_SCRAPE_SHARD"  # set by the parent process for each shard
 PARENT_ENV: Final = "TALONFLOW_SCRAPE_PARENT"  # the parent's pid: a shard stops when it is gone
@@ -115,13 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     shard = os.environ.get(SHARD_ENV)
     if shard is not None:
         return run_service("scrape", partial(run_shard, shard=int(shard)), argv, __doc__)
-    parser = argparse.ArgumentParser(prog="python -m scrape", description=__doc__)
-    parser.add_argument("--config", help="config file (default: $TALONFLOW_CONFIG or ./talonflow.yaml)")
-    try:
-        processes = load_config(parser.parse_args(argv).config).scrape.processes
-    except ConfigError as err:
-        print(f"scrape: {err}", file=sys.stderr)
-        return 2
+    loaded = load_service_config("scrape", argv, __doc__)
+    if isinstance(loaded, int):
+        return loaded
+    processes = loaded[0].scrape.processes
     if processes == 1:
         return run_service("scrape", partial(run_shard, shard=0), argv, __doc__)
     return _run_shards(argv, processes)

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
 import signal
 import sys
 import threading
 from types import FrameType
 
-from schemas.config import ConfigError, config_path, load_config
 from tailer.service import run
+from talonflow.serving import load_service_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tailer", description=__doc__)
-    parser.add_argument("--config", help="talonflow.yaml (default: $TALONFLOW_CONFIG or ./talonflow.yaml)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(args.config)
-    except ConfigError as err:
-        print(f"tailer: {err}", file=sys.stderr)
-        return 2
+    loaded = load_service_config("tailer", argv, __doc__)
+    if isinstance(loaded, int):
+        return loaded
+    config, path = loaded
     if not config.log_files:
         print("tailer: log_files is empty in the config: nothing to read", file=sys.stderr)
         return 2
-    stop = threading.Event()
+    stop = threading.Event()  # the tailer reads files in threads, not in an event loop
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
@@ -34,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        run(config, config_path(args.config), stop)
+        run(config, path, stop)
     except OSError as err:  # the ops port in use
         print(f"tailer: cannot start: {err}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""`python -m <part>` for the stack's asyncio servers: read the config, serve until SIGTERM or SIGINT.
+"""`python -m <part>` for the stack's servers: read the config, serve until SIGTERM or SIGINT.
 
 Exit codes as the CLI's: 2 for a config that cannot be used, 1 when the server cannot start
 (a port in use, a certificate that cannot be read).
@@ -12,26 +12,37 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from schemas.config import ConfigError, TalonflowConfig, load_config
+from schemas.config import ConfigError, TalonflowConfig, config_path, load_config
 
 Serve = Callable[[TalonflowConfig, asyncio.Event], Awaitable[None]]  # returns once the event is set
 
 
-def run_service(
-    name: str, serve: Serve, argv: list[str] | None = None, description: str | None = None
-) -> int:
+def load_service_config(
+    name: str, argv: list[str] | None, description: str | None
+) -> tuple[TalonflowConfig, Path] | int:
+    """Parse `--config`, set up logging and read the config: the config and its path, or exit code 2
+    (the reason said on stderr), so that every part starts and fails alike."""
     parser = argparse.ArgumentParser(prog=f"python -m {name}", description=description)
     parser.add_argument("--config", help="config file (default: $TALONFLOW_CONFIG or ./talonflow.yaml)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(args.config)
+        return load_config(args.config), config_path(args.config)
     except ConfigError as err:
         print(f"{name}: {err}", file=sys.stderr)
         return 2
+
+
+def run_service(
+    name: str, serve: Serve, argv: list[str] | None = None, description: str | None = None
+) -> int:
+    loaded = load_service_config(name, argv, description)
+    if isinstance(loaded, int):
+        return loaded
     try:
-        asyncio.run(_until_signalled(serve, config))
+        asyncio.run(_until_signalled(serve, loaded[0]))
     except OSError as err:
         print(f"{name}: cannot start: {err}", file=sys.stderr)
         return 1
