@@ -1,9 +1,9 @@
 """`talonflow rules test`: promtool's rule unit-test files, run through talonflow's rule engine.
 
 Follows cmd/promtool/unittest.go (Prometheus 2.42): per test group, the input series are
-loaded, every group is evaluated at 0, evaluation_interval, ... up to the latest eval_time;
-alert_rule_test compares the firing alerts after the evaluation at or just before each
-eval_time, promql_expr_test queries the storage (inputs plus rule outputs) afterwards.
+loaded lazily up to each evaluation time, and every group is evaluated at 0, evaluation_interval,
+... up to the latest eval_time; alert_rule_test compares the firing alerts after the evaluation at
+or just before each eval_time, promql_expr_test queries the storage (inputs plus rule outputs) afterwards.
 Verdicts, output and exit codes are promtool's; failures also print a line-by-line diff.
 """
 
@@ -217,13 +217,26 @@ def run_file(path: str) -> FileResult:
 def _run_group(tg: TestGroup, spec: UnitTestFile, rule_files: list[str]) -> list[str]:
     storage = MemoryStorage()
     try:
-        for item in tg.input_series:
-            labels = parse_series_labels(item.series)
-            for i, value in enumerate(expand_values(item.values)):
-                if value is not None:
-                    storage.append(labels, i * tg.interval, value)
+        inputs = sorted(
+            (i * tg.interval, labels, value)
+            for item in tg.input_series
+            for labels in [parse_series_labels(item.series)]
+            for i, value in enumerate(expand_values(item.values))
+            if value is not None
+        )
     except ValueError as exc:
         return [str(exc)]
+    loaded = 0
+
+    def load_till(t_ms: int) -> None:
+        """promtool loads input samples lazily, up to each evaluation time: a sample after the last
+        evaluation is never seen, not even by a promql_expr_test at a later eval_time."""
+        nonlocal loaded
+        while loaded < len(inputs) and inputs[loaded][0] <= t_ms:
+            t, labels, value = inputs[loaded]
+            storage.append(labels, t, value)
+            loaded += 1
+
     context = TemplateContext(storage)
     try:
         groups = load_groups(list(rule_files), context)
@@ -245,6 +258,7 @@ def _run_group(tg: TestGroup, spec: UnitTestFile, rule_files: list[str]) -> list
     step = spec.evaluation_interval
     current = 0
     for ts in range(0, max_t + 1, step):
+        load_till(ts)
         eval_errors = []
         for evaluator in evaluators:
             outcome = evaluator.evaluate(ts)
