@@ -181,10 +181,18 @@ def _query_param(params: Params) -> str:
     return query
 
 
+def _subquery_step_ms(config: TalonflowConfig) -> int:
+    """`x[5m:]` steps by the global evaluation_interval, in Prometheus' query API as in its rules."""
+    return int(config.alerts.evaluation_interval * 1000)
+
+
 def instant(config: TalonflowConfig, params: Params) -> dict[str, Any]:
     query = _query_param(params)
     t_ms = _time_or(params, "time", _now_ms())
-    return result_json(_evaluate(lambda: instant_query(query, t_ms, MetricStore(config))))
+    step = _subquery_step_ms(config)
+    return result_json(
+        _evaluate(lambda: instant_query(query, t_ms, MetricStore(config), subquery_step_ms=step))
+    )
 
 
 def ranged(config: TalonflowConfig, params: Params) -> dict[str, Any]:
@@ -205,7 +213,8 @@ def ranged(config: TalonflowConfig, params: Params) -> dict[str, Any]:
             "Try decreasing the query resolution (?step=XX)"
         )
     store = store_for(config, query, start, end, step)  # 1-minute rollups for long ranges where equal
-    return result_json(_evaluate(lambda: range_query(query, start, end, step, store)))
+    sub = _subquery_step_ms(config)
+    return result_json(_evaluate(lambda: range_query(query, start, end, step, store, subquery_step_ms=sub)))
 
 
 def _evaluate(run: Callable[[], Value]) -> Value:

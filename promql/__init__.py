@@ -3,7 +3,7 @@
 The one engine behind the alerts flow, `talonflow rules test` and the console's query API.
 """
 
-from promql.engine import DEFAULT_LOOKBACK_MS, instant_query, range_query
+from promql.engine import DEFAULT_LOOKBACK_MS, DEFAULT_SUBQUERY_STEP_MS, instant_query, range_query
 from promql.errors import EvalError, ParseError, PromQLError, Unsupported
 from promql.parser import parse
 from promql.values import (
@@ -24,6 +24,7 @@ from promql.values import (
 
 __all__ = [
     "DEFAULT_LOOKBACK_MS",
+    "DEFAULT_SUBQUERY_STEP_MS",
     "STALE_NAN",
     "EvalError",
     "Labels",

@@ -119,7 +119,8 @@ class GroupEvaluator:
         return [a for s in self.states if s.rule.name == rule_name for a in s.active.values()]
 
     def _query(self, rule: Rule, t_ms: int) -> Vector:
-        value = instant_query(rule.expr, t_ms, self.storage)
+        step = self.templates.subquery_step_ms  # `x[5m:]` steps by the global evaluation_interval
+        value = instant_query(rule.expr, t_ms, self.storage, subquery_step_ms=step)
         if isinstance(value, Scalar):
             return Vector(t_ms, [()], np.array([value.value]))
         if not isinstance(value, Vector):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from promql import PromQLError, Scalar, Storage, Vector, instant_query
+from promql import DEFAULT_SUBQUERY_STEP_MS, PromQLError, Scalar, Storage, Vector, instant_query
 from promql.lexer import parse_duration
 from promql.vector_functions import expand_go_template
 from schemas.gotemplate import StringMap, go_sprintf
@@ -140,6 +140,7 @@ class TemplateContext:
 
     storage: Storage | None = None
     t_ms: int = 0
+    subquery_step_ms: int = DEFAULT_SUBQUERY_STEP_MS  # the global evaluation_interval, as Prometheus'
 
     def funcs(self) -> dict[str, Callable[..., Any]]:
         return template_funcs(self)
@@ -152,7 +153,9 @@ def template_funcs(context: TemplateContext) -> dict[str, Callable[..., Any]]:
         if context.storage is None:
             raise ValueError("query() is not available here")
         try:
-            result = instant_query(expr, context.t_ms, context.storage)
+            result = instant_query(
+                expr, context.t_ms, context.storage, subquery_step_ms=context.subquery_step_ms
+            )
         except PromQLError as err:
             raise ValueError(str(err)) from None
         if isinstance(result, Scalar):

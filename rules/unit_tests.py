@@ -237,7 +237,7 @@ def _run_group(tg: TestGroup, spec: UnitTestFile, rule_files: list[str]) -> list
             storage.append(labels, t, value)
             loaded += 1
 
-    context = TemplateContext(storage)
+    context = TemplateContext(storage, subquery_step_ms=spec.evaluation_interval)
     try:
         groups = load_groups(list(rule_files), context)
     except PromRuleFileError as exc:
