@@ -3,6 +3,12 @@
 Everything here works on whole Polars frames (a Kafka poll at a time), never per data point,
 and every partial merges with any other of the same series and window, in any order: that is
 what lets flows/rollups.py fold batches, replays and finer windows into coarser ones.
+What is a function of the series alone (its labels, `series_id`, the GenAI labels and price of
+derived series) is worked out once per distinct series of the poll and gathered back to its
+points: label lists cost per row, and a poll holds many points of few series. A series is a
+metric name and its point attributes plus service.name, service.namespace and
+service.instance.id of the resource (the resource attributes Prometheus makes `job` and
+`instance` of).
 
 A partial is two frames:
 - `rows`: one row per (series_id, window_start): points, count, sum, min, max, the latest
@@ -33,6 +39,7 @@ import polars as pl
 import pyarrow as pa
 
 from schemas.prices import PriceTable
+from schemas.prometheus_names import SERVICE_NAMESPACE
 from schemas.rollups import (
     GENAI_COST,
     GENAI_TOKENS,
@@ -47,12 +54,21 @@ from schemas.rollups import (
     STATUS_LABEL,
     TOKEN_TYPE_LABEL,
 )
+from schemas.topics import SERVICE_INSTANCE_ID, SERVICE_NAME
 
 KEY: Final = ["series_id", "window_start"]
 META: Final = ["metric_name", "unit", "type", "is_monotonic", "service_name", "labels"]
 _LABEL = pl.Struct({"key": pl.String, "value": pl.String})
 _EMPTY_LABELS = pl.lit([], dtype=pl.List(_LABEL))
-_SERVICE_KEYS = (("service.name", "service_name"), ("service.instance.id", "service_instance_id"))
+# Resource attributes that are labels of every metric series: Prometheus' OTLP receiver makes
+# `job` of service.namespace/service.name and `instance` of service.instance.id.
+_SERVICE_KEYS = (
+    (SERVICE_NAME, "service_name"),
+    (SERVICE_NAMESPACE, "service_namespace"),
+    (SERVICE_INSTANCE_ID, "service_instance_id"),
+)
+_METRIC_SERIES: Final = ["metric_name", *(column for _, column in _SERVICE_KEYS), "attributes"]
+_SERIES: Final = "_series"  # a point's series among the distinct series of its poll
 
 # Token and cost metrics of the GenAI conventions (a histogram) and of OpenClaw (counters).
 _TOKEN_METRICS: Final = ("gen_ai.client.token.usage", "openclaw.tokens")
@@ -151,13 +167,40 @@ def _reduced(pairs: dict[str, pl.Expr]) -> pl.Expr:
 
 
 # -- OTLP rows → points --------------------------------------------------------------------------
+def _per_series(frame: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, pl.Series]:
+    """The distinct rows of `keys` (numbered in `_SERIES`), and each row's number among them.
+
+    Labels, hashes and prices are list operations that cost per row: a poll holds many points
+    of few series, so they are worked out once per series and gathered back to the points."""
+    groups = (
+        frame.select(keys)
+        .with_row_index("_row")
+        .group_by(keys, maintain_order=True)
+        .agg("_row")
+        .with_row_index(_SERIES)
+    )
+    of_row = groups.select(_SERIES, "_row").explode("_row").sort("_row")[_SERIES]
+    return groups.drop("_row"), of_row
+
+
+def _gather(series: pl.DataFrame, of_row: pl.Series, columns: list[str]) -> pl.DataFrame:
+    """`columns` of each point's series, in the points' order."""
+    return series.select(pl.col(columns).gather(of_row))
+
+
 def metric_points(metrics: pa.Table, prices: PriceTable) -> pl.DataFrame:
     """The points of a `metrics` table, plus the GenAI token and cost series derived from them."""
     frame = pl.from_arrow(metrics)
     assert isinstance(frame, pl.DataFrame)
     if frame.is_empty():
         return empty_points()
-    labels = _with_service(_labels_of(pl.col("attributes")))
+    frame = frame.with_columns(
+        pl.col("resource_attributes").map.get(SERVICE_NAMESPACE).alias("service_namespace")
+    )
+    series, of_row = _per_series(frame, _METRIC_SERIES)
+    series = series.with_columns(labels=_with_service(_labels_of(pl.col("attributes"))))
+    series = series.with_columns(series_id=_series_hash(pl.col("metric_name"), pl.col("labels")))
+    series = series.with_columns(delta_key=pl.col("series_id"))
     points = frame.select(
         pl.col("metric_name"),
         pl.col("unit"),
@@ -165,7 +208,6 @@ def metric_points(metrics: pa.Table, prices: PriceTable) -> pl.DataFrame:
         pl.col("is_monotonic").fill_null(False),
         (pl.col("temporality") == "cumulative").alias("cumulative"),
         pl.col("service_name"),
-        labels.alias("labels"),
         pl.col("time").dt.epoch("ns").alias("time"),
         pl.col("start_time").dt.epoch("ns").fill_null(0).alias("start_time"),
         pl.col("value"),
@@ -183,10 +225,9 @@ def metric_points(metrics: pa.Table, prices: PriceTable) -> pl.DataFrame:
         pl.col("exp_negative_counts").cast(pl.List(pl.Float64)).alias("neg"),
         pl.col("quantiles").alias("q_levels"),
         pl.col("quantile_values").alias("q_values"),
-    )
-    points = points.with_columns(series_id=_series_hash(pl.col("metric_name"), pl.col("labels")))
-    points = points.with_columns(delta_key=pl.col("series_id"))
-    return pl.concat([_cast(points), *_economy_from_metrics(points, prices)], how="diagonal_relaxed")
+        of_row,
+    ).hstack(_gather(series, of_row, ["labels", "series_id", "delta_key"]))
+    return pl.concat([_cast(points), *_economy_from_metrics(points, series, prices)], how="diagonal_relaxed")
 
 
 def _economy_labels(labels: pl.Expr, source: str) -> dict[str, pl.Expr]:
@@ -197,50 +238,76 @@ def _economy_labels(labels: pl.Expr, source: str) -> dict[str, pl.Expr]:
 
 
 def _costs(
-    rows: pl.DataFrame, tokens: pl.Expr, labels: dict[str, pl.Expr], prices: PriceTable
+    points: pl.DataFrame,
+    series: pl.DataFrame,
+    tokens: pl.Expr,
+    labels: dict[str, pl.Expr],
+    prices: PriceTable,
 ) -> list[pl.DataFrame]:
     """The cost series of priced models, and the tokens of unpriced ones apart: never $0 for them."""
-    rated = rows.with_columns(_usd=prices.rate(labels[MODEL_LABEL], labels[TOKEN_TYPE_LABEL]))
+    rated = series.with_columns(_usd=prices.rate(labels[MODEL_LABEL], labels[TOKEN_TYPE_LABEL]))
     priced = rated.filter(pl.col("_usd").is_not_null())
     unpriced = rated.filter(pl.col("_usd").is_null())
-    out = [_derived(priced, GENAI_COST, tokens * pl.col("_usd"), labels)] if not priced.is_empty() else []
-    return out + ([_derived(unpriced, GENAI_UNPRICED, tokens, labels)] if not unpriced.is_empty() else [])
+    out = (
+        [_derived(points, priced, GENAI_COST, tokens * pl.col("_usd"), labels)]
+        if not priced.is_empty()
+        else []
+    )
+    return out + (
+        [_derived(points, unpriced, GENAI_UNPRICED, tokens, labels)] if not unpriced.is_empty() else []
+    )
 
 
-def _derived(points: pl.DataFrame, name: str, amount: pl.Expr, labels: dict[str, pl.Expr]) -> pl.DataFrame:
-    """A monotonic sum series derived from `points`, delta-converted against its source series."""
+def _derived(
+    points: pl.DataFrame, series: pl.DataFrame, name: str, amount: pl.Expr, labels: dict[str, pl.Expr]
+) -> pl.DataFrame:
+    """A monotonic sum series derived from the `points` of `series`, delta-converted against the source.
+
+    `labels` are read from the series' columns, `amount` from the points' (and the series' `_usd`)."""
     unit = "USD" if name == GENAI_COST else "{token}"
-    out = points.select(
+    derived = series.select(
+        _SERIES,
+        _reduced(labels).alias("labels"),
+        # crc32, not hash(): str hashes change per process, and this key outlives one in the snapshots
+        (pl.col("delta_key") ^ pl.lit(zlib.crc32(name.encode()), dtype=pl.UInt64)).alias("delta_key"),
+        *(["_usd"] if "_usd" in series.columns else []),
+    ).with_columns(series_id=_series_hash(pl.lit(name), pl.col("labels")))
+    rows = points.select(_SERIES, "cumulative", "service_name", "time", "start_time", "value", "sum")
+    out = rows.join(derived, on=_SERIES, how="inner", maintain_order="left").select(
         pl.lit(name).alias("metric_name"),
         pl.lit(unit).alias("unit"),
         pl.lit("sum").alias("type"),
         pl.lit(True).alias("is_monotonic"),
         pl.col("cumulative"),
         pl.col("service_name"),
-        _reduced(labels).alias("labels"),
+        pl.col("labels"),
         pl.col("time"),
         pl.col("start_time"),
         amount.alias("value"),
-        # crc32, not hash(): str hashes change per process, and this key outlives one in the snapshots
-        (pl.col("delta_key") ^ pl.lit(zlib.crc32(name.encode()), dtype=pl.UInt64)).alias("delta_key"),
+        pl.col("delta_key"),
+        pl.col("series_id"),
     )
-    return _cast(out.with_columns(series_id=_series_hash(pl.col("metric_name"), pl.col("labels"))))
+    return _cast(out)
 
 
-def _economy_from_metrics(points: pl.DataFrame, prices: PriceTable) -> list[pl.DataFrame]:
+def _economy_from_metrics(
+    points: pl.DataFrame, series: pl.DataFrame, prices: PriceTable
+) -> list[pl.DataFrame]:
     out = []
     for metric in _TOKEN_METRICS:
-        rows = points.filter(pl.col("metric_name") == metric)
-        if rows.is_empty():
+        mine = series.filter(pl.col("metric_name") == metric)
+        if mine.is_empty():
             continue
         labels = _economy_labels(pl.col("labels"), "metric")
         tokens = _AMOUNT
-        out.append(_derived(rows, GENAI_TOKENS, tokens, labels))
-        out.extend(_costs(rows, tokens, labels, prices))
+        out.append(_derived(points, mine, GENAI_TOKENS, tokens, labels))
+        out.extend(_costs(points, mine, tokens, labels, prices))
     for metric in _COST_METRICS:
-        rows = points.filter(pl.col("metric_name") == metric)
-        if not rows.is_empty():
-            out.append(_derived(rows, GENAI_COST, _AMOUNT, _economy_labels(pl.col("labels"), "metric")))
+        mine = series.filter(pl.col("metric_name") == metric)
+        if not mine.is_empty():
+            out.append(
+                _derived(points, mine, GENAI_COST, _AMOUNT, _economy_labels(pl.col("labels"), "metric"))
+            )
     return out
 
 
@@ -250,12 +317,16 @@ def span_points(spans: pa.Table, prices: PriceTable) -> pl.DataFrame:
     assert isinstance(frame, pl.DataFrame)
     if frame.is_empty():
         return empty_points()
+    series, of_row = _per_series(frame, ["service_name", "name", "status_code"])
     red_labels = _reduced(
         {
             "service.name": pl.col("service_name").fill_null(""),
             SPAN_NAME_LABEL: pl.col("name"),
             STATUS_LABEL: pl.col("status_code"),
         }
+    )
+    series = series.with_columns(red_labels.alias("labels")).with_columns(
+        series_id=_series_hash(pl.lit(SPAN_DURATION), pl.col("labels"))
     )
     red = frame.select(
         pl.lit(SPAN_DURATION).alias("metric_name"),
@@ -264,11 +335,10 @@ def span_points(spans: pa.Table, prices: PriceTable) -> pl.DataFrame:
         pl.lit(False).alias("is_monotonic"),
         pl.lit(False).alias("cumulative"),
         pl.col("service_name"),
-        red_labels.alias("labels"),
         pl.col("end_time").dt.epoch("ns").alias("time"),
         pl.lit(0, dtype=pl.Int64).alias("start_time"),
         (pl.col("duration_ns") / 1e6).alias("value"),
-    ).with_columns(series_id=_series_hash(pl.col("metric_name"), pl.col("labels")))
+    ).hstack(_gather(series, of_row, ["labels", "series_id"]))
     out = [_cast(red.with_columns(delta_key=pl.col("series_id")))]
     usage = frame.filter(
         pl.any_horizontal(pl.col(f"gen_ai_usage_{t}_tokens").is_not_null() for t in _SPAN_TOKENS)
@@ -279,7 +349,6 @@ def span_points(spans: pa.Table, prices: PriceTable) -> pl.DataFrame:
             pl.col("service_name"),
             pl.col("end_time").dt.epoch("ns").alias("time"),
             pl.lit(0, dtype=pl.Int64).alias("start_time"),
-            pl.lit(0, dtype=pl.UInt64).alias("delta_key"),
             pl.col("gen_ai_request_model")
             .fill_null(pl.col("gen_ai_response_model"))
             .fill_null("")
@@ -287,6 +356,9 @@ def span_points(spans: pa.Table, prices: PriceTable) -> pl.DataFrame:
             pl.col("gen_ai_provider_name").fill_null("").alias("p"),
             *(pl.col(f"gen_ai_usage_{t}_tokens").cast(pl.Float64).alias(t) for t in _SPAN_TOKENS),
         )
+        models, model_of_row = _per_series(base, ["service_name", "m", "p"])
+        models = models.with_columns(pl.lit(0, dtype=pl.UInt64).alias("delta_key"))
+        base = base.with_columns(model_of_row, value=None, sum=None)
         for token_type in _SPAN_TOKENS:
             labels = {
                 MODEL_LABEL: pl.col("m"),
@@ -295,9 +367,11 @@ def span_points(spans: pa.Table, prices: PriceTable) -> pl.DataFrame:
                 SOURCE_LABEL: pl.lit("span"),
                 "service.name": pl.col("service_name").fill_null(""),
             }
-            rows = base.filter(pl.col(token_type).is_not_null())
-            out.append(_derived(rows, GENAI_TOKENS, pl.col(token_type), labels))
-            out.extend(_costs(rows, pl.col(token_type), labels, prices))
+            rows = base.filter(pl.col(token_type).is_not_null()).with_columns(value=pl.col(token_type))
+            if rows.is_empty():
+                continue
+            out.append(_derived(rows, models, GENAI_TOKENS, pl.col("value"), labels))
+            out.extend(_costs(rows, models, pl.col("value"), labels, prices))
     return pl.concat(out, how="diagonal_relaxed")
 
 
@@ -336,31 +410,42 @@ class CumulativeState:
         if cumulative.is_empty():
             return points, empty_points()
         rest = points.filter(~is_cumulative)
-        known = self.last.filter(pl.col("delta_key").is_in(cumulative["delta_key"].implode()))
+        keys = cumulative.select(pl.col("delta_key").unique())
+        known = self.last.join(keys, on="delta_key", how="semi")  # a join: `is_in` of a list scans it per row
         both = pl.concat([known.with_columns(_old=pl.lit(True)), cumulative.with_columns(_old=pl.lit(False))])
         both = both.sort("delta_key", "time", "_old", descending=[False, False, True], maintain_order=True)
-        previous_time = pl.col("time").shift(1).over("delta_key")
+        previous_time = _previous("time")
         stale = (~pl.col("_old")) & previous_time.is_not_null() & (pl.col("time") <= previous_time)
         late = both.filter(stale).drop("_old")
         both = both.filter(~stale)
         deltas = _difference(both.with_columns(raw=pl.col("value"))).filter(~pl.col("_old")).drop("_old")
         self.last = pl.concat(
             [
-                self.last.filter(~pl.col("delta_key").is_in(both["delta_key"].implode())),
-                both.drop("_old")
-                .group_by("delta_key")
-                .agg(pl.all().sort_by("time").last())
-                .select(_POINT_SCHEMA.keys()),
+                self.last.join(keys, on="delta_key", how="anti"),
+                # times rise strictly within a key once stale points are out: its last row is its latest
+                both.filter(pl.col("delta_key").is_last_distinct()).select(_POINT_SCHEMA.keys()),
             ]
         )
         return pl.concat([rest, deltas.select(_POINT_SCHEMA.keys())]), late
 
 
+def _previous(column: str) -> pl.Expr:
+    """`column` of the row before within the same delta_key, in rows sorted by delta_key.
+
+    A shift masked where the key changes: the same as `.over("delta_key")` on sorted rows, without
+    a group-by per expression."""
+    return pl.when(pl.col("delta_key") == pl.col("delta_key").shift(1)).then(pl.col(column).shift(1))
+
+
 def _difference(rows: pl.DataFrame) -> pl.DataFrame:
-    """Each point minus the one before it in its series, or itself where the series reset."""
+    """Each point minus the one before it in its series, or itself where the series reset.
+
+    The key test and the reset are columns of their own, not repeated inside every expression:
+    Polars plans each copy again, and the plans cost more than the arithmetic on a small poll."""
+    rows = rows.with_columns(_same=(pl.col("delta_key") == pl.col("delta_key").shift(1)).fill_null(False))
 
     def prev(column: str) -> pl.Expr:
-        return pl.col(column).shift(1).over("delta_key")
+        return pl.when("_same").then(pl.col(column).shift(1))
 
     amount = pl.coalesce(pl.col("value"), pl.col("count"))
     reset = (
@@ -370,19 +455,22 @@ def _difference(rows: pl.DataFrame) -> pl.DataFrame:
         | (pl.col("buckets").list.len() != prev("buckets").list.len())
         | (pl.col("exp_scale") != prev("exp_scale"))
     ).fill_null(False) | prev("time").is_null()
+    rows = rows.with_columns(_reset=reset)
 
     def minus(column: str) -> pl.Expr:
-        return pl.when(reset).then(pl.col(column)).otherwise(pl.col(column) - prev(column)).alias(column)
+        return pl.when("_reset").then(pl.col(column)).otherwise(pl.col(column) - prev(column)).alias(column)
 
-    def minus_list(column: str) -> pl.Expr:
-        return pl.when(reset).then(pl.col(column)).otherwise(pl.col(column) - prev(column)).alias(column)
+    # Without exponential buckets in the rows, aligning them would leave every row as it is.
+    exponential = bool(
+        rows.select(pl.col("pos", "neg").list.len().fill_null(0).max()).max_horizontal().item()
+    )
 
     def minus_offset_list(column: str, offset: str) -> pl.Expr:
         """Exponential buckets of two points with different offsets: align, then subtract."""
         shift = pl.col(offset) - prev(offset)
         aligned = pl.concat_list([pl.lit(0.0).repeat_by(shift.clip(0, None)), prev(column)])
         return (
-            pl.when(reset | (shift < 0))
+            pl.when(pl.col("_reset") | (shift < 0))
             .then(pl.col(column))
             .otherwise(_pad_minus(pl.col(column), aligned))
             .alias(column)
@@ -390,12 +478,11 @@ def _difference(rows: pl.DataFrame) -> pl.DataFrame:
 
     return rows.with_columns(
         minus("value"), minus("count"), minus("sum"), minus("exp_zero"),
-        minus_list("buckets"),
-        minus_offset_list("pos", "pos_offset"),
-        minus_offset_list("neg", "neg_offset"),
-        pl.when(reset).then(pl.col("min")).alias("min"),  # cumulative min/max span the whole life
-        pl.when(reset).then(pl.col("max")).alias("max"),
-    )  # fmt: skip
+        minus("buckets"),
+        *(minus_offset_list(side, f"{side}_offset") for side in ("pos", "neg") if exponential),
+        pl.when("_reset").then(pl.col("min")).alias("min"),  # cumulative min/max span the whole life
+        pl.when("_reset").then(pl.col("max")).alias("max"),
+    ).drop("_same", "_reset")  # fmt: skip
 
 
 def _pad_minus(current: pl.Expr, previous: pl.Expr) -> pl.Expr:
@@ -619,19 +706,29 @@ def _quantiles(buckets: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     x_upper = pl.coalesce(
         pl.col("bounds").list.get(pl.col("index"), null_on_oob=True), pl.col("max"), x_lower
     )
-    out = []
+    # Counts are positive, so `cum` rises within a window: a quantile's bucket is the one row where
+    # `cum` reaches its rank and the row before (if any, in the same window) did not. One pass for all.
+    same_window = pl.all_horizontal(pl.col(k) == pl.col(k).shift(1) for k in KEY)
+    previous_cum = pl.when(same_window).then(pl.col("cum").shift(1))
+    hits = {
+        name: (pl.col("cum") >= level * pl.col("total"))
+        & (previous_cum.is_null() | (previous_cum < level * pl.col("total")))
+        for name, level in QUANTILES.items()
+    }
+    ordered = ordered.with_columns(**{f"_hit_{name}": hit for name, hit in hits.items()})
+    ordered = ordered.filter(pl.any_horizontal(f"_hit_{name}" for name in QUANTILES))
+    values = []
     for name, level in QUANTILES.items():
         rank = pl.lit(level) * pl.col("total")
-        hit = ordered.filter(pl.col("cum") >= rank).group_by(KEY).agg(pl.all().first())
         fraction = ((rank - pl.col("before")) / pl.col("count")).clip(0.0, 1.0)
         x_value = x_lower + (x_upper - x_lower) * fraction  # Prometheus histogram_quantile interpolation
         value = pl.when(pl.col("scheme") == "x").then(x_value).otherwise(exp_value)
-        value = value.clip(pl.col("min"), pl.col("max"))
-        out.append(hit.select(*KEY, value.alias(name)))
-    result = out[0]
-    for frame in out[1:]:
-        result = result.join(frame, on=KEY, how="left")
-    return result
+        values.append(pl.when(f"_hit_{name}").then(value.clip(pl.col("min"), pl.col("max"))).alias(name))
+    return (
+        ordered.with_columns(values)
+        .group_by(KEY)
+        .agg(pl.col(name).drop_nulls().first() for name in QUANTILES)
+    )
 
 
 def quantile_error(scale: int) -> float:

@@ -88,9 +88,9 @@ class ShardWindows(StatefulLogic[pl.DataFrame, tuple[int, Output], ShardState]):
         base = self._config.resolutions[0]
         width = self._widths[base]
         watermark = self._watermark()
-        deltas = deltas.with_columns(_end=pl.col("time") - pl.col("time") % width + width)
-        late = deltas.filter(pl.col("_end") <= watermark).drop("_end")
-        fresh = deltas.filter(pl.col("_end") > watermark).drop("_end")
+        is_late = deltas.select(pl.col("time") - pl.col("time") % width + width <= watermark).to_series()
+        split = is_late.any() or is_late.has_nulls()  # most polls have no late point: no copy then
+        late, fresh = (deltas.filter(is_late), deltas.filter(~is_late)) if split else (deltas[:0], deltas)
         if not fresh.is_empty():
             folded = partials(fresh, width, self._config.sketch_scale)
             previous = state.open.get(base)

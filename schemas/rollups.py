@@ -1,9 +1,10 @@
 """Rollups, alert events and heartbeat transitions: the derived datasets and their topic JSON.
 
 A rollup row summarises one series over one window. A series is a metric name plus its label
-set (`attributes`: the point attributes, with `service.name` and `service.instance.id` of the
-resource added), identified by `series_id`. Rows for the topic `talon_rollups` are the same
-columns as JSON objects: times as RFC 3339 UTC strings, `attributes` as an object.
+set (`attributes`: the point attributes, with `service.name`, `service.namespace` (when set) and
+`service.instance.id` of the resource added), identified by `series_id`. Rows for the topic
+`talon_rollups` are the same columns as JSON objects: times as RFC 3339 UTC strings,
+`attributes` as an object.
 
 Derived series, besides every OTLP metric under its own name:
 - `span.duration` (ms) per service.name, span.name, status_code: RED from spans. `count` is

@@ -47,11 +47,18 @@ def rollups_of(metrics: pa.Table) -> pa.Table:
 
 
 def fleet_points(
-    jobs: int, queues: int, start: datetime, minutes: int, every_s: int, offset_s: float
+    jobs: int,
+    queues: int,
+    start: datetime,
+    minutes: int,
+    every_s: int,
+    offset_s: float,
+    namespace: str | None = None,
 ) -> pa.Table:
     """Per job: `queue.depth` gauges (one per queue), a `tasks` counter that resets half-way and a
     `sessions.open` up-down sum, a point every `every_s` seconds `offset_s` past the minute.
-    The last job stops reporting a third of the way in, so its series go stale."""
+    The last job stops reporting a third of the way in, so its series go stale. With `namespace`,
+    the first job's resource has that `service.namespace` (Prometheus' job is then namespace/name)."""
     steps = np.arange(minutes * 60 // every_s)
     start_ns = int(start.timestamp()) * 1_000_000_000 + int(offset_s * 1e9)
     times = start_ns + steps * every_s * 1_000_000_000
@@ -59,6 +66,7 @@ def fleet_points(
     for job in range(jobs):
         keep = steps < len(steps) // 3 if job == jobs - 1 and jobs > 1 else np.ones(len(steps), dtype=bool)
         resource = [("service.name", f"agent-{job}"), ("service.instance.id", f"agent-{job}-1")]
+        resource += [("service.namespace", namespace)] if namespace is not None and job == 0 else []
         reset = np.where(steps < len(steps) // 2, steps, steps - len(steps) // 2) * 2.5
         series = [
             ("queue.depth", "gauge", False, [("queue", f"q{q}")], (steps * 7 + q * 3 + job) % 50 * 1.0)

@@ -166,6 +166,20 @@ def test_hourly_rollup_of_closed_minutes_equals_rolling_up_the_hour_directly() -
     assert via_minutes["last"][0] == direct["last"][0]
 
 
+def test_each_point_gets_its_own_series_labels_whatever_the_attribute_order() -> None:
+    """Labels are worked out once per distinct series of a poll and gathered back to the points."""
+    orders = [[("host.name", f"h{i % 3}"), ("loop", f"l{i % 2}")] for i in range(12)]
+    orders = [pairs if i % 4 else pairs[::-1] for i, pairs in enumerate(orders)]  # same sets, keys reordered
+    tables = [metric_rows("g", "gauge", [i], value=[i], attributes=pairs) for i, pairs in enumerate(orders)]
+    points = metric_points(pa.concat_tables(tables), NO_PRICES)
+    for row, pairs in zip(points.iter_rows(named=True), orders, strict=True):
+        expected = sorted([*pairs, ("service.name", "agent")])
+        assert [(label["key"], label["value"]) for label in row["labels"]] == expected
+    series = points.group_by("series_id").agg(pl.col("labels").unique().len(), pl.len().alias("points"))
+    assert series.height == 6 and series["labels"].to_list() == [1] * 6  # 3 hosts x 2 loops, one id each
+    assert sorted(series["points"].to_list()) == [2] * 6
+
+
 def span_table(rows: list[dict[str, Any]]) -> pa.Table:
     data: dict[str, Any] = {column: [r.get(column) for r in rows] for column in SPANS.schema.names}
     return pa.Table.from_pydict(data, schema=SPANS.schema)
