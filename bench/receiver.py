@@ -2,11 +2,14 @@
 
     python -m bench.receiver [--duration 8] [--sizes 10,100,1000] [--concurrency 1,16]
                              [--clients confluent-kafka,kafka-python] [--transport grpc,http]
-                             [--target HOST:PORT] [--json]
+                             [--collector] [--port-base N] [--target HOST:PORT] [--json]
 
-Starts its own local stack (Kafka, MinIO, receiver) on bench ports, then for each Kafka client
-runs a receiver process of its own and drives it from a load generator in a separate process.
-`--target` drives any OTLP/gRPC endpoint instead (an OpenTelemetry Collector, for comparison).
+Starts its own local stack (Kafka, MinIO) on bench ports, then for each Kafka client runs a
+receiver process of its own and drives it from a load generator in a separate process.
+`--collector` also runs the reference OpenTelemetry Collector of bench/collector/ on the same
+broker and measures it right after talonflow on every shape, so both see the same machine load.
+`--port-base` moves every port of the run (stack, receivers, Collector) to N..N+49.
+`--target` drives any OTLP/gRPC endpoint instead, on its own.
 The reference line is the Kafka producer alone, producing the same records with no receiver.
 """
 
@@ -23,7 +26,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,7 @@ from schemas.topics import SPANS_TOPIC
 from talonflow.stack import FLOWS
 
 RECEIVERS_PORT = 21400  # the receivers under test: grpc, http and ops ports from here, 10 apart
+COLLECTOR = Path(__file__).parent / "collector" / "run.sh"
 
 
 @dataclass
@@ -169,14 +174,28 @@ def _proc_stat(pid: int) -> tuple[float, float]:
     return cpu, int(hwm.split()[1]) / 1024
 
 
+def move_ports(base: dict[str, Any], port_base: int) -> int:
+    """Put every port of the bench stack at `port_base`.. ; the first port for receivers under test."""
+    base["kafka"].update(bootstrap_servers=f"127.0.0.1:{port_base}", controller_port=port_base + 1)
+    base["minio"] = {"endpoint": {"port": port_base + 2}, "console": {"port": port_base + 3}}
+    base["receiver"] = {
+        "grpc": {"port": port_base + 10},
+        "http": {"port": port_base + 11},
+        "ops": {"port": port_base + 12},
+    }
+    base["lifecycle"] = {"ops": {"port": port_base + 13}}
+    base["console"] = {"port": port_base + 14}
+    return port_base + 20
+
+
 @contextmanager
-def receiver_process(base: dict[str, Any], client: str, linger: str, folder: Path, offset: int) -> Any:
+def receiver_process(base: dict[str, Any], client: str, linger: str, folder: Path, first_port: int) -> Any:
     document = {
         **base,
         "receiver": {
-            "grpc": {"port": RECEIVERS_PORT + offset},
-            "http": {"port": RECEIVERS_PORT + 1 + offset},
-            "ops": {"port": RECEIVERS_PORT + 2 + offset},
+            "grpc": {"port": first_port},
+            "http": {"port": first_port + 1},
+            "ops": {"port": first_port + 2},
             "producer": {"client": client, "linger": linger},
         },
     }
@@ -187,7 +206,7 @@ def receiver_process(base: dict[str, Any], client: str, linger: str, folder: Pat
         stdout=subprocess.DEVNULL,
         stderr=open(folder / f"receiver-{client}.log", "w"),  # noqa: SIM115 - lives as long as the process
     )
-    ops = f"http://127.0.0.1:{RECEIVERS_PORT + 2 + offset}/readyz"
+    ops = f"http://127.0.0.1:{first_port + 2}/readyz"
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -199,6 +218,28 @@ def receiver_process(base: dict[str, Any], client: str, linger: str, folder: Pat
             time.sleep(0.2)
     try:
         yield process, document
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@contextmanager
+def collector_process(bootstrap: str, port: int, folder: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The reference Collector (built on first use by bench/collector/build.sh) on `port`."""
+    log = folder / "collector.log"
+    process = subprocess.Popen(
+        [str(COLLECTOR)],
+        env={**os.environ, "KAFKA_BROKERS": bootstrap, "OTLP_PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),  # noqa: SIM115 - lives as long as the process
+    )
+    try:
+        deadline = time.monotonic() + 600  # a first build takes minutes
+        while "Everything is ready" not in log.read_text():
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"the Collector did not become ready; see {log}")
+            time.sleep(0.5)
+        yield process
     finally:
         process.terminate()
         process.wait(30)
@@ -299,6 +340,10 @@ def main() -> int:
     parser.add_argument("--target", help="drive this OTLP/gRPC endpoint instead of talonflow's receiver")
     parser.add_argument("--linger", default="5ms", help="receiver.producer.linger for talonflow's receivers")
     parser.add_argument("--target-pid", type=int, help="with --target: its process, for CPU and peak RSS")
+    parser.add_argument(
+        "--collector", action="store_true", help="measure the Collector of bench/collector/ side by side"
+    )
+    parser.add_argument("--port-base", type=int, help="run every port at N..N+49 (default: bench ports)")
     parser.add_argument("--json", action="store_true", help="print results as JSON lines")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -320,35 +365,35 @@ def main() -> int:
                 )
         return report(results, args.json)
 
-    with tempfile.TemporaryDirectory(prefix="talonflow-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="talonflow-bench-") as tmp, ExitStack() as running:
         folder = Path(tmp)
         base = stack_settings(folder)
         base["kafka"]["topics"] = {"partitions": 4}
-        with bench_stack(folder / "stack.yaml", base, stopped=FLOWS) as stack:  # flows would compete for CPU
-            bootstrap = stack.config.kafka.bootstrap_servers
-            for offset, client in enumerate(args.clients.split(",")):
-                with receiver_process(base, client, args.linger, folder, offset * 10) as (process, document):
-                    for transport in transports:
-                        port = document["receiver"][transport]["port"]
-                        for spans in sizes:
-                            for concurrency in levels:
-                                progress(
-                                    f"receiver/{client}: {transport} {spans} spans x {concurrency} in flight"
-                                )
-                                results.append(
-                                    measure(
-                                        f"receiver ({client})",
-                                        f"127.0.0.1:{port}",
-                                        transport,
-                                        process.pid,
-                                        spans,
-                                        concurrency,
-                                        args.duration,
-                                    )
-                                )
-            for spans in sizes:
-                progress(f"reference: kafka producer alone, {spans} spans per record")
-                results.append(producer_reference(bootstrap, spans, args.duration))
+        first_port = move_ports(base, args.port_base) if args.port_base else RECEIVERS_PORT
+        # the flows, and the stack's own idle receiver, console and lifecycle, would compete for CPU
+        stopped = (*FLOWS, "receiver", "console", "lifecycle")
+        stack = running.enter_context(bench_stack(folder / "stack.yaml", base, stopped=stopped))
+        bootstrap = stack.config.kafka.bootstrap_servers
+        targets: list[tuple[str, str, str, int]] = []  # (label, transport, address, pid)
+        for offset, client in enumerate(args.clients.split(",")):
+            process, document = running.enter_context(
+                receiver_process(base, client, args.linger, folder, first_port + offset * 10)
+            )
+            for transport in transports:
+                address = f"127.0.0.1:{document['receiver'][transport]['port']}"
+                targets.append((f"receiver ({client})", transport, address, process.pid))
+        if args.collector:
+            port = first_port + 20
+            collector = running.enter_context(collector_process(bootstrap, port, folder))
+            targets.append(("otelcol v0.160", "grpc", f"127.0.0.1:{port}", collector.pid))
+        for spans in sizes:
+            for concurrency in levels:
+                for label, transport, address, pid in targets:
+                    progress(f"{label}: {transport} {spans} spans x {concurrency} in flight")
+                    results.append(measure(label, address, transport, pid, spans, concurrency, args.duration))
+        for spans in sizes:
+            progress(f"reference: kafka producer alone, {spans} spans per record")
+            results.append(producer_reference(bootstrap, spans, args.duration))
     return report(results, args.json)
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from receiver.auth import BearerAuth
 from receiver.forward import Forwarder
-from receiver.grpc_server import add_otlp_services
+from receiver.grpc_server import otlp_grpc_server
 from receiver.http_server import otlp_http_app
 from receiver.ops import ops_app
 from receiver.producer import make_producer
@@ -25,15 +25,9 @@ log = logging.getLogger("receiver")
 
 def _grpc_server(
     config: TalonflowConfig, forwarder: Forwarder, auth: BearerAuth, metrics: ReceiverMetrics
-) -> grpc.aio.Server:
+) -> grpc.Server:
     receiver = config.receiver
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", receiver.max_request_bytes),
-            ("grpc.max_send_message_length", 1024 * 1024),
-        ]
-    )
-    add_otlp_services(server, forwarder, auth, metrics)
+    server = otlp_grpc_server(forwarder, auth, metrics, receiver.max_request_bytes)
     if receiver.tls:
         credentials = grpc.ssl_server_credentials(
             [(receiver.tls.key_file.read_bytes(), receiver.tls.cert_file.read_bytes())]
@@ -42,6 +36,11 @@ def _grpc_server(
     else:
         server.add_insecure_port(receiver.grpc.address)
     return server
+
+
+async def _stop_grpc(server: grpc.Server, grace: float) -> None:
+    """Let the calls in flight finish (they wait on Kafka, not on this loop), off the event loop."""
+    await asyncio.to_thread(server.stop(grace).wait)
 
 
 async def _start_http(
@@ -56,8 +55,8 @@ async def _start_http(
 async def serve(config: TalonflowConfig, stop: asyncio.Event) -> None:
     """Run until `stop` is set, then drain in-flight requests and flush Kafka.
 
-    Whatever fails on the way up (a port in use, say) still stops what had started: a gRPC aio
-    server left running past its event loop hangs the interpreter when it is collected.
+    Whatever fails on the way up (a port in use, say) still stops what had started: a gRPC server
+    or a producer thread left running would keep the process alive.
     """
     receiver = config.receiver
     metrics = ReceiverMetrics()
@@ -77,8 +76,8 @@ async def serve(config: TalonflowConfig, stop: asyncio.Event) -> None:
         auth = BearerAuth(receiver.bearer_token)
 
         grpc_server = _grpc_server(config, forwarder, auth, metrics)
-        await grpc_server.start()
-        stack.push_async_callback(grpc_server.stop, 5)
+        grpc_server.start()
+        stack.push_async_callback(_stop_grpc, grpc_server, 5)
         tls = receiver.tls.server_context() if receiver.tls else None
         otlp_http = otlp_http_app(forwarder, auth, metrics, receiver.max_request_bytes)
         await _start_http(stack, otlp_http, receiver.http, tls)

@@ -12,7 +12,7 @@ from receiver.outcome import Outcome
 from receiver.producer import ProduceError, Producer
 from receiver.readiness import KafkaReadiness
 from receiver.signals import Signal
-from receiver.split import split_request
+from receiver.split import Record, Split, split_request
 from receiver.telemetry import ReceiverMetrics
 
 
@@ -34,27 +34,37 @@ class Forwarder:
         self._retry_after = retry_after  # (floor, ceiling) of the advised delay, see KafkaReadiness
 
     async def export(self, signal: Signal, body: bytes) -> Outcome:
-        """Forward one serialized ExportXServiceRequest."""
+        """Forward one serialized ExportXServiceRequest (the HTTP front end, on the event loop)."""
+        split = self._split(signal, body)
+        if isinstance(split, Outcome):
+            return split
+        started = time.perf_counter()
+        failures = await self._produce(signal.topic, split.records)
+        return self._answer(signal, split, failures, started)
+
+    def export_blocking(self, signal: Signal, body: bytes) -> Outcome:
+        """`export` for a thread that may block until Kafka answered (the gRPC server's workers)."""
+        split = self._split(signal, body)
+        if isinstance(split, Outcome):
+            return split
+        started = time.perf_counter()
+        failures = self._producer.send_blocking(signal.topic, [(r.key, r.value) for r in split.records])
+        return self._answer(signal, split, failures, started)
+
+    def _split(self, signal: Signal, body: bytes) -> Split | Outcome:
+        """The request's Kafka records, or the answer when it cannot be forwarded at all."""
         if not self._readiness.ready:
             return self._unavailable(self._readiness.reason)
         try:
             request = signal.request.FromString(body)
         except DecodeError as err:
             return outcome.invalid(f"cannot decode {signal.request.DESCRIPTOR.name}: {err}")
-        split = split_request(signal, body, request, self._max_record_bytes)
-        started = time.perf_counter()
-        results = await asyncio.gather(
-            *(self._producer.send(signal.topic, r.key, r.value) for r in split.records),
-            return_exceptions=True,
-        )
+        return split_request(signal, body, request, self._max_record_bytes)
+
+    def _answer(self, signal: Signal, split: Split, failures: list[ProduceError], started: float) -> Outcome:
+        """Count what Kafka took or refused and say so: OK only when it took every record."""
         self._metrics.produce_seconds.labels(signal.name).observe(time.perf_counter() - started)
-        failures: list[ProduceError] = []
-        for result in results:
-            if isinstance(result, ProduceError):
-                failures.append(result)
-            elif isinstance(result, BaseException):
-                raise result  # a bug, not a Kafka answer: let it surface
-        sent = len(results) - len(failures)
+        sent = len(split.records) - len(failures)
         if sent:
             self._metrics.records.labels(signal.topic).inc(sent)
         items = sum(r.items for r in split.records)
@@ -67,6 +77,26 @@ class Forwarder:
         if split.rejected_items:
             self._metrics.items.labels(signal.name, "rejected").inc(split.rejected_items)
         return outcome.accepted(signal.response_bytes(split.rejected_items, split.rejected_reason))
+
+    async def _produce(self, topic: str, records: list[Record]) -> list[ProduceError]:
+        """Send every record; the Kafka refusals. One record, the usual case, is awaited directly:
+        gather would wrap it in a task, a loop round trip of its own on every request."""
+        if len(records) == 1:
+            try:
+                await self._producer.send(topic, records[0].key, records[0].value)
+            except ProduceError as err:
+                return [err]
+            return []
+        results = await asyncio.gather(
+            *(self._producer.send(topic, r.key, r.value) for r in records), return_exceptions=True
+        )
+        failures: list[ProduceError] = []
+        for result in results:
+            if isinstance(result, ProduceError):
+                failures.append(result)
+            elif isinstance(result, BaseException):
+                raise result  # a bug, not a Kafka answer: let it surface
+        return failures
 
     def _unavailable(self, message: str) -> Outcome:
         return outcome.unavailable(message, self._readiness.retry_after(*self._retry_after))
