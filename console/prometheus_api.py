@@ -30,6 +30,7 @@ from promql import (
     Matrix,
     ParseError,
     PromQLError,
+    QueryTimeout,
     Scalar,
     String,
     Unsupported,
@@ -181,6 +182,13 @@ def _query_param(params: Params) -> str:
     return query
 
 
+def _timeout_s(config: TalonflowConfig, params: Params) -> float:
+    """console.query_timeout, or the request's `timeout` when shorter, as Prometheus' query API."""
+    text = _one(params, "timeout")
+    asked = parse_step(text, "timeout") / 1000 if text else math.inf
+    return min(config.console.query_timeout, asked)
+
+
 def _subquery_step_ms(config: TalonflowConfig) -> int:
     """`x[5m:]` steps by the global evaluation_interval, in Prometheus' query API as in its rules."""
     return int(config.alerts.evaluation_interval * 1000)
@@ -189,9 +197,10 @@ def _subquery_step_ms(config: TalonflowConfig) -> int:
 def instant(config: TalonflowConfig, params: Params) -> dict[str, Any]:
     query = _query_param(params)
     t_ms = _time_or(params, "time", _now_ms())
-    step = _subquery_step_ms(config)
+    step, timeout = _subquery_step_ms(config), _timeout_s(config, params)
+    store = MetricStore(config)
     return result_json(
-        _evaluate(lambda: instant_query(query, t_ms, MetricStore(config), subquery_step_ms=step))
+        _evaluate(lambda: instant_query(query, t_ms, store, subquery_step_ms=step, timeout_s=timeout))
     )
 
 
@@ -213,8 +222,12 @@ def ranged(config: TalonflowConfig, params: Params) -> dict[str, Any]:
             "Try decreasing the query resolution (?step=XX)"
         )
     store = store_for(config, query, start, end, step)  # 1-minute rollups for long ranges where equal
-    sub = _subquery_step_ms(config)
-    return result_json(_evaluate(lambda: range_query(query, start, end, step, store, subquery_step_ms=sub)))
+    sub, timeout = _subquery_step_ms(config), _timeout_s(config, params)
+    return result_json(
+        _evaluate(
+            lambda: range_query(query, start, end, step, store, subquery_step_ms=sub, timeout_s=timeout)
+        )
+    )
 
 
 def _evaluate(run: Callable[[], Value]) -> Value:
@@ -224,6 +237,8 @@ def _evaluate(run: Callable[[], Value]) -> Value:
         raise ApiError(f'invalid parameter "query": {err}', "bad_data", 501) from None
     except ParseError as err:
         raise ApiError(f'invalid parameter "query": {err}') from None
+    except QueryTimeout as err:
+        raise ApiError(str(err), "timeout", 503) from None
     except PromQLError as err:
         raise ApiError(str(err), "execution", 422) from None
 

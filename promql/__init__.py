@@ -4,7 +4,7 @@ The one engine behind the alerts flow, `talonflow rules test` and the console's 
 """
 
 from promql.engine import DEFAULT_LOOKBACK_MS, DEFAULT_SUBQUERY_STEP_MS, instant_query, range_query
-from promql.errors import EvalError, ParseError, PromQLError, Unsupported
+from promql.errors import EvalError, ParseError, PromQLError, QueryTimeout, Unsupported
 from promql.parser import parse
 from promql.values import (
     STALE_NAN,
@@ -32,6 +32,7 @@ __all__ = [
     "MemoryStorage",
     "ParseError",
     "PromQLError",
+    "QueryTimeout",
     "Scalar",
     "Series",
     "Storage",

@@ -7,6 +7,8 @@ Range and lookback windows are closed at both ends, as in Prometheus 2.x (promto
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from promql.aggregation import aggregate
@@ -25,7 +27,7 @@ from promql.ast import (
     VectorSelector,
 )
 from promql.binary import drop_name, scalar_op, set_operation, vector_scalar, vector_vector
-from promql.errors import EvalError
+from promql.errors import EvalError, QueryTimeout
 from promql.packed import PackedSeries
 from promql.parser import SET_OPERATORS, parse, type_name, value_type
 from promql.range_functions import RANGE_FUNCTIONS, Windows, holt_winters, predict_linear, quantile
@@ -57,11 +59,16 @@ def instant_query(
     storage: Storage,
     lookback_ms: int = DEFAULT_LOOKBACK_MS,
     subquery_step_ms: int = DEFAULT_SUBQUERY_STEP_MS,
+    timeout_s: float | None = None,
 ) -> Value:
     """Evaluate at one time: a Vector, Scalar, String, or a Matrix for a bare range selector.
-    `subquery_step_ms` is the step of `x[5m:]`: the evaluation_interval of the caller's config."""
+    `subquery_step_ms` is the step of `x[5m:]`: the evaluation_interval of the caller's config;
+    past `timeout_s` evaluation stops with QueryTimeout."""
     node = parse(expr) if isinstance(expr, str) else expr
-    value = _Evaluator(storage, node, t_ms, t_ms, lookback_ms, subquery_step_ms).eval(node, t_ms)
+    deadline = _deadline(timeout_s)
+    value = _Evaluator(storage, node, t_ms, t_ms, lookback_ms, subquery_step_ms, deadline=deadline).eval(
+        node, t_ms
+    )
     if isinstance(value, Windows):
         windows = [(value.packed.labels[i], value.window(int(i))) for i in value.nonempty()]
         return Matrix([Series(ls, w.timestamps, w.values) for ls, w in windows])
@@ -80,8 +87,10 @@ def range_query(
     storage: Storage,
     lookback_ms: int = DEFAULT_LOOKBACK_MS,
     subquery_step_ms: int = DEFAULT_SUBQUERY_STEP_MS,
+    timeout_s: float | None = None,
 ) -> Matrix:
-    """Evaluate at start, start+step, ... end; series are returned sorted by labels."""
+    """Evaluate at start, start+step, ... end; series are returned sorted by labels. Past
+    `timeout_s` evaluation stops with QueryTimeout."""
     node = parse(expr) if isinstance(expr, str) else expr
     kind = value_type(node)
     if kind not in (ValueType.SCALAR, ValueType.VECTOR):
@@ -90,7 +99,14 @@ def range_query(
         )
     if step_ms <= 0:
         raise EvalError("zero or negative query resolution step widths are not accepted")
-    return _Evaluator(storage, node, start_ms, end_ms, lookback_ms, subquery_step_ms).steps(node, step_ms)
+    evaluator = _Evaluator(
+        storage, node, start_ms, end_ms, lookback_ms, subquery_step_ms, deadline=_deadline(timeout_s)
+    )
+    return evaluator.steps(node, step_ms)
+
+
+def _deadline(timeout_s: float | None) -> float | None:
+    return None if timeout_s is None else time.monotonic() + timeout_s
 
 
 class _Evaluator:
@@ -103,8 +119,10 @@ class _Evaluator:
         lookback: int,
         subquery_step: int,
         query: tuple[int, int] | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.start, self.end, self.lookback = start, end, lookback
+        self.deadline = deadline  # time.monotonic() past which steps() gives up
         self.storage, self.subquery_step = storage, subquery_step
         # `@ start()` / `@ end()` are the query's, also inside a subquery's own range of steps
         self.query_start, self.query_end = query or (start, end)
@@ -115,6 +133,8 @@ class _Evaluator:
         """Evaluate at start, start+step, ... end; series are returned sorted by labels."""
         points: dict[Labels, tuple[list[int], list[float]]] = {}
         for t in range(self.start, self.end + 1, step_ms):
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise QueryTimeout()
             value = self.eval(node, t)
             if isinstance(value, float):
                 value = Vector(t, [()], np.array([value]))
@@ -166,7 +186,9 @@ class _Evaluator:
         if end < start:
             return PackedSeries.pack([])
         query = (self.query_start, self.query_end)
-        inner = _Evaluator(self.storage, node.expr, start, end, self.lookback, self.subquery_step, query)
+        inner = _Evaluator(
+            self.storage, node.expr, start, end, self.lookback, self.subquery_step, query, self.deadline
+        )
         return PackedSeries.pack(inner.steps(node.expr, step).series)
 
     def eval(self, node: Expr, t: int) -> _StepValue:

@@ -20,5 +20,13 @@ class Unsupported(ParseError):
     API can tell "not implemented" from "wrong"."""
 
 
+class QueryTimeout(PromQLError):
+    """Evaluation ran past its deadline: one query must not pin a CPU (`x[100y:1ms]`), as
+    Prometheus' `--query.timeout` ensures."""
+
+    def __init__(self) -> None:
+        super().__init__("query timed out in expression evaluation")
+
+
 class EvalError(PromQLError):
     """A query that parsed but cannot be evaluated (duplicate label sets, many-to-many matches)."""

@@ -26,14 +26,19 @@ def openmetrics(samples: Iterable[Sample]) -> str:
 
 
 @contextmanager
-def prometheus_server(root: Path, samples: Iterable[Sample], port: int) -> Iterator[str]:
-    """The server's base URL while it runs on 127.0.0.1:`port` (a port of the calling suite's range)."""
+def prometheus_server(
+    root: Path, samples: Iterable[Sample], port: int, evaluation_interval: str = "1m"
+) -> Iterator[str]:
+    """The server's base URL while it runs on 127.0.0.1:`port` (a port of the calling suite's range).
+    `evaluation_interval` is also the step of its `x[5m:]` subqueries: give it talonflow's."""
     promtool, server = shutil.which("promtool"), shutil.which("prometheus")
     assert promtool and server, "promtool/prometheus missing: run compose/native/install-peers.sh"
     (root / "samples.om").write_text(openmetrics(samples))
     subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(root / "samples.om"),
                     str(root / "data")], check=True, capture_output=True)  # fmt: skip
-    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 1h\n")
+    (root / "prometheus.yml").write_text(
+        f"global:\n  scrape_interval: 1h\n  evaluation_interval: {evaluation_interval}\n"
+    )
     log = root / "prometheus.log"
     proc = subprocess.Popen(
         [server, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'data'}",

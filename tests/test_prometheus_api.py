@@ -34,7 +34,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     SummaryDataPoint,
 )
 
-from tests.conftest import LocalStack
+from tests.conftest import TEST_CONFIG, LocalStack
 from tests.otlp_clients import grpc_export
 from tests.prometheus_peer import prometheus_server
 from tests.test_ingest import wait_for_rows
@@ -218,7 +218,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     samples = [
         ({"__name__": name, **labels, **target}, t, value) for name, labels, t, value in prometheus_samples()
     ]
-    with prometheus_server(tmp_path_factory.mktemp("prometheus"), samples, PORT) as url:
+    interval = TEST_CONFIG["alerts"]["evaluation_interval"]  # the step of both sides' `x[4m:]`
+    with prometheus_server(tmp_path_factory.mktemp("prometheus"), samples, PORT, interval) as url:
         yield url
 
 

@@ -146,3 +146,20 @@ def test_series_needs_a_selector_and_refuses_an_expression(config: TalonflowConf
         {"match[]": f'{{job="{JOB}", __name__="papi_queue_depth"}}'} | {"start": START, "end": END},
     )
     assert body["data"] == [{"__name__": "papi_queue_depth", "instance": "papi-1", "job": JOB}]
+
+
+def test_a_query_past_its_timeout_is_stopped(config: TalonflowConfig) -> None:
+    """A subquery of 10^13 steps would pin a CPU for days: the request's `timeout` (or
+    console.query_timeout) ends it with Prometheus' answer, 503 and errorType timeout."""
+    params = {"query": "count_over_time(up[100y:1ms])", "time": END, "timeout": "200ms"}
+    status, body = _call(config, "/api/v1/query", params)
+    assert (status, body["errorType"]) == (503, "timeout"), body
+    assert body["error"] == "query timed out in expression evaluation"
+    status, body = _call(config, "/api/v1/query", {**params, "timeout": "soon"})
+    assert (status, body["error"]) == (
+        400,
+        'invalid parameter "timeout": cannot parse "soon" to a valid duration',
+    )
+    short = config.model_copy(update={"console": config.console.model_copy(update={"query_timeout": 0.2})})
+    status, body = _call(short, "/api/v1/query_range", {**params, "start": START, "end": END, "step": "60"})
+    assert (status, body["errorType"]) == (503, "timeout"), body
