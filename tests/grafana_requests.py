@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
+
 SAFE_RESOLUTION: Final = 11_000  # Grafana's cap on points per series
 DASHBOARD_PIXELS: Final = 1600  # width of the whole 24-column grid: a panel of w columns is w/24 of it
 # (upper bound of the raw interval in ms, the nice interval it rounds to), as Grafana's roundInterval
@@ -59,6 +61,14 @@ def go_duration(ms: int) -> str:
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{seconds}s"
 
 
+def go_float(seconds: float) -> str:
+    """Go's strconv.FormatFloat(x, 'f', -1, 64), in which Grafana's client writes start, end and
+    step: the shortest digits that read back, never an exponent. (`f"{x:g}"` kept six significant
+    digits, so a start or end of 1.8e9 s moved by up to 5,000 s, which emptied every panel whenever
+    the end was rounded down to before the data.)"""
+    return str(np.format_float_positional(seconds, trim="-"))
+
+
 def _interval(range_ms: int, resolution: int, floor_ms: int) -> int:
     raw = range_ms // resolution
     return floor_ms if raw < floor_ms else round_interval(raw)
@@ -82,9 +92,9 @@ class PanelQuery:
     def form(self) -> dict[str, str]:
         return {
             "query": self.expr,
-            "start": f"{self.start_s:g}",
-            "end": f"{self.end_s:g}",
-            "step": f"{self.step_s:g}",
+            "start": go_float(self.start_s),
+            "end": go_float(self.end_s),
+            "step": go_float(self.step_s),
         }
 
 

@@ -14,6 +14,7 @@ from promql import ParseError, parse
 from schemas.config import load_config
 from tests.grafana_requests import (
     go_duration,
+    go_float,
     kbn_interval,
     panel_query,
     round_interval,
@@ -116,3 +117,22 @@ def test_grafana_step_and_variables_as_grafana_computes_them() -> None:
     assert query.start_s % 60 == 0 and query.end_s % 60 == 0
     day = panel_query("x", panel, 0, 24 * HOUR_MS, 15_000, {})
     assert day.step_s == 120  # 86,400 s / 800 px = 108 s → 2m
+
+
+def test_the_form_carries_the_exact_times_as_grafanas_client_writes_them() -> None:
+    """Go's FormatFloat(x, 'f', -1, 64): every digit a time of 2026 needs, and no exponent."""
+    assert [go_float(x) for x in (1_796_314_980.0, 60.0, 0.5, 1_796_314_980.25)] == [
+        "1796314980",
+        "60",
+        "0.5",
+        "1796314980.25",
+    ]
+    to_ms = 1_796_314_980_000  # 16:23 UTC on 2026-12-03: "%g" sent 1.79631e+09, 83 minutes earlier
+    query = panel_query("x", {"gridPos": {"w": 12}}, to_ms - 6 * HOUR_MS, to_ms, 60_000, {})
+    form = query.form()
+    assert (float(form["start"]), float(form["end"]), float(form["step"])) == (
+        query.start_s,
+        query.end_s,
+        query.step_s,
+    )
+    assert float(form["end"]) * 1000 == to_ms
