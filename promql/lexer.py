@@ -20,6 +20,12 @@ _DURATION = re.compile(r"(?:[0-9]+(?:ms|[smhdwy]))+")
 _DURATION_PART = re.compile(r"([0-9]+)(ms|[smhdwy])")
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+# Prometheus' lexer reads ASCII only: str.isdigit/isalpha/isspace would let "²", "µ" or U+3000
+# through to the regexes above, which do not match them.
+_SPACE = frozenset(" \t\n\r")
+_DIGITS = frozenset("0123456789")
+_IDENT_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_:")
+_INT64_MAX = 2**63 - 1
 _OPERATORS = (
     "=~",
     "!~",
@@ -89,7 +95,7 @@ def tokenize(source: str) -> list[Token]:
     i, n = 0, len(source)
     while i < n:
         ch = source[i]
-        if ch.isspace():
+        if ch in _SPACE:
             i += 1
         elif ch == "#":
             while i < n and source[i] != "\n":
@@ -98,9 +104,9 @@ def tokenize(source: str) -> list[Token]:
             text, end = _read_string(source, i)
             tokens.append(Token("string", source[i:end], i, text))
             i = end
-        elif ch.isdigit() or (ch == "." and i + 1 < n and source[i + 1].isdigit()):
+        elif ch in _DIGITS or (ch == "." and i + 1 < n and source[i + 1] in _DIGITS):
             i = _read_number_or_duration(source, i, tokens)
-        elif ch.isalpha() or ch in "_:":
+        elif ch in _IDENT_START:
             match = _IDENT.match(source, i)
             assert match is not None
             tokens.append(Token("ident", match.group(), i))
@@ -123,7 +129,13 @@ def _read_number_or_duration(source: str, i: int, tokens: list[Token]) -> int:
         tokens.append(Token("duration", duration.group(), i, parse_duration(duration.group(), i)))
         return duration.end()
     text = number.group()
-    value = float(int(text, 16)) if text[:2] in ("0x", "0X") else float(text)
+    if text[:2] in ("0x", "0X"):
+        whole = int(text, 16)
+        if whole > _INT64_MAX:  # Go's ParseInt(s, 0, 64) refuses it, and ParseFloat has no hex ints
+            raise ParseError(i, f'bad number "{text}"')
+        value = float(whole)
+    else:
+        value = float(text)
     tokens.append(Token("number", text, i, value))
     return number.end()
 
@@ -147,7 +159,10 @@ def _read_string(source: str, start: int) -> tuple[str, int]:
                 digits = source[i + 1 : i + 1 + width]
                 if len(digits) != width or not all(c in "0123456789abcdefABCDEF" for c in digits):
                     raise ParseError(i, f"invalid escape sequence \\{esc}{digits}")
-                out.append(chr(int(digits, 16)))
+                code = int(digits, 16)
+                if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:  # not a rune: Go's Unquote refuses it
+                    raise ParseError(i, f"invalid escape sequence \\{esc}{digits}")
+                out.append(chr(code))
                 i += width
             else:
                 raise ParseError(i, f"unknown escape sequence {esc!r}")

@@ -50,9 +50,16 @@ def _hex_ids_to_base64(node: Any) -> Any:
 def json_to_protobuf(signal: Signal, body: bytes) -> bytes:
     """An OTLP/JSON request as protobuf bytes; ValueError when it is not one."""
     try:
-        document = _hex_ids_to_base64(json.loads(body))
-        message = json_format.ParseDict(document, signal.request(), ignore_unknown_fields=True)
-    except (json.JSONDecodeError, UnicodeDecodeError, binascii.Error, json_format.ParseError) as err:
+        document = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"invalid OTLP/JSON: {err}") from err
+    if not isinstance(document, dict):  # ParseDict raised TypeError on 5, took [] for {}: bench/fuzz.py
+        raise ValueError(f"invalid OTLP/JSON: expected an object, not {type(document).__name__}")
+    try:
+        message = json_format.ParseDict(
+            _hex_ids_to_base64(document), signal.request(), ignore_unknown_fields=True
+        )
+    except (binascii.Error, json_format.ParseError) as err:
         raise ValueError(f"invalid OTLP/JSON: {err}") from err
     except ValueError as err:  # bytes.fromhex
         raise ValueError(f"invalid OTLP/JSON id: {err}") from err

@@ -43,6 +43,27 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+def _skip(buf: bytes, pos: int, tag: int) -> int:
+    """The position after the value of a field with this tag."""
+    wire_type = tag & 7
+    if wire_type == 2:
+        length, pos = _varint(buf, pos)
+        return pos + length
+    if wire_type == 0:
+        return _varint(buf, pos)[1]
+    if wire_type == 1:
+        return pos + 8
+    if wire_type == 5:
+        return pos + 4
+    if wire_type == 3:  # a group: OTLP has none, but upb keeps one as an unknown field (fuzzing found it)
+        while True:
+            inner, pos = _varint(buf, pos)
+            if inner == tag + 1:  # its end-group tag: same field number, wire type 4
+                return pos
+            pos = _skip(buf, pos, inner)
+    raise ValueError(f"unexpected wire type {wire_type}")  # upb refuses these: unreachable after a parse
+
+
 def top_level_entries(buf: bytes) -> list[tuple[int, int, int]]:
     """(field number, start, end) of each top-level field; `buf` must already have parsed cleanly."""
     entries = []
@@ -50,18 +71,7 @@ def top_level_entries(buf: bytes) -> list[tuple[int, int, int]]:
     while pos < end:
         start = pos
         tag, pos = _varint(buf, pos)
-        wire_type = tag & 7
-        if wire_type == 2:
-            length, pos = _varint(buf, pos)
-            pos += length
-        elif wire_type == 0:
-            _, pos = _varint(buf, pos)
-        elif wire_type == 1:
-            pos += 8
-        elif wire_type == 5:
-            pos += 4
-        else:  # groups are not used by OTLP; upb would have rejected malformed ones
-            raise ValueError(f"unexpected wire type {wire_type}")
+        pos = _skip(buf, pos, tag)
         entries.append((tag >> 3, start, pos))
     return entries
 
@@ -82,7 +92,9 @@ def resource_key(resource: Any) -> bytes | None:
 def split_request(signal: Signal, body: bytes, request: Message, max_record_bytes: int) -> Split:
     """Group the request's resources by key into records of at most `max_record_bytes`."""
     resources = getattr(request, signal.resources_field)
-    entries = [e for e in top_level_entries(body) if e[0] == 1]  # field 1 is resource_x in all three
+    # Field 1 is resource_x in all three. A field 1 of another wire type is an unknown field to upb
+    # (the tag's first byte holds the wire type), so it must not shift the resources' indexes.
+    entries = [e for e in top_level_entries(body) if e[0] == 1 and body[e[1]] & 7 == 2]
     keys = [resource_key(r.resource) for r in resources]
     if len(set(keys)) == 1 and len(entries) == len(resources) and len(body) <= max_record_bytes:
         items = sum(signal.count_items(getattr(r, signal.scopes_field)) for r in resources)

@@ -214,11 +214,16 @@ class ScrapeConverter:
         return ExportMetricsServiceRequest.FromString(self.serialize())
 
     def add_family(self, family: PromFamily) -> None:
+        """ValueError for what OTLP cannot hold: a NaN, infinite, negative or over-2**64 count or time
+        (decreasing buckets give a negative one), so the scrape fails with a reason, as on bad syntax."""
         kind = family.type
-        if kind in ("histogram", "gaugehistogram", "summary"):
-            self._add_assembled(family)
-        else:
-            self._add_simple(family, kind == "counter")
+        try:
+            if kind in ("histogram", "gaugehistogram", "summary"):
+                self._add_assembled(family)
+            else:
+                self._add_simple(family, kind == "counter")
+        except (struct.error, OverflowError) as err:  # packing a uint64; int() of an infinity
+            raise ValueError(f"metric family {family.name!r}: a count or time out of range: {err}") from None
 
     def add_gauge(self, name: str, value: float, labels: dict[str, str], help_text: str = "") -> None:
         """One of the scrape's own report series (up, scrape_duration_seconds, ...), with the target's

@@ -202,6 +202,8 @@ def load_prometheus_rules(path: str | os.PathLike[str], funcs: dict[str, Any]) -
         raise PromRuleFileError(path, [f"not valid YAML: {err}"]) from None
     except OSError as err:
         raise PromRuleFileError(path, [f"cannot read: {err.strerror}"]) from None
+    except UnicodeDecodeError as err:
+        raise PromRuleFileError(path, [f"not valid UTF-8: {err}"]) from None
     return parse_prometheus_rules(raw if raw is not None else {}, path, funcs)
 
 

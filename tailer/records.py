@@ -39,6 +39,7 @@ _SEVERITY_TEXT: Final = {
 _SEVERITY_PINO: Final = {10: 1, 20: 5, 30: 9, 40: 13, 50: 17, 60: 21}
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _FRACTION = re.compile(r"\d\d:\d\d[.,](\d+)")
+_UINT64 = 2**64
 
 
 def severity(level: Any) -> tuple[int, str]:
@@ -65,10 +66,15 @@ def epoch_nanos(value: Any) -> int | None:
         number = Decimal(text)
     except InvalidOperation:
         return _rfc3339_nanos(text)
-    if not number.is_finite() or number <= 0:
+    if not number.is_finite() or number <= 0 or number >= _UINT64:  # before int() of "1e999999999"
         return None
     scale = 10**9 if number < 10**11 else 10**6 if number < 10**14 else 10**3 if number < 10**17 else 1
-    return int(number * scale)
+    return _in_range(int(number * scale))
+
+
+def _in_range(nanos: int) -> int | None:
+    """None outside 1970 to 2554, the times OTLP's fixed64 can hold (protobuf raises on the rest)."""
+    return nanos if 0 <= nanos < _UINT64 else None
 
 
 def _rfc3339_nanos(text: str) -> int | None:
@@ -80,7 +86,7 @@ def _rfc3339_nanos(text: str) -> int | None:
         return None  # a local time without offset is ambiguous: keep it as an attribute
     fraction = _FRACTION.search(text)  # datetime keeps µs; Go and zap write ns
     nanos = int(fraction.group(1)[:9].ljust(9, "0")) if fraction else 0
-    return int(parsed.replace(microsecond=0).timestamp()) * 1_000_000_000 + nanos
+    return _in_range(int(parsed.replace(microsecond=0).timestamp()) * 1_000_000_000 + nanos)
 
 
 def _hex_id(value: Any, length: int) -> bytes | None:
