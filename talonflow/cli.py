@@ -26,10 +26,11 @@ from schemas.config import ConfigError, config_path, load_config
 from schemas.datasets import DATASETS
 from sinks import lifecycle
 from sinks.tiers import ensure_bucket, minio_client
-from talonflow.health import CHECKS, kafka_topics
+from talonflow.health import CHECKS, kafka_topics, part_checks, part_problem
+from talonflow.ports import port_problems
 from talonflow.provision import ensure_topics
 from talonflow.query import QueryError, run_query, write_result
-from talonflow.stack import Stack, StackError
+from talonflow.stack import Stack, StackError, planned_addresses
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_INTERRUPTED = 1, 2, 3, 130
 FAILED_STATES = {"FATAL", "EXITED", "STOPPED", "UNKNOWN"}
@@ -43,7 +44,7 @@ def _wait_healthy(stack: Stack, timeout: float) -> None:
     """Poll every part until all are healthy; provision topics and bucket as soon as they can be."""
     config = stack.config
     started = time.monotonic()
-    pending = dict.fromkeys(CHECKS, "starting")
+    pending = dict.fromkeys(part_checks(config), "starting")
     provisioned: set[str] = set()
     while pending:
         states = {p["name"]: p for p in stack.process_info()}
@@ -51,12 +52,13 @@ def _wait_healthy(stack: Stack, timeout: float) -> None:
             state = states.get(name, {}).get("statename")
             if state in FAILED_STATES:
                 raise StackError(f"{name} is {state}:\n{stack.log_tail(name)}")
-            if name in ("kafka", "minio") and name not in provisioned:
+            service = name.split("-")[0]  # kafka-2 is one of the Kafka cluster's brokers
+            if service in ("kafka", "minio") and service not in provisioned:
                 try:
-                    _provision(name, config, provisioned)
+                    _provision(service, config, provisioned)
                 except Exception as err:  # not ready yet: the next round tries again, the timeout decides
                     pending[name] = f"provisioning: {err}"
-                if name not in provisioned:
+                if service not in provisioned:
                     continue
             problem = _problem(name, states.get(name), config)
             if problem is None:
@@ -91,7 +93,7 @@ def _problem(name: str, process: dict[str, Any] | None, config: Any) -> str | No
     """
     if process is not None and process["statename"] != "RUNNING":
         return f"process {process['statename'].lower()}"
-    return CHECKS[name](config, process["pid"] if process else None)
+    return part_problem(config, name, process["pid"] if process else None)
 
 
 def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
@@ -100,6 +102,7 @@ def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
         if stack.running():
             _say(f"talonflow: already running (state in {stack.state}); checking health")
         else:
+            _check_ports(stack)
             stack.write_files()
             _say(f"talonflow: starting {', '.join(p.name for p in stack.programs())} (logs in {stack.logs})")
             supervisor = stack.start_supervisord(foreground=not args.detach)
@@ -124,6 +127,14 @@ def cmd_up(stack: Stack, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return _interrupted(stack, supervisor)
     return 0
+
+
+def _check_ports(stack: Stack) -> None:
+    """Before anything starts: every address the parts will bind is free, else say who holds it."""
+    problems = port_problems(planned_addresses(stack.config))
+    if problems:
+        lines = "\n".join(f"  {line}" for line in problems)
+        raise StackError(f"cannot start, ports unavailable (nothing was started):\n{lines}")
 
 
 def _interrupted(stack: Stack, supervisor: subprocess.Popen[bytes] | None) -> int:
@@ -170,7 +181,7 @@ def _part_names(stack: Stack) -> list[str]:
     config = stack.config
     services = (("kafka", config.kafka.managed), ("minio", config.minio.managed))
     listed = {name for name, managed in services if not managed} | {p.name for p in stack.programs()}
-    return [name for name in CHECKS if name in listed]
+    return [name for name in part_checks(config) if name in listed]
 
 
 def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
@@ -199,7 +210,7 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"running": True, "parts": parts}))
     else:
-        width = max(len(name) for name in ("PART", *CHECKS)) + 2
+        width = max(len(name) for name in ("PART", *part_checks(stack.config))) + 2
         print(f"{'PART':<{width}}{'STATE':<10}{'PID':>8}  {'UPTIME':>8}  {'HEALTH':<10}DETAIL")
         for p in parts:
             uptime = f"{p['uptime_s']}s" if p["uptime_s"] is not None else "-"

@@ -6,11 +6,14 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ClusterMetadata
 
 from schemas.config import TalonflowConfig
 from schemas.topics import ALL_TOPICS
+from talonflow.ports import ownership_problem
+from talonflow.stack import broker_names, kafka_cluster_id, planned_addresses
 
 # A check returns None when the part is healthy, else what is wrong.
 Check = Callable[[TalonflowConfig, int | None], str | None]  # (config, supervised pid) -> problem
@@ -26,25 +29,39 @@ def _http_ok(url: str) -> str | None:
         return f"{url} unreachable: {getattr(err, 'reason', err)}"
 
 
-def kafka_topics(config: TalonflowConfig) -> set[str] | str:
-    """The broker's topic names, or why the broker did not answer."""
+def kafka_metadata(config: TalonflowConfig) -> ClusterMetadata | str:
+    """The cluster's metadata (live brokers, topics, cluster id), or why no broker answered."""
     try:
         admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers, "log_level": 0})
-        return set(admin.list_topics(timeout=2).topics)
+        return admin.list_topics(timeout=2)
     except Exception as err:  # librdkafka raises KafkaException, or ValueError on a bad address
         return f"{config.kafka.bootstrap_servers} unreachable: {err}"
 
 
-def kafka_healthy(config: TalonflowConfig, _pid: int | None = None) -> str | None:
-    topics = kafka_topics(config)
-    if isinstance(topics, str):
-        return topics
-    missing = [t for t in ALL_TOPICS if t not in topics]
+def kafka_topics(config: TalonflowConfig) -> set[str] | str:
+    """The broker's topic names, or why the broker did not answer."""
+    metadata = kafka_metadata(config)
+    return metadata if isinstance(metadata, str) else set(metadata.topics)
+
+
+def kafka_healthy(config: TalonflowConfig, _pid: int | None = None, node: int = 1) -> str | None:
+    """The cluster answers with the id `up` formatted it with, lists broker `node` and has the topics."""
+    metadata = kafka_metadata(config)
+    if isinstance(metadata, str):
+        return metadata
+    ours = kafka_cluster_id(config) if config.kafka.managed else None
+    if ours is not None and metadata.cluster_id != ours:
+        return f"{config.kafka.bootstrap_servers} answers as cluster {metadata.cluster_id}, not ours ({ours})"
+    if config.kafka.managed and node not in metadata.brokers:
+        return f"broker {node} is not among the cluster's live brokers {sorted(metadata.brokers)}"
+    missing = [t for t in ALL_TOPICS if t not in metadata.topics]
     return f"topics missing: {', '.join(missing)}" if missing else None
 
 
 def minio_healthy(config: TalonflowConfig, _pid: int | None = None) -> str | None:
-    return _http_ok(f"http://{config.minio.endpoint.address}/minio/health/live")
+    """Alive; erasure-coded over several drives, also able to write (MinIO's write quorum)."""
+    probe = "cluster" if config.minio.drives > 1 else "live"
+    return _http_ok(f"http://{config.minio.endpoint.address}/minio/health/{probe}")
 
 
 def receiver_healthy(config: TalonflowConfig, pid: int | None = None) -> str | None:
@@ -120,3 +137,24 @@ CHECKS: dict[str, Check] = {
     "console": console_healthy,
     "tailer": tailer_healthy,
 }
+
+
+def part_checks(config: TalonflowConfig) -> dict[str, Check]:
+    """CHECKS with one entry per managed Kafka node (`kafka-1` … `kafka-N`) when there are several."""
+    names = broker_names(config) if config.kafka.managed else ["kafka"]
+    brokers: dict[str, Check] = {name: partial(kafka_healthy, node=n) for n, name in enumerate(names, 1)}
+    return {**brokers, **{name: check for name, check in CHECKS.items() if name != "kafka"}}
+
+
+def part_problem(config: TalonflowConfig, name: str, pid: int | None) -> str | None:
+    """The part's own check, then: every address it binds is held by its supervised process, so a
+    stranger on our port (another stack, say) never passes for one of our parts."""
+    problem = part_checks(config)[name](config, pid)
+    if problem is not None or pid is None:
+        return problem
+    for address in planned_addresses(config):
+        if address.program == name:
+            problem = ownership_problem(address, pid)
+            if problem is not None:
+                return problem
+    return None

@@ -10,7 +10,7 @@ from schemas.topics import ALL_TOPICS, TOPIC_OVERRIDES
 
 
 def ensure_topics(config: TalonflowConfig) -> list[str]:
-    """Create the missing topics with the configured partitions, retention and record limit."""
+    """Create the missing topics with the configured partitions, replicas, retention and record limit."""
     kafka = config.kafka
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers, "log_level": 0})
     existing = admin.list_topics(timeout=5).topics
@@ -18,11 +18,13 @@ def ensure_topics(config: TalonflowConfig) -> list[str]:
         "retention.ms": str(int(kafka.topics.retention * 1000)),
         "max.message.bytes": str(kafka.record_limit_bytes),
     }
+    if kafka.managed or kafka.topics.min_insync_replicas:  # an existing cluster keeps its own default
+        settings["min.insync.replicas"] = str(kafka.min_insync)  # acks=all waits for this many copies
     wanted = [
         NewTopic(
             name,
             kafka.topics.partitions,
-            kafka.topics.replication_factor,
+            kafka.replication,
             config={**settings, **TOPIC_OVERRIDES.get(name, {})},
         )
         for name in ALL_TOPICS

@@ -1,7 +1,13 @@
 """The local pipeline as supervisord programs: Kafka (KRaft), MinIO and the receiver.
 
 supervisord does the process work (start order, restarts, log files, stopping process groups);
-this module only writes its config from `talonflow.yaml` and talks to it over XML-RPC.
+this module only writes its config from `talonflow.yaml` and talks to it over XML-RPC, and lists
+the addresses each part binds so that `up` can check them first.
+
+`kafka.brokers: 3` runs three KRaft nodes, each broker and controller at once (combined mode):
+three JVMs instead of six on a small machine, and a quorum of three voters survives one node
+down just as three brokers do, so kill -9 of one node costs neither the metadata quorum nor
+acknowledged records (replication 3, min.insync.replicas 2).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from bytewax.recovery import init_db_dir
 from supervisor.xmlrpc import SupervisorTransport
 
 from schemas.config import TalonflowConfig
+from talonflow.ports import Address
 
 REPO = Path(__file__).resolve().parents[1]
 NATIVE = REPO / "compose" / "native"
@@ -46,6 +53,7 @@ class Program:
     log: Path
     priority: int
     environment: tuple[tuple[str, str], ...] = ()  # never secrets: those come from the environment
+    stop_wait: int = 30  # seconds between SIGTERM and SIGKILL
 
 
 def pinned_versions() -> dict[str, str]:
@@ -68,6 +76,73 @@ def minio_binary() -> Path:
     return cache_dir() / f"minio-{pinned_versions()['MINIO_VERSION']}" / "minio"
 
 
+def broker_names(config: TalonflowConfig) -> list[str]:
+    """The supervised Kafka programs: `kafka` alone, or `kafka-1` … `kafka-N` for a cluster."""
+    count = config.kafka.brokers
+    return ["kafka"] if count == 1 else [f"kafka-{node}" for node in range(1, count + 1)]
+
+
+def kafka_node_dir(config: TalonflowConfig, node: int) -> Path:
+    """A node's properties and log dirs; a single broker keeps the layout it always had."""
+    base = config.state_dir / "kafka"
+    return base if config.kafka.brokers == 1 else base / f"node-{node}"
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.strip().rpartition(":")
+    return host, int(port)
+
+
+def broker_listeners(config: TalonflowConfig) -> list[tuple[str, int, int]]:
+    """(host, broker port, controller port) of each managed node, node 1 first."""
+    kafka = config.kafka
+    listed = [_host_port(a) for a in kafka.bootstrap_servers.split(",")]
+    return [(host, port, kafka.controller_port + i) for i, (host, port) in enumerate(listed)]
+
+
+def kafka_cluster_id(config: TalonflowConfig) -> str | None:
+    """The id `up` formatted the managed nodes with: a broker reporting another is someone else's."""
+    for node in range(1, config.kafka.brokers + 1):
+        meta = kafka_node_dir(config, node) / "data" / "meta.properties"
+        if meta.exists():
+            for line in meta.read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.split("=", 1)[1].strip()
+    return None
+
+
+def planned_addresses(config: TalonflowConfig) -> list[Address]:
+    """Every address the parts `up` runs with this config will bind, named by part and role."""
+    addresses: list[Address] = []
+    if config.kafka.managed:
+        nodes = zip(broker_names(config), broker_listeners(config), strict=True)
+        for name, (host, port, controller) in nodes:
+            addresses += [
+                Address(f"{name} broker", host, port),
+                Address(f"{name} controller", host, controller),
+            ]
+    minio = config.minio
+    if minio.managed:
+        addresses += [
+            Address("minio api", minio.endpoint.host, minio.endpoint.port),
+            Address("minio console", minio.console.host, minio.console.port),
+        ]
+    receiver = config.receiver
+    addresses += [
+        Address("receiver otlp/grpc", receiver.grpc.host, receiver.grpc.port),
+        Address("receiver otlp/http", receiver.http.host, receiver.http.port),
+        Address("receiver ops", receiver.ops.host, receiver.ops.port),
+        Address("lifecycle ops", config.lifecycle.ops.host, config.lifecycle.ops.port),
+        Address("console http", config.console.host, config.console.port),
+    ]
+    scrape = config.scrape
+    for shard in range(scrape.processes if config.scrape_configs else 0):
+        addresses.append(Address(f"scraper ops (shard {shard})", scrape.ops_host, scrape.ops_port + shard))
+    if config.log_files:
+        addresses.append(Address("tailer ops", config.tailer.host, config.tailer.port))
+    return addresses
+
+
 class Stack:
     """Paths and programs of one local stack, all under the config's `state_dir`."""
 
@@ -84,9 +159,17 @@ class Stack:
     def programs(self) -> list[Program]:
         programs = []
         if self.config.kafka.managed:
-            programs.append(Program("kafka", self._kafka_command(), self.logs / "kafka.log", 10))
+            # When a whole cluster stops, the last node cannot finish a controlled shutdown without a
+            # quorum and would wait out stopwaitsecs; a kill then costs only log recovery at start.
+            stop_wait = 30 if self.config.kafka.brokers == 1 else 15
+            for node, name in enumerate(broker_names(self.config), start=1):
+                command = self._kafka_command(node)
+                programs.append(Program(name, command, self.logs / f"{name}.log", 10, stop_wait=stop_wait))
         if self.config.minio.managed:
-            programs.append(Program("minio", self._minio_command(), self.logs / "minio.log", 10))
+            # MinIO refuses erasure-coded drives on the root filesystem (it expects real disks); these
+            # drives are folders on one disk, and a 1-byte threshold makes no drive count as root.
+            local = (("MINIO_ROOTDRIVE_THRESHOLD_SIZE", "1"),) if self.config.minio.drives > 1 else ()
+            programs.append(Program("minio", self._minio_command(), self.logs / "minio.log", 10, local))
         receiver = [sys.executable, "-m", "receiver", "--config", str(self.config_file)]
         programs.append(Program("receiver", receiver, self.logs / "receiver.log", 30))
         programs.append(self._flow("ingest", self.config.ingest.workers, self.config.ingest.commit_interval))
@@ -132,11 +215,7 @@ class Stack:
         environment = (("TALONFLOW_CONFIG", str(self.config_file)),)
         return Program(name, command, self.logs / f"{name}.log", 40, environment)
 
-    @property
-    def kafka_dir(self) -> Path:
-        return self.state / "kafka"
-
-    def _kafka_command(self) -> list[str]:
+    def _kafka_command(self, node: int) -> list[str]:
         libs = kafka_libs()
         if not libs.is_dir():
             raise StackError(f"Kafka is not installed in {libs}: run `make setup`")
@@ -150,7 +229,7 @@ class Stack:
             "-cp",
             f"{libs}/*",
             "kafka.Kafka",
-            str(self.kafka_dir / "server.properties"),
+            str(kafka_node_dir(self.config, node) / "server.properties"),
         ]
 
     def _minio_command(self) -> list[str]:
@@ -159,6 +238,8 @@ class Stack:
             raise StackError(f"MinIO is not installed at {binary}: run `make setup`")
         minio = self.config.minio
         data = self.state / "minio"
+        if minio.drives > 1:  # MinIO expands the ellipsis itself: one erasure set over the drives
+            data = data / f"drive{{1...{minio.drives}}}"
         return [
             str(binary),
             "server",
@@ -188,8 +269,10 @@ class Stack:
             folder.mkdir(parents=True, exist_ok=True)
         programs = self.programs()
         if self.config.kafka.managed:
-            self._write_kafka_properties()
-            self._format_kafka_storage()
+            cluster_id = kafka_cluster_id(self.config) or _new_cluster_id()
+            for node in range(1, self.config.kafka.brokers + 1):
+                self._write_kafka_properties(node)
+                self._format_kafka_storage(node, cluster_id)
         for flow in FLOWS:
             self._init_recovery(flow)
         self.conf.write_text(self._supervisord_conf(programs))
@@ -202,45 +285,51 @@ class Stack:
         folder.mkdir(parents=True)
         init_db_dir(folder, 8)  # bytewax needs partitions >= workers: -w up to 8
 
-    def _write_kafka_properties(self) -> None:
+    def _write_kafka_properties(self, node: int) -> None:
         kafka = self.config.kafka
-        host, _, port = kafka.bootstrap_servers.split(",")[0].rpartition(":")
-        controller = f"{host}:{kafka.controller_port}"
+        nodes = broker_listeners(self.config)
+        host, port, controller = nodes[node - 1]
+        voters = ",".join(f"{i}@{h}:{c}" for i, (h, _, c) in enumerate(nodes, start=1))
         limit = kafka.record_limit_bytes
+        replicas, min_insync = str(kafka.replication), str(kafka.min_insync)
+        folder = kafka_node_dir(self.config, node)
         properties = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{controller}",
-            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
+            "node.id": str(node),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
             "advertised.listeners": f"PLAINTEXT://{host}:{port}",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": str(self.kafka_dir / "data"),
+            "log.dirs": str(folder / "data"),
             "auto.create.topics.enable": "false",
             "num.partitions": str(kafka.topics.partitions),
             "message.max.bytes": str(limit),
             "replica.fetch.max.bytes": str(limit),
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
+            "default.replication.factor": replicas,
+            "min.insync.replicas": min_insync,
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_insync,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_insync,
             "group.initial.rebalance.delay.ms": "0",
         }
-        self.kafka_dir.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         text = "".join(f"{k}={v}\n" for k, v in properties.items())
-        (self.kafka_dir / "server.properties").write_text(text)
+        (folder / "server.properties").write_text(text)
 
-    def _format_kafka_storage(self) -> None:
-        if (self.kafka_dir / "data" / "meta.properties").exists():
+    def _format_kafka_storage(self, node: int, cluster_id: str) -> None:
+        folder = kafka_node_dir(self.config, node)
+        if (folder / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         command = [
-            *self._kafka_command()[:-2],  # the JVM and classpath, without the broker main class
+            *self._kafka_command(node)[:-2],  # the JVM and classpath, without the broker main class
             "kafka.tools.StorageTool",
             "format",
             f"--cluster-id={cluster_id}",  # one token: a base64 id may start with "-"
             "-c",
-            str(self.kafka_dir / "server.properties"),
+            str(folder / "server.properties"),
         ]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -265,7 +354,7 @@ class Stack:
                 f"directory={esc(self.state)}",
                 f"priority={program.priority}",
                 "autostart=true\nautorestart=true\nstartsecs=2\nstartretries=5",
-                "stopsignal=TERM\nstopwaitsecs=30\nstopasgroup=true\nkillasgroup=true",
+                f"stopsignal=TERM\nstopwaitsecs={program.stop_wait}\nstopasgroup=true\nkillasgroup=true",
                 "redirect_stderr=true",
                 f"stdout_logfile={esc(program.log)}",
                 "stdout_logfile_maxbytes=50MB\nstdout_logfile_backups=3",
@@ -303,3 +392,8 @@ class Stack:
         if not path.exists():
             return f"(no log at {path})"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _new_cluster_id() -> str:
+    """Kafka's cluster id format: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

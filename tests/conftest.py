@@ -150,12 +150,12 @@ def read_records(bootstrap: str, topic: str, key: bytes, count: int, timeout: fl
         consumer.close()
 
 
-def _stack_root() -> Path:
+def stack_root(name: str = "talonflow-test-stack") -> Path:
     """One fixed folder per checkout, not pytest's temp dir: pytest deletes old temp dirs, and a stack
     left running by a killed session could then no longer be found to stop it (its ports would stay
     taken). The next session stops such a stack first, then starts afresh."""
     checkout = hashlib.sha256(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:12]
-    root = Path(tempfile.gettempdir()) / f"talonflow-test-stack-{checkout}"
+    root = Path(tempfile.gettempdir()) / f"{name}-{checkout}"
     leftover = root / "talonflow.yaml"
     if leftover.exists():
         down = [sys.executable, "-m", "talonflow.cli", "--config", str(leftover), "down"]
@@ -167,7 +167,7 @@ def _stack_root() -> Path:
 
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[LocalStack]:
-    root = _stack_root()
+    root = stack_root()
     config_file = root / "talonflow.yaml"
     config_file.write_text(
         yaml.safe_dump({**TEST_CONFIG, "state_dir": str(root / "state"), "data_dir": str(root / "data")})

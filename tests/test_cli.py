@@ -84,8 +84,11 @@ def sidecar_config(local_stack: LocalStack, tmp_path: Path, **receiver: Any) -> 
 
 @pytest.mark.integration
 def test_up_fails_with_the_failing_part_and_its_log(local_stack: LocalStack, tmp_path: Path) -> None:
-    taken = local_stack.config.receiver.ops.port  # the session receiver holds it already
-    config = sidecar_config(local_stack, tmp_path, ops={"port": taken})
+    # Not a taken port: `up` refuses those before starting anything (tests/test_up_ports.py).
+    for name in ("bad.crt", "bad.key"):
+        (tmp_path / name).write_text("not PEM\n")
+    tls = {"cert_file": str(tmp_path / "bad.crt"), "key_file": str(tmp_path / "bad.key")}
+    config = sidecar_config(local_stack, tmp_path, tls=tls)
     try:
         result = run("up", "--detach", "--timeout", "60", config=config)
         after = run("status", config=config)
@@ -94,7 +97,8 @@ def test_up_fails_with_the_failing_part_and_its_log(local_stack: LocalStack, tmp
     assert result.returncode == 1
     # FATAL when it dies within startsecs, EXITED when a slow machine lets it run longer first
     assert re.search(r"receiver (is (FATAL|EXITED|BACKOFF)|not healthy)", result.stderr), result.stderr
-    assert "address" in result.stderr.lower()  # the log tail shows why: address already in use
+    log = (tmp_path / "state" / "logs" / "receiver.log").read_text().splitlines()
+    assert log and log[-1] in result.stderr  # the log tail shows why
     assert after.returncode == 3  # a failed `up` leaves nothing running
 
 
