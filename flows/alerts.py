@@ -109,34 +109,28 @@ def read_poll(batch: Batch, bounds: TimeBounds) -> Poll:
     part, records = batch
     if not records:
         return Poll(part=part, idle=True)
-    newest = last_record_ms(records[-1], bounds)
     if records[0].topic == ROLLUPS_TOPIC:
+        newest = last_rollup_ms(records[-1])
         return Poll(prometheus_series(rollup_points(r.value for r in records)), None, part, newest)
-    tables = flatten(records, bounds).tables
-    metrics, spans = tables.get(METRICS.name), tables.get(SPANS.name)
+    flattened = flatten(records, bounds)
+    # A poll's last record, not its newest sample, says how far a partition has come: newer samples
+    # written before older ones (another run's backlog) would otherwise pull the clock past samples
+    # still to come. Its rows are picked out of the tables already built, not flattened again.
+    newest_ns = flattened.newest_of_record(len(records) - 1, (METRICS, SPANS))
+    metrics, spans = flattened.tables.get(METRICS.name), flattened.tables.get(SPANS.name)
     return Poll(
         prometheus_series(metrics) if metrics is not None else None,
         span_deltas(spans) if spans is not None else None,
         part,
-        newest,
+        0 if newest_ns is None else newest_ns // 1_000_000,
     )
 
 
-def last_record_ms(record: KafkaRecord, bounds: TimeBounds) -> int:
-    """The newest sample time (ms) of one record; 0 for none. A poll's last record, not its newest
-    sample, says how far a partition has come: newer samples written before older ones (another
-    run's backlog) would otherwise pull the clock past samples still to come."""
-    if record.topic == ROLLUPS_TOPIC:
-        tables = {METRICS.name: rollup_points([record.value])}
-    else:
-        tables = flatten([record], bounds).tables
-    newest = 0
-    for dataset in (METRICS, SPANS):
-        table = tables.get(dataset.name)
-        if table is not None and table.num_rows:
-            latest = pc.max(table[dataset.time_column].cast(pa.int64())).as_py()
-            newest = max(newest, int(latest) // 1_000_000)
-    return newest
+def last_rollup_ms(record: KafkaRecord) -> int:
+    """The newest point time (ms) of one `talon_rollups` record; 0 for none."""
+    points = rollup_points([record.value])
+    latest = pc.max(points[METRICS.time_column].cast(pa.int64())).as_py() if points.num_rows else None
+    return 0 if latest is None else int(latest) // 1_000_000
 
 
 @cache
@@ -223,14 +217,15 @@ class StreamLogic(StatefulLogic[tuple[str, Poll], tuple[int, list[Event]], Keyed
 
     def _open(self, state: KeyedState) -> GroupStream:
         """The stream's groups, loaded with a template context of their own (workers are threads)."""
-        context = TemplateContext(state.stream.storage)
+        interval_ms = int(self._settings.evaluation_interval * 1000)
+        context = TemplateContext(state.stream.storage, subquery_step_ms=interval_ms)
         wanted = {group_id(g) for g in self._streams[state.key]}
         files = sorted({g.file for g in self._streams[state.key]})
         groups = [g for g in load_groups(list(files), context) if group_id(g) in wanted]
         return GroupStream(
             groups,
             state.stream,
-            int(self._settings.evaluation_interval * 1000),
+            interval_ms,
             context,
             self._settings.external_labels,
             self._config.console.url,

@@ -22,7 +22,6 @@ from schemas.topics import OTLP_TOPICS
 from sinks.parquet import Chunk, ParquetSink
 
 CONSUMER_GROUP = "talonflow-ingest"
-PREFETCH_KIB = 16 * 1024  # per partition; a poll takes what is queued, so this also caps a poll's bytes
 
 
 def build(config: TalonflowConfig) -> Dataflow:
@@ -39,7 +38,11 @@ def build(config: TalonflowConfig) -> Dataflow:
     source = KafkaBatchSource(config.kafka, OTLP_TOPICS, CONSUMER_GROUP, ingest.poll_records)
     # librdkafka prefetches up to 64 MiB per consumer, and there is one per partition (12 by
     # default): a backlog on every topic could hold most of a GiB before any of it is flattened.
-    source.settings["queued.max.messages.kbytes"] = PREFETCH_KIB
+    # The queue may overshoot by one fetch, so fetches are a quarter of it: with 8 MiB fetches
+    # each consumer held about 30 MB whatever its queue limit, with 1 MiB about 9 (bench/ingest.py).
+    # A record batch larger than a fetch still comes whole: Kafka returns the first one regardless.
+    source.settings["queued.max.messages.kbytes"] = ingest.prefetch_bytes // 1024
+    source.settings["max.partition.fetch.bytes"] = max(64 * 1024, ingest.prefetch_bytes // 4)
     polls = op.input("kafka", flow, source)
     chunks = op.flat_map("flatten", polls, to_chunks)
     sink = ParquetSink(
@@ -48,6 +51,7 @@ def build(config: TalonflowConfig) -> Dataflow:
         lambda part: earliest_offset(source.settings, part),
         ingest.roll_bytes,
         ingest.row_group_rows,
+        ingest.buffer_bytes,
     )
     op.output("parquet", chunks, sink)
     return flow

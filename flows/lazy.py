@@ -29,6 +29,12 @@ def sequenced_sink(config: TalonflowConfig, parts: list[str]) -> ParquetSink:
     Without recovery state a flow starts over from the earliest record, so its outputs start over
     from number 0: the files of that part are replaced, not duplicated.
     """
+    ingest = config.ingest
     return ParquetSink(
-        Path(config.data_dir), parts, lambda _part: 0, config.ingest.roll_bytes, config.ingest.row_group_rows
+        Path(config.data_dir),
+        parts,
+        lambda _part: 0,
+        ingest.roll_bytes,
+        ingest.row_group_rows,
+        ingest.buffer_bytes,
     )

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from talonflow_native import Decoder
 
 from schemas.datasets import (
@@ -53,11 +54,32 @@ class TimeBounds:
 @dataclass
 class Flattened:
     tables: dict[str, pa.Table] = field(default_factory=dict)  # dataset name -> rows of this poll
+    # dataset name -> for each row of its table, the index in the poll of the record it came from
+    # (dead letters excepted), so that per-record facts need no second flatten (flows/alerts.py)
+    record_of_row: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def add(self, dataset: Dataset, table: pa.Table) -> None:
+    def add(self, dataset: Dataset, table: pa.Table, record_of_row: np.ndarray | None = None) -> None:
         if table.num_rows:
             previous = self.tables.get(dataset.name)
             self.tables[dataset.name] = table if previous is None else pa.concat_tables([previous, table])
+        if record_of_row is not None and len(record_of_row):
+            before = self.record_of_row.get(dataset.name)
+            self.record_of_row[dataset.name] = (
+                record_of_row if before is None else np.concatenate([before, record_of_row])
+            )
+
+    def newest_of_record(self, index: int, datasets: Sequence[Dataset]) -> int | None:
+        """The newest event time (ns) among the rows of `datasets` that came from record `index`."""
+        newest: int | None = None
+        for dataset in datasets:
+            table, rows_from = self.tables.get(dataset.name), self.record_of_row.get(dataset.name)
+            if table is None or rows_from is None:
+                continue
+            mine = table[dataset.time_column].cast(pa.int64()).filter(pa.array(rows_from == index))
+            latest = pc.max(mine).as_py()
+            if latest is not None:
+                newest = latest if newest is None else max(newest, latest)
+        return newest
 
 
 @dataclass(frozen=True)
@@ -67,15 +89,16 @@ class _Signal:
     decoder: Decoder
 
 
-def _decoder(signal: str, dataset: Dataset) -> Decoder:
+def native_decoder(signal: str, dataset: Dataset, build: type[Decoder] = Decoder) -> Decoder:
+    """The native decoder of `signal`; `build` is another build's class (bench/ingest.py compares)."""
     promoted = [(column, list(keys)) for column, _, keys in ATTRIBUTE_COLUMNS]
-    return Decoder(signal, dataset.schema, promoted, list(RESOURCE_COLUMNS))
+    return build(signal, dataset.schema, promoted, list(RESOURCE_COLUMNS))
 
 
 _BY_TOPIC = {
-    SPANS_TOPIC: _Signal(SPANS, "ExportTraceServiceRequest", _decoder("spans", SPANS)),
-    METRICS_TOPIC: _Signal(METRICS, "ExportMetricsServiceRequest", _decoder("metrics", METRICS)),
-    LOGS_TOPIC: _Signal(LOGS, "ExportLogsServiceRequest", _decoder("logs", LOGS)),
+    SPANS_TOPIC: _Signal(SPANS, "ExportTraceServiceRequest", native_decoder("spans", SPANS)),
+    METRICS_TOPIC: _Signal(METRICS, "ExportMetricsServiceRequest", native_decoder("metrics", METRICS)),
+    LOGS_TOPIC: _Signal(LOGS, "ExportLogsServiceRequest", native_decoder("logs", LOGS)),
 }
 
 
@@ -126,7 +149,7 @@ def flatten(records: Sequence[KafkaRecord], bounds: TimeBounds = TimeBounds()) -
         dead.add(records[index], reason, 0, records[index].value)
     result = Flattened()
     for dataset, table, record_of_row in decoded:
-        result.add(dataset, reject_out_of_bounds(dataset, table, record_of_row, records, bounds, dead))
+        result.add(dataset, *reject_out_of_bounds(dataset, table, record_of_row, records, bounds, dead))
     result.add(DEAD_LETTERS, dead.table())
     return result
 
@@ -138,8 +161,9 @@ def reject_out_of_bounds(
     records: Sequence[KafkaRecord],
     bounds: TimeBounds,
     dead: DeadLetters,
-) -> pa.Table:
-    """Keep rows whose event time is near their record's Kafka time; the rest become dead letters.
+) -> tuple[pa.Table, np.ndarray]:
+    """Keep rows whose event time is near their record's Kafka time (returned with the record of
+    each row kept); the rest become dead letters.
 
     The reference is the Kafka timestamp, not the clock, so a replay sorts rows exactly as before.
     """
@@ -150,7 +174,7 @@ def reject_out_of_bounds(
         event_ns <= received_ns + int(bounds.max_future_s * 1e9)
     )
     if ok.all():
-        return table
+        return table, record_of_row
     rejected = table.filter(pa.array(~ok))
     rejected_records = record_of_row[~ok]
     for record_index in np.unique(rejected_records):
@@ -161,4 +185,4 @@ def reject_out_of_bounds(
             f"or {bounds.max_future_s:.0f}s after the record's Kafka time"
         )
         dead.add(records[int(record_index)], reason, mine.num_rows, payload)
-    return table.filter(pa.array(ok))
+    return table.filter(pa.array(ok)), record_of_row[ok]

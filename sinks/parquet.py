@@ -3,9 +3,11 @@
 Layout: `<root>/<dataset>/date=YYYY-MM-DD/hour=HH/<topic>-<partition>-<first>-<last>.parquet`.
 
 There is one writer per Kafka source partition. It buffers the Arrow tables made from that
-partition's records and writes them when the buffer passes `roll_bytes` and at every bytewax
-snapshot (epoch close); a file is named by the range of Kafka offsets its rows came from and
-appears atomically (temp file, fsync, rename). The snapshot state is the next offset to write.
+partition's records and writes them when the buffer passes `roll_bytes`, when the writers of one
+bytewax worker hold more than `buffer_bytes` together (the largest writes first: this bounds
+memory however many partitions a worker has and however long the commit interval), and at every
+bytewax snapshot (epoch close); a file is named by the range of Kafka offsets its rows came from
+and appears atomically (temp file, fsync, rename). The snapshot state is the next offset to write.
 
 On resume every file that starts at or after that offset is deleted first: its records are
 replayed by the source, which resumes at the same offset. With no state (first start, or no
@@ -20,6 +22,7 @@ import io
 import logging
 import os
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +57,14 @@ def dictionary_columns(schema: pa.Schema) -> tuple[str, ...]:
     return tuple(path for path in paths if path not in RANDOM_ID_COLUMNS)
 
 
+@functools.cache
+def statistics_columns(schema: pa.Schema) -> tuple[str, ...]:
+    """Columns that get min/max statistics: the flat ones, which readers prune row groups by.
+    Nothing prunes on a map's or a list's entries, and their statistics were about a tenth of the
+    write's CPU on bench.ingest's spans (same bytes on disk)."""
+    return tuple(f.name for f in schema if not pa.types.is_nested(f.type))
+
+
 def write_atomically(
     table: pa.Table, path: Path, row_group_rows: int, compression_level: int | None = None
 ) -> None:
@@ -68,6 +79,7 @@ def write_atomically(
             compression_level=compression_level,
             row_group_size=row_group_rows,
             use_dictionary=list(dictionary_columns(table.schema)),
+            write_statistics=list(statistics_columns(table.schema)),
         )
         handle.flush()
         os.fsync(handle.fileno())
@@ -77,8 +89,7 @@ def write_atomically(
 def split_by_hour(table: pa.Table, dataset: Dataset) -> list[tuple[int, pa.Table]]:
     """(hour start in ns, rows of that hour sorted by the dataset's sort keys), per UTC hour present.
 
-    One sort by (hour, sort keys) and zero-copy slices: a filter per hour copied every row once
-    more, and taking from a many-chunk table is slower than from one chunk (bench/ingest.py).
+    One sort by (hour, sort keys) and zero-copy slices: a filter per hour copied every row once more.
     """
     hours = pc.floor_temporal(table[dataset.time_column], unit="hour").cast(pa.int64())
     keys = pa.Table.from_arrays(
@@ -86,7 +97,9 @@ def split_by_hour(table: pa.Table, dataset: Dataset) -> list[tuple[int, pa.Table
         names=[str(i) for i in range(len(dataset.sort_by) + 1)],
     )
     order = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
-    rows = table.combine_chunks().take(order)
+    # taken from the chunked table, column by column: combining the chunks first held a third copy
+    # of the flush at its peak (bench/ingest.py), for about the same CPU
+    rows = table.take(order)
     runs = pc.run_end_encode(hours.take(order).combine_chunks())
     starts = [0, *runs.run_ends.to_pylist()]
     return [
@@ -101,32 +114,58 @@ def file_stem(source: str) -> str:
     return f"{topic}-{partition}"
 
 
+class _Budget:
+    """The buffered bytes of the writers one bytewax worker runs, held under `limit` by writing out
+    the largest buffer first (fewest, biggest files). One per worker thread: a writer is only ever
+    touched by its worker, so no lock is needed."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.writers: list[_Writer] = []
+
+    def enforce(self) -> None:
+        while sum(w.buffered_bytes for w in self.writers) > self.limit:
+            max(self.writers, key=lambda w: w.buffered_bytes).flush()
+
+
 class _Writer(StatefulSinkPartition[Chunk, int]):
     def __init__(
-        self, root: Path, source: str, next_offset: int, roll_bytes: int, row_group_rows: int
+        self,
+        root: Path,
+        source: str,
+        next_offset: int,
+        roll_bytes: int,
+        row_group_rows: int,
+        budget: Callable[[], _Budget],
     ) -> None:
         self._root, self._stem = root, file_stem(source)
         self._next = next_offset
         self._roll_bytes, self._row_group_rows = roll_bytes, row_group_rows
+        self._budget_of_thread = budget
+        self._budget: _Budget | None = None  # joined at the first write, on the worker's own thread
         self._buffers: dict[str, list[pa.Table]] = defaultdict(list)
-        self._buffered_bytes = 0
+        self.buffered_bytes = 0
         self._first: int | None = None
         self._last = -1
 
     def write_batch(self, values: list[Chunk]) -> None:
         for dataset, table, first, last in values:
             self._buffers[dataset].append(table)
-            self._buffered_bytes += table.nbytes
+            self.buffered_bytes += table.nbytes
             self._first = first if self._first is None else self._first
             self._last = max(self._last, last)
-        if self._buffered_bytes >= self._roll_bytes:
-            self._flush()
+        if self.buffered_bytes >= self._roll_bytes:
+            self.flush()
+        if self._budget is None:
+            self._budget = self._budget_of_thread()
+            self._budget.writers.append(self)
+        self._budget.enforce()
 
     def snapshot(self) -> int:
-        self._flush()
+        self.flush()
         return self._next
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if self._first is None:
             return
         name = f"{self._stem}-{self._first:020d}-{self._last:020d}.parquet"
@@ -135,7 +174,7 @@ class _Writer(StatefulSinkPartition[Chunk, int]):
             for hour, rows in split_by_hour(pa.concat_tables(tables), DATASETS[dataset]):
                 write_atomically(rows, partition_dir(self._root, dataset, hour) / name, self._row_group_rows)
         self._next = self._last + 1
-        self._buffered_bytes = 0
+        self.buffered_bytes = 0
         self._first = None
 
 
@@ -160,11 +199,20 @@ class ParquetSink(FixedPartitionedSink[Chunk, int]):
         earliest_offset: Callable[[str], int],
         roll_bytes: int,
         row_group_rows: int,
+        buffer_bytes: int,
     ) -> None:
         self._root = root
         self._sources = sorted(sources)  # bytewax indexes part_fn into the sorted global parts
         self._earliest_offset = earliest_offset
         self._roll_bytes, self._row_group_rows = roll_bytes, row_group_rows
+        self._budgets = threading.local()  # one _Budget per bytewax worker thread
+        self._buffer_bytes = buffer_bytes
+
+    def _budget(self) -> _Budget:
+        if not hasattr(self._budgets, "budget"):
+            self._budgets.budget = _Budget(self._buffer_bytes)
+        budget: _Budget = self._budgets.budget
+        return budget
 
     def list_parts(self) -> list[str]:
         return self._sources
@@ -196,4 +244,6 @@ class ParquetSink(FixedPartitionedSink[Chunk, int]):
                 kept_overlap,
                 replay_from,
             )
-        return _Writer(self._root, for_part, replay_from, self._roll_bytes, self._row_group_rows)
+        return _Writer(
+            self._root, for_part, replay_from, self._roll_bytes, self._row_group_rows, self._budget
+        )

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import random
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.datasets import RANDOM_ID_COLUMNS, SPANS
-from sinks.parquet import dictionary_columns, split_by_hour
+from sinks.parquet import dictionary_columns, split_by_hour, write_atomically
 
 HOUR_NS = 3_600_000_000_000
 
@@ -66,3 +67,13 @@ def test_ids_have_no_dictionary_and_nested_columns_keep_theirs() -> None:
     }
     assert "RLE_DICTIONARY" not in encodings["span_id"]
     assert "RLE_DICTIONARY" in encodings["name"]
+
+
+def test_flat_columns_keep_their_statistics_and_nested_ones_have_none(tmp_path: Path) -> None:
+    path = tmp_path / "spans.parquet"
+    write_atomically(_spans(300, seed=3), path, 1024)
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    stats = {group.column(i).path_in_schema: group.column(i).statistics for i in range(group.num_columns)}
+    assert stats["start_time"] is not None and stats["start_time"].has_min_max
+    assert stats["service_name"].has_min_max and stats["name"].min == "chat"
+    assert stats["attributes.key_value.key"] is None or not stats["attributes.key_value.key"].has_min_max
