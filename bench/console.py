@@ -7,11 +7,15 @@ The defaults are the issue's day. Writes 24 whole hours of spans (20 agents, tra
 one session per trace, an LLM call in each, 2 % errors, two versions), metric points (counters
 and gauges, one series per agent, metric and worker, evenly spaced), logs and heartbeat
 transitions straight into hot Parquet partitions (one file per hour, as compaction leaves them),
-vectorised in Polars/pyarrow with progress on stderr. Then it requests every page and a
-Grafana-style `query_range` (24 h at 60 s steps) in-process through aiohttp. "cold" is the first
+vectorised in Polars/pyarrow with progress on stderr, and the rollups_1m the rollups flow's
+arithmetic makes of the points. Then it requests every page in-process through aiohttp, and
+Grafana-style `query_range`s (24 h at 60 s steps) twice, each time in a new server: from raw
+points (rollups_1m moved aside), then with the rollups (console/rollup_store.py). "cold" is the first
 request of each after start-up (the OS page cache is warm: the files were just written), "warm"
-the p50/p95 of the next `--runs`; the console's trace index and per-file partial aggregates
-(console/trace_index.py, console/partials.py) start empty, so cold includes building them. The
+the p50/p95 of the next `--runs`. Pages are measured cold three ways: with the trace index and
+per-file partial aggregates (console/trace_index.py, console/partials.py) empty, so that the
+first view builds them; after the console's background build (console/warmer.py, timed) from
+empty; and after a restart, the caches in memory lost and those on disk kept. The
 floor is the bare Polars scan every spans page needs at least: counting the day's rows.
 `--data DIR` keeps the generated day in DIR and reuses it on the next run (its windows stay
 relative to now, so reuse it within the hour).
@@ -37,8 +41,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from console import partials, series_catalogue, trace_index
 from console.server import build_app
 from console.timerange import TimeRange
+from console.warmer import warm_once
 from schemas.config import TalonflowConfig
 from schemas.datasets import DATASETS
 from tests.console_data import write_rows
@@ -121,7 +127,10 @@ def hour_of_metrics(start: datetime, n: int) -> pa.Table:
     series = AGENTS * len(METRICS) * WORKERS
     per_series = max(1, n // series)
     step = 3600 * 10**9 // per_series
-    times = int(start.timestamp() * 1e9) + np.repeat(np.arange(per_series) * step, series)
+    times = int(start.timestamp() * 1e9) + step // 2 + np.repeat(np.arange(per_series) * step, series)
+    # Off the minute boundaries (as agents' clocks are), else query_range could not read rollups
+    # (console/rollup_store.py): a point on one belongs to that step but to the next minute's rollup.
+    times += (times // 1_000_000 % 60_000 == 0) * 1_000_000
     ids = np.tile(np.arange(series), per_series)
     agent, kind, worker = ids // (len(METRICS) * WORKERS), ids // WORKERS % len(METRICS), ids % WORKERS
     elapsed = (times - times[0]) / 1e9 + start.hour * 3600
@@ -197,6 +206,25 @@ def fill_day(data: Path, spans: int, points: int, logs: int, now: datetime) -> s
     return trace
 
 
+def fill_rollups(data: Path) -> None:
+    """rollups_1m of each hour of metric points that has none yet, as the rollups flow's arithmetic
+    makes them (tests/metric_data.py; minutes never cross an hour), so query_range can be measured
+    on both paths. Idempotent: a run killed half-way resumes where it stopped."""
+    from tests.metric_data import rollups_of
+
+    started = time.perf_counter()
+    for source in sorted((data / "metrics").glob("date=*/hour=*/bench.parquet")):
+        target = data / "rollups_1m" / source.parent.relative_to(data / "metrics") / "bench.parquet"
+        if target.exists():
+            continue
+        rollups = rollups_of(pq.read_table(source))
+        ordered = rollups.sort_by([(c, "ascending") for c in DATASETS["rollups_1m"].sort_by])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(ordered, target.with_suffix(".tmp"), compression="zstd", row_group_size=ROW_GROUP)
+        target.with_suffix(".tmp").rename(target)
+        print(f"rolled up {source.parent} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
 PAGES = (
     "/?range=24h",
     "/service/agent-3?range=24h",
@@ -225,8 +253,39 @@ def requests(trace: str, now: datetime) -> list[str]:
     return pages + [f"/api/v1/query_range?{urlencode({'query': q, **span})}" for q in QUERIES]
 
 
-async def measure(config: TalonflowConfig, paths: list[str], runs: int) -> int:
-    """Prints each request's figures as soon as they are measured; returns how many requests failed."""
+async def first_views(config: TalonflowConfig, paths: list[str]) -> dict[str, float]:
+    """The first request of each path, in ms, in a fresh app (a failing one `measure` reports)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    took = {}
+    async with TestClient(TestServer(build_app(config))) as client:
+        for path in paths:
+            started = time.perf_counter()
+            await (await client.get(path)).read()
+            took[path] = (time.perf_counter() - started) * 1e3
+    return took
+
+
+def forget_cached(config: TalonflowConfig) -> None:
+    """A first start: nothing kept in memory or beside the state (series catalogues included)."""
+    shutil.rmtree(config.state_dir, ignore_errors=True)
+    forget_memory()
+
+
+def forget_memory() -> None:
+    """What a restarted console has lost: the caches in memory and the queries pages ran (those
+    under state_dir stay)."""
+    partials._cache.clear()
+    partials._recent.clear()
+    trace_index._cache.clear()
+    series_catalogue._cache.clear()
+
+
+async def measure(
+    config: TalonflowConfig, paths: list[str], runs: int, figures: dict[str, list[float]] | None = None
+) -> int:
+    """Prints each request's figures as soon as they are measured (and adds cold, warm p50 and p95
+    ms to `figures`); returns how many requests failed."""
     from aiohttp.test_utils import TestClient, TestServer
 
     failed = 0
@@ -251,6 +310,34 @@ async def measure(config: TalonflowConfig, paths: list[str], runs: int) -> int:
                 f"{p95 * 1e3:9.0f}",
                 flush=True,
             )
+            if figures is not None:
+                figures[path] = [times[0] * 1e3, statistics.median(warm) * 1e3, p95 * 1e3]
+    return failed
+
+
+def pages_cold_and_warm(config: TalonflowConfig, pages: list[str], runs: int) -> int:
+    """Each page's first view with a truly empty cache, then after the console's background build
+    (console/warmer.py, timed) and its warm p50/p95, then after a restart with the cache on disk."""
+    shutil.rmtree(config.state_dir, ignore_errors=True)  # cold means no trace index stored yet either
+    forget_memory()
+    empty = asyncio.run(first_views(config, pages))
+    shutil.rmtree(config.state_dir, ignore_errors=True)
+    forget_memory()
+    built = warm_once(config)
+    print(
+        f"background build of the caches from empty: {built.seconds:.1f} s "
+        f"({built.files} files, {built.computed} partial results)"
+    )
+    print(f"{'request, after the background build':<100} {'cold ms':>8} {'warm p50':>9} {'warm p95':>9}")
+    figures: dict[str, list[float]] = {}
+    failed = asyncio.run(measure(config, pages, runs, figures))
+    forget_memory()
+    restarted = asyncio.run(first_views(config, pages))
+    print("\n| page | cold, empty cache | cold, after the build | cold, restarted | warm p50 | warm p95 |")
+    print("|---|---|---|---|---|---|")
+    for page, (cold, p50, p95) in figures.items():
+        figures_ms = (empty[page], cold, restarted[page], p50, p95)
+        print(f"| `{page}` |", " | ".join(f"{ms:,.0f}" for ms in figures_ms), "|")
     return failed
 
 
@@ -270,6 +357,8 @@ def prepared(root: Path, args: argparse.Namespace, now: datetime) -> str:
     asked = {"spans": args.spans, "points": args.points, "logs": args.logs}
     if marker.exists() and (kept := json.loads(marker.read_text()))["asked"] == asked:
         print(f"reusing the day generated at {kept['now']} in {root}", file=sys.stderr)
+        if not args.no_query_range:  # the pages read no rollups_1m
+            fill_rollups(root / "data")  # days generated before the rollups were
         return str(kept["trace"])
     started = time.perf_counter()
     trace = fill_day(root / "data", args.spans, args.points, args.logs, now)
@@ -278,6 +367,7 @@ def prepared(root: Path, args: argparse.Namespace, now: datetime) -> str:
         f"generated {args.spans:,} spans, {args.points:,} points and {args.logs:,} logs",
         f"over 24 h in {took:.1f} s",
     )
+    fill_rollups(root / "data")
     marker.write_text(json.dumps({"asked": asked, "trace": trace, "now": now.isoformat()}))
     return trace
 
@@ -286,13 +376,26 @@ def run(root: Path, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     trace = prepared(root, args, now)
     config = TalonflowConfig(data_dir=root / "data", state_dir=root / "state")
-    shutil.rmtree(config.state_dir, ignore_errors=True)  # cold means no trace index stored yet either
     print(f"floor: count the day's spans through the scan: {floor_ms(config, now):.0f} ms")
-    print(f"{'request':<100} {'cold ms':>8} {'warm p50':>9} {'warm p95':>9}")
     paths = requests(trace, now)
+    pages = [p for p in paths if not p.startswith("/api/")]
+    failed = 0 if args.query_range_only else pages_cold_and_warm(config, pages, args.runs)
+    print(f"{'request':<100} {'cold ms':>8} {'warm p50':>9} {'warm p95':>9}")
     if args.no_query_range:
-        paths = [p for p in paths if not p.startswith("/api/")]
-    return 1 if asyncio.run(measure(config, paths, args.runs)) else 0
+        return 1 if failed else 0
+    ranges = [p for p in paths if p.startswith("/api/")]
+    rollups, aside = config.data_dir / "rollups_1m", config.data_dir / "rollups_1m.aside"
+    print("query_range from raw points (rollups_1m moved aside; a new server, caches empty):")
+    rollups.rename(aside)
+    forget_cached(config)
+    try:
+        failed += asyncio.run(measure(config, ranges, args.runs))
+    finally:
+        aside.rename(rollups)
+    print("query_range with rollups_1m (eligible queries read them; a new server, caches empty):")
+    forget_cached(config)
+    failed += asyncio.run(measure(config, ranges, args.runs))
+    return 1 if failed else 0
 
 
 def main() -> int:
@@ -302,9 +405,8 @@ def main() -> int:
     parser.add_argument("--logs", type=int, default=10_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--data", type=Path, help="keep the generated day here and reuse it")
-    parser.add_argument(
-        "--no-query-range", action="store_true", help="pages only (query_range reads every point into memory)"
-    )
+    parser.add_argument("--no-query-range", action="store_true", help="pages only")
+    parser.add_argument("--query-range-only", action="store_true", help="query_range only, no pages")
     args = parser.parse_args()
     if args.data:
         args.data.mkdir(parents=True, exist_ok=True)

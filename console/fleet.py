@@ -15,6 +15,7 @@ from schemas.rollups import GENAI_COST
 from talonflow.compare import duration_bucket
 
 SERVICE_LABELS = ("service.name", "service_name")  # how alert rules name the service they are about
+RED, TOKENS = "fleet.red", "fleet.tokens"  # the names of its per-file partials (console/partials.py)
 
 
 def heartbeat_states(config: TalonflowConfig) -> pl.DataFrame:
@@ -46,7 +47,7 @@ def active_alerts(config: TalonflowConfig) -> list[dict[str, Any]]:
     return rows(latest)
 
 
-def _red_partial(spans: pl.LazyFrame) -> pl.LazyFrame:
+def red_partial(spans: pl.LazyFrame) -> pl.LazyFrame:
     return spans.group_by("service_name", duration_bucket().alias("bucket")).agg(
         pl.len().alias("calls"),
         (pl.col("status_code") == "ERROR").sum().alias("errors"),
@@ -54,7 +55,13 @@ def _red_partial(spans: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _tokens_partial(spans: pl.LazyFrame) -> pl.LazyFrame:
+def _red_merge(parts: pl.DataFrame) -> pl.DataFrame:
+    return parts.group_by("service_name", "bucket").agg(
+        pl.col("calls").sum(), pl.col("errors").sum(), pl.col("last_span").max()
+    )
+
+
+def tokens_partial(spans: pl.LazyFrame) -> pl.LazyFrame:
     input_tokens, output_tokens = pl.col("gen_ai_usage_input_tokens"), pl.col("gen_ai_usage_output_tokens")
     return spans.group_by("service_name").agg((input_tokens.sum() + output_tokens.sum()).alias("tokens"))
 
@@ -65,10 +72,8 @@ def service_red(config: TalonflowConfig, window: TimeRange) -> pl.DataFrame:
     Merged from per-file duration histograms (console/partials.py): p95 is the middle of the
     log bucket holding the nearest-rank 95th percentile, within 0.27 % of the exact value.
     """
-    parts = aggregate(config, "spans", window, {"fleet.red": _red_partial})["fleet.red"]
-    buckets = parts.group_by("service_name", "bucket").agg(
-        pl.col("calls").sum(), pl.col("errors").sum(), pl.col("last_span").max()
-    )
+    parts = aggregate(config, "spans", window, {RED: red_partial}, merges={RED: _red_merge})[RED]
+    buckets = _red_merge(parts)
     return (
         buckets.sort("bucket")
         .group_by("service_name")
@@ -88,7 +93,7 @@ def service_red(config: TalonflowConfig, window: TimeRange) -> pl.DataFrame:
 def spend_today(config: TalonflowConfig, now: datetime | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Tokens per service from today's spans; USD from today's cost rollups (priced models only)."""
     day = today(now)
-    parts = aggregate(config, "spans", day, {"fleet.tokens": _tokens_partial})["fleet.tokens"]
+    parts = aggregate(config, "spans", day, {TOKENS: tokens_partial})[TOKENS]
     tokens = parts.group_by("service_name").agg(pl.col("tokens").sum())
     usd = (
         scan(config, "rollups_1m", day)

@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from console.partials import newest_first
+from console.partials import Partial, newest_first
 from console.scan import rows, scan_files
 from console.timerange import TimeRange
 from console.trace_index import SESSION, SESSION_KEY, files_holding
@@ -15,6 +15,7 @@ from schemas.config import TalonflowConfig
 from talonflow.compare import attribute
 
 LIMIT = 500
+COLUMNS = ("time", "service_name", "severity_number", "severity_text", "body", "trace_id", "span_id")
 FILTERS = ("service", "severity", "q", "session")
 # OTLP severity numbers: the lowest of each named range, for "this level and worse".
 SEVERITIES = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "error": 17, "fatal": 21}
@@ -22,6 +23,21 @@ SEVERITIES = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "error": 17, "fatal
 
 class LogFilterError(ValueError):
     """A filter that cannot be used; the message names it."""
+
+
+def newest_lines(filters: list[pl.Expr]) -> Partial:
+    """Per file, its newest LIMIT lines matching every filter (what the list shows of them)."""
+
+    def newest(logs: pl.LazyFrame) -> pl.LazyFrame:
+        matching = logs.filter(*filters) if filters else logs
+        return matching.sort("time", descending=True).head(LIMIT).select(COLUMNS)
+
+    return newest
+
+
+def lines_name(used: Mapping[str, str]) -> str:
+    """The name of the kept per-file lines: everything they depend on (console/partials.py)."""
+    return f"log lines {sorted(used.items())}"
 
 
 def log_lines(config: TalonflowConfig, params: Mapping[str, str], window: TimeRange) -> list[dict[str, Any]]:
@@ -50,18 +66,12 @@ def log_lines(config: TalonflowConfig, params: Mapping[str, str], window: TimeRa
         session_traces = sorted(traces.collect()["trace_id"].to_list())
         filters.append(in_session | pl.col("trace_id").is_in(session_traces))
         used["session traces"] = ",".join(session_traces)  # they may grow as the session goes on
-    columns = ["time", "service_name", "severity_number", "severity_text", "body", "trace_id", "span_id"]
-
-    def newest(logs: pl.LazyFrame) -> pl.LazyFrame:
-        matching = logs.filter(*filters) if filters else logs
-        return matching.sort("time", descending=True).head(LIMIT).select(columns)
-
+    newest = newest_lines(filters)
     if params.get("trace"):
         trace = params["trace"].strip().lower()
         filters.append(pl.col("trace_id") == trace)
         return rows(
             newest(scan_files(config, "logs", files_holding(config, "logs", [trace], window), window))
         )
-    name = f"log lines {sorted(used.items())}"
-    found = newest_first(config, "logs", window, name, newest, LIMIT)
+    found = newest_first(config, "logs", window, lines_name(used), newest, LIMIT)
     return found.sort("time", descending=True).head(LIMIT).to_dicts()

@@ -6,31 +6,112 @@ ingest puts every row in the hour of its time column: sinks/parquet.py) is compu
 kept, keyed by its path, size and mtime (objects by key, which carries their sha256), so a
 file rewritten by a replay or a compaction is simply a new key; the window's partial first and
 last hours are computed from their rows at each request. Repeated views of a day then read two
-hours, not twenty-four.
+hours, not twenty-four. Each kept result is also written under `<state_dir>/partials/`, so a
+restarted console reads it back instead of the file; console/warmer.py computes the pages'
+default queries for files as they land, and `prune` removes the results of files that are gone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Final
 
 import polars as pl
 
-from console.scan import file_hour, file_key, files_in, scan_files
+from console.scan import file_hour, file_key, files_in, of_dataset, scan_files
 from console.timerange import TimeRange
 from schemas.config import TalonflowConfig
 from talonflow.compare import bucket_ms
 
 Partial = Callable[[pl.LazyFrame], pl.LazyFrame]
+Merge = Callable[[pl.DataFrame], pl.DataFrame]
 _KEPT: Final = 50_000  # partial results kept (file x query), the oldest dropped first
 _cache: OrderedDict[tuple[str, str], pl.DataFrame] = OrderedDict()
+_RECENT: Final = 32  # queries the warmer also computes for new files: the last used over all files
+_recent: OrderedDict[tuple[str, str], tuple[Partial, datetime]] = OrderedDict()  # -> query, since
+_MERGED: Final = 64  # whole files' results merged per query and set of files (`aggregate`'s merges)
+_merged: OrderedDict[tuple[str, ...], pl.DataFrame] = OrderedDict()
+_lock = threading.Lock()  # pages (worker threads) and console/warmer.py share the caches
+_FOLDER: Final = f"partials/polars-{pl.__version__}"  # Arrow IPC files as this Polars writes them
 
 
 def _whole_hour_inside(uri: str, window: TimeRange) -> bool:
     hour = file_hour(uri)
     return hour is not None and window.start <= hour and hour + timedelta(hours=1) <= window.end
+
+
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _folder(config: TalonflowConfig, dataset: str) -> Path:
+    return config.state_dir / _FOLDER / dataset
+
+
+def _stored(config: TalonflowConfig, dataset: str, key: str, name: str) -> Path:
+    """One folder per file (so a gone file's results go together), one IPC file per query."""
+    return _folder(config, dataset) / _sha1(key) / f"{_sha1(name)}.arrow"
+
+
+def _keep(config: TalonflowConfig, dataset: str, key: str, name: str, result: pl.DataFrame) -> None:
+    """In memory, and on disk written then renamed (a crash never leaves half a file)."""
+    with _lock:
+        _cache[(key, name)] = result
+        _cache.move_to_end((key, name))
+    path = _stored(config, dataset, key, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    result.write_ipc(temporary)
+    os.replace(temporary, path)
+
+
+def _recall(
+    config: TalonflowConfig, dataset: str, keys: Mapping[str, str], names: list[str]
+) -> dict[tuple[str, str], pl.DataFrame]:
+    """The kept results of these files (uri -> file_key) for these queries, from memory or disk."""
+    found = {}
+    for uri, key in keys.items():
+        for name in names:
+            with _lock:
+                if (in_memory := _cache.get((key, name))) is not None:
+                    _cache.move_to_end((key, name))  # in use: the last to be dropped
+            if in_memory is not None:
+                found[(uri, name)] = in_memory
+            elif (path := _stored(config, dataset, key, name)).exists():
+                found[(uri, name)] = pl.read_ipc(path)
+                with _lock:
+                    _cache[(key, name)] = found[(uri, name)]
+    return found
+
+
+def _trim() -> None:
+    with _lock:
+        while len(_cache) > _KEPT:
+            _cache.popitem(last=False)
+
+
+def _used(dataset: str, queries: Mapping[str, Partial], since: datetime) -> None:
+    with _lock:
+        for name, query in queries.items():
+            _recent[(dataset, name)] = (query, since)
+            _recent.move_to_end((dataset, name))
+        while len(_recent) > _RECENT:
+            _recent.popitem(last=False)
+
+
+def recent(dataset: str) -> dict[str, tuple[Partial, datetime]]:
+    """The dataset's queries pages ran last over all their files (not over chosen ones: a trace's
+    summaries are about its own files), with the start of the range they last read: for
+    console/warmer.py to compute for the files landing in that range from then on."""
+    with _lock:
+        return {name: kept for (used, name), kept in _recent.items() if used == dataset}
 
 
 def aggregate(
@@ -39,35 +120,88 @@ def aggregate(
     window: TimeRange,
     queries: Mapping[str, Partial],
     files: list[str] | None = None,
+    merges: Mapping[str, Merge] | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Each query's partial results over the window's files (or those of `files` in it),
-    concatenated: the caller merges them.
+    concatenated: the caller merges them. With a `merges` entry for a query, its whole files'
+    results come already merged by it, and that merge is kept for the same set of files: the
+    whole hours of a range change once an hour, and merging a day of per-file results (420,000
+    rows for Fleet) cost more than the rest of the page. A merge must be one the caller's own
+    merge can merge again (sums, minimums, maximums per group).
 
     A query's name must say everything it depends on besides the rows (filters, cohorts, step).
     """
     uris = files_in(config, dataset, window)
     if files is not None:
         uris = [u for u in uris if u in set(files)]
+    else:
+        _used(dataset, queries, window.start)
     whole = [u for u in uris if _whole_hour_inside(u, window)]
     edges = sorted(set(uris) - set(whole))
     keys = {u: file_key(u) for u in whole}
-    missing = [(u, name) for u in whole for name in queries if (keys[u], name) not in _cache]
+    merges = merges or {}
+    merged_as = {name: (name, *(keys[u] for u in whole)) for name in merges}
+    with _lock:
+        premerged = {name: _merged[key] for name, key in merged_as.items() if key in _merged}
+    unmerged = [name for name in queries if name not in premerged]
+    kept = _recall(config, dataset, keys, unmerged)
+    missing = [(u, name) for u in whole for name in unmerged if (u, name) not in kept]
     work = [queries[name](scan_files(config, dataset, [u], window)) for u, name in missing]
     live = {name: query(scan_files(config, dataset, edges, window)) for name, query in queries.items()}
     results = pl.collect_all([*work, *live.values()])
-    fresh = dict(zip(missing, results, strict=False))
-    merged = {}
-    for name, result in zip(live, results[len(missing) :], strict=True):
-        parts = [fresh[(u, name)] if (u, name) in fresh else _cache[(keys[u], name)] for u in whole]
-        merged[name] = pl.concat([*parts, result], how="vertical_relaxed")
-    for (uri, name), result in fresh.items():
-        _cache[(keys[uri], name)] = result
-        _cache.move_to_end((keys[uri], name))
-    for key in [(keys[u], name) for u in whole for name in queries]:
-        _cache.move_to_end(key)  # in use: the last to be dropped
-    while len(_cache) > _KEPT:
-        _cache.popitem(last=False)
-    return merged
+    for (uri, name), result in zip(missing, results, strict=False):
+        kept[(uri, name)] = result
+        _keep(config, dataset, keys[uri], name, result)
+    for name in [n for n in merges if n not in premerged] if whole else []:
+        premerged[name] = merges[name](pl.concat([kept[(u, name)] for u in whole], how="vertical_relaxed"))
+        with _lock:
+            _merged[merged_as[name]] = premerged[name]
+            while len(_merged) > _MERGED:
+                _merged.popitem(last=False)
+    _trim()
+    return {
+        name: pl.concat(
+            [*([premerged[name]] if name in premerged else (kept[(u, name)] for u in whole)), result],
+            how="vertical_relaxed",
+        )
+        for name, result in zip(live, results[len(missing) :], strict=True)
+    }
+
+
+def fill(config: TalonflowConfig, dataset: str, uris: list[str], queries: Mapping[str, Partial]) -> int:
+    """Computes and keeps the results of `queries` for the files among `uris` whose hour is over
+    and that have none yet (what a page would otherwise compute on its first view); returns how
+    many it computed. A file of the current hour is still an edge of every range ending now."""
+    now = datetime.now(UTC)
+    hours = {u: h for u in uris if (h := file_hour(u)) is not None and h + timedelta(hours=1) <= now}
+    keys = {u: file_key(u) for u in hours}
+    kept = _recall(config, dataset, keys, list(queries))
+    missing = [(u, name) for u in hours for name in queries if (u, name) not in kept]
+    windows = {u: TimeRange(h, h + timedelta(hours=1), None) for u, h in hours.items()}
+    work = [queries[name](scan_files(config, dataset, [u], windows[u])) for u, name in missing]
+    for (uri, name), result in zip(missing, pl.collect_all(work), strict=True):
+        _keep(config, dataset, keys[uri], name, result)
+    _trim()
+    return len(missing)
+
+
+def prune(config: TalonflowConfig, dataset: str, uris: list[str], before: float) -> int:
+    """Forgets the results of every file not among `uris` (all the dataset's files, every tier), in
+    memory and on disk; folders changed after `before` (epoch s) are kept, as a request may just
+    have computed a file that landed after `uris` was listed. Returns for how many files."""
+    live = {file_key(u) for u in uris}
+    with _lock:
+        for key in [k for k in _cache if of_dataset(k[0], dataset) and k[0] not in live]:
+            del _cache[key]
+        for merged in [k for k in _merged if any(of_dataset(f, dataset) and f not in live for f in k[1:])]:
+            del _merged[merged]
+    kept = {_sha1(key) for key in live}
+    removed = 0
+    for folder in _folder(config, dataset).glob("*"):
+        if folder.name not in kept and folder.stat().st_mtime < before:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def bucket_quantile(q: float, counts: str = "calls") -> pl.Expr:

@@ -20,21 +20,24 @@ Eligible, all of them required (anything else reads raw points, as before):
   no raw point exactly on a minute boundary (a step at that time sees it, the rollup files it in
   the next minute); counted over the name and time columns only.
 Before and after the rollups (minutes not closed yet, a rollups flow started later) raw points
-answer. The answer then differs from raw points only for agents that set `service.namespace`
-(the rollups keep only service.name and service.instance.id of the resource).
+answer. The rollups keep service.name, service.namespace and service.instance.id of the resource
+(flows/aggregates.py), so `job` and `instance` are the same either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import reduce
+from operator import or_
 from typing import Final
 
 import polars as pl
-import pyarrow as pa
 
-from console.metric_store import MetricStore, window
-from console.scan import scan
-from promql import PromQLError, Series, parse
+from console.metric_store import MINUTE_MS, ON_MINUTE, POINTS, MetricStore, window
+from console.scan import scan_files
+from console.series_catalogue import FILE, FIRST_MS, LAST_MS, SOURCE, catalogue, matching
+from console.timerange import TimeRange
+from promql import STALE_NAN, PromQLError, Series, format_labels, parse
 from promql.ast import (
     Aggregate,
     Binary,
@@ -48,29 +51,30 @@ from promql.ast import (
     VectorSelector,
 )
 from schemas.config import TalonflowConfig
-from schemas.datasets import METRICS, METRICS_SCHEMA
 from schemas.prometheus import SCOPE_NAME
-from schemas.prometheus_names import INPUT_COLUMNS, TARGET_INFO, SeriesStorage, prometheus_series
+from schemas.prometheus_names import (
+    LABELS,
+    NAME,
+    SERIES,
+    SERIES_SCHEMA,
+    SERVICE_NAMESPACE,
+    TARGET_INFO,
+    TIMESTAMP_MS,
+    VALUE,
+    SeriesStorage,
+    names_of,
+    prometheus_series,
+)
 from schemas.topics import SERVICE_INSTANCE_ID, SERVICE_NAME
 
-ROLLUP_MS: Final = 60_000  # the finest rollup resolution, rollups_1m
+ROLLUP_MS: Final = MINUTE_MS  # the finest rollup resolution, rollups_1m
 ROLLUPS: Final = "rollups_1m"
 MIN_RANGE_MS: Final = 6 * 3_600_000  # shorter ranges read few points either way
 NO_RECORDED_VALUE: Final = 1  # OTLP's data point flag: the series ended (a staleness marker)
-_RESOURCE: Final = [SERVICE_NAME, SERVICE_INSTANCE_ID]
+_RESOURCE: Final = [SERVICE_NAME, SERVICE_NAMESPACE, SERVICE_INSTANCE_ID]  # H4: + namespace (rollups keep it)
 _NUMBER_KINDS: Final = ("gauge", "sum")
+_NAMED: Final = ("metric_name", "unit", "type", "temporality", "is_monotonic", "scope_name")  # names_of's
 _MAP: Final = pl.Map(pl.String, pl.String)
-_ROLLUP_COLUMNS: Final = (
-    "window_start",
-    "window_end",
-    "metric_name",
-    "unit",
-    "type",
-    "is_monotonic",
-    "attributes",
-    "last",
-    "points",
-)
 
 
 def _plain(selector: VectorSelector) -> bool:
@@ -122,76 +126,129 @@ class RollupMetricStore(MetricStore):
         )
         if not names or not numbers or kinds["scope_name"].eq(SCOPE_NAME).n_unique() > 1:
             return super().select(matchers, start_ms, end_ms)
-        rows = (
-            scan(self.config, ROLLUPS, window(start_ms - ROLLUP_MS, end_ms))
-            .filter(pl.col("metric_name").is_in(names))
-            .select(_ROLLUP_COLUMNS)
-            .collect()
-        )
-        if rows.is_empty():
+        rolled = window(start_ms - ROLLUP_MS, end_ms)
+        minutes = catalogue(self.config, ROLLUPS, rolled, _rollup_minutes, "minutes", labelled=False)
+        minutes = minutes.filter(pl.col("metric_name").is_in(names)) if not minutes.is_empty() else minutes
+        if minutes.is_empty():
             return super().select(matchers, start_ms, end_ms)
-        first_ms = _ms(rows["window_start"].min())
-        last_ms = _ms(rows["window_end"].max())
-        if not self._complete(rows, names, first_ms, last_ms):
+        first_ms, last_ms = int(minutes[FIRST_MS].min()), int(minutes[LAST_MS].max()) + ROLLUP_MS  # type: ignore[arg-type]
+        if not self._complete(minutes, names, first_ms, last_ms):
             return super().select(matchers, start_ms, end_ms)
-        verbatim = bool(kinds["scope_name"].eq(SCOPE_NAME).any())
-        synthetic = _as_points(rows, kinds, SCOPE_NAME if verbatim else "")
-        raw = [self.points(names, start_ms, first_ms - 1)] if first_ms > start_ms else []
-        raw += [self.points(names, last_ms, end_ms)] if last_ms <= end_ms else []
-        table = pa.concat_tables([synthetic, *(part.cast(synthetic.schema) for part in raw)])
-        return SeriesStorage(prometheus_series(table)).select(matchers, start_ms, end_ms)
+        scope = SCOPE_NAME if bool(kinds["scope_name"].eq(SCOPE_NAME).any()) else ""
+        sources = catalogue(self.config, ROLLUPS, rolled, _rollup_sources(scope), f"series:{scope}")
+        chosen = matching(sources.filter(pl.col("metric_name").is_in(names)), matchers)
+        before = [self._raw(matchers, start_ms, first_ms - 1)] if first_ms > start_ms else []
+        after = [self._raw(matchers, last_ms, end_ms)] if last_ms <= end_ms else []
+        # In time order within each series: a stable sort by series keeps it.
+        frame = pl.concat([*before, _rolled_series(self.config, chosen, rolled), *after], how="vertical")
+        frame = frame.sort(SERIES, maintain_order=True)
+        return SeriesStorage(frame).select(matchers, start_ms, end_ms)
 
-    def _complete(self, rows: pl.DataFrame, names: list[str], first_ms: int, last_ms: int) -> bool:
+    def _raw(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> pl.DataFrame:
+        return prometheus_series(self.points(matchers, start_ms, end_ms))
+
+    def _complete(self, minutes: pl.DataFrame, names: list[str], first_ms: int, last_ms: int) -> bool:
         """Whether the rollups folded every raw point of their minutes (each metric's raw count
         equals its rows' `points`; not so after late points, a backfill, minutes the flow was
         down) and no point lies exactly on a minute boundary (a step at that time sees it, the
-        rollup files it in the next minute). Reads only the name and time columns, a fraction of
-        what converting the points costs."""
+        rollup files it in the next minute). Counted per file and minute from the name and time
+        columns only, and kept (console/series_catalogue.py), so a repeated query reads none."""
+        raw = self.minutes(first_ms, last_ms - 1)
+        if raw.is_empty():
+            return False
         raw = (
-            scan(self.config, METRICS.name, window(first_ms, last_ms - 1))
-            .filter(pl.col("metric_name").is_in(names))
+            raw.filter(pl.col("metric_name").is_in(names))
             .group_by("metric_name")
-            .agg(
-                pl.len().cast(pl.Int64).alias("raw"),
-                (pl.col("time").dt.epoch("ms") % ROLLUP_MS == 0).sum().alias("on_boundary"),
-            )
-            .collect()
+            .agg(pl.col(POINTS).sum().alias("raw"), pl.col(ON_MINUTE).sum())
         )
-        folded = rows.group_by("metric_name").agg(pl.col("points").sum())
+        folded = minutes.group_by("metric_name").agg(pl.col("points").sum())
         both = folded.join(raw, on="metric_name", how="full", coalesce=True)
         counted = not both["points"].has_nulls() and not both["raw"].has_nulls()
-        return counted and bool((both["points"] == both["raw"]).all()) and both["on_boundary"].sum() == 0
+        return counted and bool((both["points"] == both["raw"]).all()) and both[ON_MINUTE].sum() == 0
 
 
-def _ms(value: object) -> int:
-    return int(pl.Series([value]).dt.epoch("ms")[0])
-
-
-def _as_points(rows: pl.DataFrame, kinds: pl.DataFrame, scope: str) -> pa.Table:
-    """One METRICS row per rollup row: its `last` at the minute's end, less 1 ms, so it is in it."""
-    entries = pl.col("attributes").map.entries()
-    is_resource = pl.element().struct.field("key").is_in(_RESOURCE)
-    temporality = kinds.select("metric_name", "temporality").unique(subset="metric_name")
-    frame = rows.join(temporality, on="metric_name", how="left").select(
-        (pl.col("window_end") - pl.duration(milliseconds=1)).alias("time"),
-        "metric_name",
-        "unit",
-        "type",
-        "temporality",
-        "is_monotonic",
-        pl.col("last").alias("value"),
-        pl.when(pl.col("last").is_null()).then(NO_RECORDED_VALUE).otherwise(0).alias("flags"),
-        pl.lit(scope).alias("scope_name"),
-        entries.list.eval(pl.element().filter(is_resource)).cast(_MAP).alias("resource_attributes"),
-        entries.list.eval(pl.element().filter(~is_resource)).cast(_MAP).alias("attributes"),
+def _rollup_minutes(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Per rollups file: per metric and minute, the points its rows folded; the minute as
+    FIRST_MS and LAST_MS."""
+    minute = pl.col("window_start").dt.epoch("ms").alias(FIRST_MS)
+    return (
+        frame.group_by("metric_name", minute)
+        .agg(pl.col("points").sum())
+        .with_columns(pl.col(FIRST_MS).alias(LAST_MS))
     )
-    table = frame.to_arrow()
-    columns = {name: table[name] for name in table.column_names}
-    schema = pa.schema([METRICS_SCHEMA.field(name) for name in INPUT_COLUMNS])
-    arrays = [
-        columns[f.name].cast(f.type) if f.name in columns else pa.nulls(len(table), f.type) for f in schema
+
+
+def _rollup_sources(scope: str) -> Callable[[pl.LazyFrame], pl.LazyFrame]:
+    """Per rollups file: one row per series (its `series_id` is its source), with the resource
+    and the other attributes apart, as raw points have them."""
+
+    def build(frame: pl.LazyFrame) -> pl.LazyFrame:
+        entries = pl.col("attributes").map.entries()
+        is_resource = pl.element().struct.field("key").is_in(_RESOURCE)
+        start = pl.col("window_start").dt.epoch("ms")
+        return (
+            frame.group_by(pl.col("series_id").alias(SOURCE))
+            .agg(
+                *(pl.col(c).first() for c in ("metric_name", "unit", "type", "is_monotonic")),
+                pl.lit(scope).alias("scope_name"),
+                entries.first()
+                .list.eval(pl.element().filter(is_resource))
+                .cast(_MAP)
+                .alias("resource_attributes"),
+                entries.first().list.eval(pl.element().filter(~is_resource)).cast(_MAP).alias("attributes"),
+                start.min().alias(FIRST_MS),
+                start.max().alias(LAST_MS),
+            )
+            .with_columns(
+                pl.when(pl.col("type") == "sum")
+                .then(pl.lit("cumulative"))
+                .otherwise(pl.lit(""))
+                .alias("temporality")
+            )
+        )
+
+    return build
+
+
+def _rolled_series(config: TalonflowConfig, chosen: pl.DataFrame, rolled: TimeRange) -> pl.DataFrame:
+    """The chosen series' rollup rows as samples (SERIES_SCHEMA): each row's `last` at its
+    minute's end less 1 ms, so it is in it; a row without one, a staleness marker. Reads only the
+    id, time and `last` columns of those series' rows; names and labels come from the catalogue,
+    so no point goes through the conversion. Series of equal labels (attributes the naming
+    merges) keep, per timestamp, the row of the smaller series_id: the conversion's first row."""
+    if chosen.is_empty():
+        return pl.DataFrame(schema=SERIES_SCHEMA)
+    series = chosen.unique(SOURCE).join(names_of(chosen.select(_NAMED)), on="metric_name")
+    series = series.filter(pl.col(NAME) != TARGET_INFO).select(
+        pl.col(SOURCE).alias("series_id"), NAME, LABELS
+    )
+    texts = [
+        format_labels(tuple(sorted([("__name__", n), *((p["name"], p["value"]) for p in ls)])))
+        for n, ls in series.select(NAME, LABELS).iter_rows()
     ]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    series = series.with_columns(pl.Series(SERIES, texts, dtype=pl.String))
+    frames = [
+        scan_files(config, ROLLUPS, [str(uri[0])], rolled)
+        .filter(
+            reduce(or_, [pl.col("metric_name") == n for n in part["metric_name"].unique()]),
+            pl.col("series_id").is_in(part[SOURCE].implode()),
+        )
+        .select("series_id", "window_end", "last")
+        for uri, part in chosen.group_by(FILE, maintain_order=True)
+    ]
+    rows = pl.concat(pl.collect_all(frames), how="vertical")
+    samples = rows.join(series, on="series_id").select(
+        NAME,
+        LABELS,
+        SERIES,
+        (pl.col("window_end").dt.epoch("ms") - 1).alias(TIMESTAMP_MS),
+        pl.col("last").fill_null(STALE_NAN).alias(VALUE),
+        "series_id",
+    )
+    ordered = samples.sort(SERIES, TIMESTAMP_MS, "series_id")
+    return ordered.unique([SERIES, TIMESTAMP_MS], keep="first", maintain_order=True).select(
+        SERIES_SCHEMA.names()
+    )
 
 
 def store_for(config: TalonflowConfig, query: str, start_ms: int, end_ms: int, step_ms: int) -> MetricStore:

@@ -55,6 +55,11 @@ def file_key(uri: str) -> str:
     return f"{uri}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
+def of_dataset(key: str, dataset: str) -> bool:
+    """Whether a file's path, URL or key (`file_key`) is one of the dataset's, in any tier."""
+    return f"/{dataset}/date=" in key
+
+
 def within(frame: pl.LazyFrame, dataset: str, window: TimeRange) -> pl.LazyFrame:
     time = pl.col(DATASETS[dataset].time_column)
     first, last = window.start.astimezone(UTC), window.end.astimezone(UTC)

@@ -17,6 +17,7 @@ from console.alertmanager import add_alertmanager_api
 from console.auth import auth_middleware
 from console.pages import CONFIG, add_pages, bad_input
 from console.prometheus_api import add_prometheus_api
+from console.warmer import Warmer
 from schemas.config import TalonflowConfig
 
 HERE = Path(__file__).parent
@@ -42,6 +43,10 @@ def build_app(config: TalonflowConfig) -> web.Application:
 
 
 async def serve(config: TalonflowConfig, stop: asyncio.Event) -> None:
+    """Serves until `stop`; meanwhile builds the pages' per-file caches as files land (console/warmer.py)."""
+    warmer = Warmer(config) if config.console.warm_interval > 0 else None
+    if warmer is not None:
+        warmer.start()
     runner = web.AppRunner(build_app(config), access_log=None)
     await runner.setup()
     site = web.TCPSite(
@@ -56,3 +61,5 @@ async def serve(config: TalonflowConfig, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+        if warmer is not None:
+            warmer.stop()

@@ -8,20 +8,26 @@ mtime: a file rewritten by a replay or by compaction has a new key, and a delete
 longer listed, so the index is derived from the files alone and needs no exactly-once care of
 its own. For spans the ids a span links to count too, so linked sub-agent traces are found the
 same way. A hash that collides only makes one more file read (about one id in 4 billion).
+
+Memory holds at most `console.index_cache` bytes of it, least recently used dropped first (the
+disk keeps all); console/warmer.py builds it as files land and `prune` removes the entries of
+files that are gone (moved to MinIO, compacted, expired).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
 import numpy as np
 import polars as pl
+from cachetools import LRUCache
 
-from console.scan import file_key, files_in
+from console.scan import file_key, files_in, of_dataset
 from console.timerange import TimeRange
 from schemas.config import TalonflowConfig
 from talonflow.compare import attribute
@@ -29,7 +35,8 @@ from talonflow.query import files_frame
 
 _SEED: Final = 0x7A10  # any fixed seed: the hashes are stored, so they must not change between runs
 _FOLDER: Final = f"trace_index/polars-{pl.__version__}"  # Polars' hash may change between versions
-_cache: dict[str, np.ndarray] = {}
+_cache: LRUCache[str, np.ndarray] = LRUCache(1)  # sized from the config on first use (_memory)
+_lock = threading.Lock()  # cachetools' caches are not thread-safe: pages and console/warmer.py share it
 TRACE, SESSION = "trace", "session"  # what an index holds: trace ids, or `session.id` attributes
 SESSION_KEY: Final = "session.id"
 
@@ -70,6 +77,30 @@ def _build(config: TalonflowConfig, dataset: str, kind: str, uris: list[str]) ->
     return {uri: np.sort(f["h"].to_numpy()) for uri, f in zip(uris, pl.collect_all(per_file), strict=True)}
 
 
+def _memory(config: TalonflowConfig) -> LRUCache[str, np.ndarray]:
+    """The in-memory index, bounded by the hashes' bytes (an empty file's entry counts one)."""
+    global _cache
+    with _lock:
+        if _cache.maxsize != config.console.index_cache:
+            _cache = LRUCache(config.console.index_cache, getsizeof=lambda hashes: max(hashes.nbytes, 1))
+        return _cache
+
+
+def _recall(cache: LRUCache[str, np.ndarray], key: str) -> np.ndarray | None:
+    with _lock:
+        return cache.get(key)
+
+
+def _remember(cache: LRUCache[str, np.ndarray], key: str, hashes: np.ndarray) -> None:
+    if hashes.nbytes <= cache.maxsize:  # a file's index larger than the whole cache stays on disk only
+        with _lock:
+            cache[key] = hashes
+
+
+def _folder(config: TalonflowConfig, dataset: str, kind: str) -> Path:
+    return config.state_dir / _FOLDER / dataset / kind
+
+
 def _stored(folder: Path, key: str) -> Path:
     return folder / f"{hashlib.sha1(key.encode()).hexdigest()}.npy"
 
@@ -83,29 +114,77 @@ def _store(folder: Path, key: str, hashes: np.ndarray) -> None:
     os.replace(temporary, path)
 
 
+def indexes(config: TalonflowConfig, dataset: str, kind: str, uris: list[str]) -> dict[str, np.ndarray]:
+    """Each file's sorted hashes: from memory, else from disk, else read from the file and stored."""
+    cache, folder = _memory(config), _folder(config, dataset, kind)
+    keys = {u: f"{kind}:{file_key(u)}" for u in uris}
+    found: dict[str, np.ndarray] = {}
+    missing = []
+    for uri, key in keys.items():
+        if (hashes := _recall(cache, key)) is None and (stored := _stored(folder, key)).exists():
+            hashes = np.load(stored)
+            _remember(cache, key, hashes)
+        if hashes is None:
+            missing.append(uri)
+        else:
+            found[uri] = hashes
+    return found | _build_and_store(config, dataset, kind, {u: keys[u] for u in missing})
+
+
+def ensure(config: TalonflowConfig, dataset: str, kind: str, uris: list[str]) -> int:
+    """Builds the index of the files that have none stored yet, and loads nothing else: the
+    warmer's part (loading a week of it every pass would churn the bounded memory). Returns how
+    many files it indexed."""
+    folder = _folder(config, dataset, kind)
+    keys = {u: f"{kind}:{file_key(u)}" for u in uris}
+    missing = {u: key for u, key in keys.items() if not _stored(folder, key).exists()}
+    return len(_build_and_store(config, dataset, kind, missing))
+
+
+def _build_and_store(
+    config: TalonflowConfig, dataset: str, kind: str, keys: dict[str, str]
+) -> dict[str, np.ndarray]:
+    """Reads the files' ids (uri -> key), stores each file's hashes and keeps them in memory too:
+    new files are the likeliest to be asked for."""
+    if not keys:
+        return {}
+    folder = _folder(config, dataset, kind)
+    folder.mkdir(parents=True, exist_ok=True)
+    built = _build(config, dataset, kind, list(keys))
+    cache = _memory(config)
+    for uri, hashes in built.items():
+        _store(folder, keys[uri], hashes)
+        _remember(cache, keys[uri], hashes)
+    return built
+
+
 def files_holding(
     config: TalonflowConfig, dataset: str, ids: Iterable[str], window: TimeRange, kind: str = TRACE
 ) -> list[str]:
     """The dataset's files in the window that may hold a row of one of the trace ids (or link to
     one), or with kind SESSION of the session ids."""
     wanted = np.unique(id_hashes(ids))
-    keys = {u: f"{kind}:{file_key(u)}" for u in files_in(config, dataset, window)}
-    folder = config.state_dir / _FOLDER / dataset / kind
-    missing = []
-    for uri, key in keys.items():
-        if key in _cache:
-            continue
-        stored = _stored(folder, key)
-        if stored.exists():
-            _cache[key] = np.load(stored)
-        else:
-            missing.append(uri)
-    if missing:
-        folder.mkdir(parents=True, exist_ok=True)
-        for uri, hashes in _build(config, dataset, kind, missing).items():
-            _cache[keys[uri]] = hashes
-            _store(folder, keys[uri], hashes)
-    return [uri for uri, key in keys.items() if _holds(_cache[key], wanted)]
+    found = indexes(config, dataset, kind, files_in(config, dataset, window))
+    return [uri for uri, hashes in found.items() if _holds(hashes, wanted)]
+
+
+def prune(config: TalonflowConfig, dataset: str, kind: str, uris: list[str], before: float) -> int:
+    """Forgets the index of every file not among `uris` (all the dataset's files, every tier), in
+    memory and on disk; stored files newer than `before` (epoch s) are kept, as a request may just
+    have indexed a file that landed after `uris` was listed. Returns how many stored files went."""
+    live = {f"{kind}:{file_key(u)}" for u in uris}
+    cache = _memory(config)
+    with _lock:
+        for key in [k for k in list(cache) if k.startswith(f"{kind}:") and of_dataset(k, dataset)]:
+            if key not in live:
+                cache.pop(key, None)
+    kept = {_stored(Path(), key).name for key in live}
+    removed = 0
+    for stored in _folder(config, dataset, kind).glob("*.npy"):
+        if stored.name not in kept and stored.stat().st_mtime < before:
+            stored.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _holds(hashes: np.ndarray, wanted: np.ndarray) -> bool:

@@ -68,13 +68,9 @@ def _id_files(config: TalonflowConfig, params: Mapping[str, str], window: TimeRa
     return None
 
 
-def newest_traces(config: TalonflowConfig, params: Mapping[str, str], window: TimeRange) -> list[str]:
-    """The SEARCH_LIMIT traces whose first matching span is newest: from the files an id filter
-    allows, else reading the newest hours first.
-
-    A trace is ranked by its first matching span in the newest hour file holding one, so one
-    that crosses an hour ranks as if it began in the later hour (its start in the list is right).
-    """
+def search_query(params: Mapping[str, str]) -> tuple[str, Partial]:
+    """The name and per-file query of a search's list: the SEARCH_LIMIT traces whose first span
+    matching the filters is newest (console/warmer.py keeps the unfiltered one ahead)."""
     filters = span_filters(params)
 
     def first_matches(spans: pl.LazyFrame) -> pl.LazyFrame:
@@ -82,9 +78,19 @@ def newest_traces(config: TalonflowConfig, params: Mapping[str, str], window: Ti
         firsts = matching.group_by("trace_id").agg(pl.col("start_time").min())
         return firsts.sort("start_time", descending=True).head(SEARCH_LIMIT)
 
+    return f"trace search {sorted((k, v) for k, v in params.items() if k in FILTERS)}", first_matches
+
+
+def newest_traces(config: TalonflowConfig, params: Mapping[str, str], window: TimeRange) -> list[str]:
+    """The SEARCH_LIMIT traces whose first matching span is newest: from the files an id filter
+    allows, else reading the newest hours first.
+
+    A trace is ranked by its first matching span in the newest hour file holding one, so one
+    that crosses an hour ranks as if it began in the later hour (its start in the list is right).
+    """
+    name, first_matches = search_query(params)
     files = _id_files(config, params, window)
     if files is None:
-        name = f"trace search {sorted((k, v) for k, v in params.items() if k in FILTERS)}"
         found = newest_first(config, "spans", window, name, first_matches, SEARCH_LIMIT)
     else:
         found = first_matches(scan_files(config, "spans", files, window)).collect()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from promql.range_functions import extreme, quantile
 from promql.values import LABEL_NAME, Labels, Vector, format_float
 
 
+@lru_cache(maxsize=1 << 16)  # a range query asks for the same series' groups at every step
 def _group_labels(labels: Labels, grouping: tuple[str, ...], without: bool) -> Labels:
     if without:
         return tuple(kv for kv in labels if kv[0] not in grouping and kv[0] != "__name__")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from schemas.tls import TlsConfig
-from schemas.types import Port, Strict
+from schemas.types import Bytes, Port, Seconds, Strict
 
 
 class BasicAuth(Strict):
@@ -21,6 +21,11 @@ class ConsoleConfig(Strict):
     bearer_token: SecretStr | None = None
     basic_auth: BasicAuth | None = None
     tls: TlsConfig | None = None
+    # console/warmer.py: trace indexes and partial aggregates built as files land, not on a first view
+    index_cache: Bytes = 256 * 1024**2  # trace index entries kept in memory (LRU); the rest on disk
+    warm_interval: Seconds = 10.0  # how often new and compacted files are looked for; 0: only on requests
+    warm_lookback: Seconds = 7 * 86400.0  # files this recent are built ahead (the trace page's default range)
+    query_timeout: Seconds = Field(120.0, gt=0)  # a PromQL query stops here (Prometheus' --query.timeout)
 
     @property
     def address(self) -> str:

@@ -7,6 +7,7 @@ them, with the last ten minutes not rolled up yet. Every query is answered both 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from console.metric_store import MetricStore
 from console.rollup_store import RollupMetricStore, eligible, store_for
 from promql import Matrix, parse, range_query
+from promql.ast import Matcher
 from schemas.config import TalonflowConfig
 from tests.metric_data import fleet_points, rollups_of, write_table
 
@@ -76,19 +78,25 @@ def test_rollups_answer_as_raw_points_do(config: TalonflowConfig, query: str, st
         np.testing.assert_allclose(rolled[labels], points, rtol=1e-12, equal_nan=True, err_msg=str(labels))
 
 
+def _raw_reads(store: MetricStore) -> list[tuple[int, int]]:
+    """The (start, end) of each raw point read the store makes from now on."""
+    read: list[tuple[int, int]] = []
+    points = store.points
+
+    def recorded(matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> pa.Table:
+        read.append((start_ms, end_ms))
+        return points(matchers, start_ms, end_ms)
+
+    store.points = recorded  # type: ignore[method-assign]
+    return read
+
+
 @pytest.mark.parametrize("query", ["sum by (job) (queue_depth)", "tasks_total", "sessions_open"])
 def test_the_rollups_are_what_is_read(config: TalonflowConfig, query: str) -> None:
     """Raw points are read only where there are no rollups: the minutes the flow has not rolled up
     yet (the last ten) and the lookback before the data begins."""
     store = RollupMetricStore(config)
-    read: list[tuple[int, int]] = []
-    points = store.points
-
-    def recorded(names: list[str], start_ms: int, end_ms: int) -> pa.Table:
-        read.append((start_ms, end_ms))
-        return points(names, start_ms, end_ms)
-
-    store.points = recorded  # type: ignore[method-assign, assignment]
+    read = _raw_reads(store)
     rolled = _answer(query, 60, store)
     assert read and all(end < START_MS or start >= END_MS - 10 * 60_000 for start, end in read), read
     expected = _answer(query, 60, MetricStore(config))
@@ -145,3 +153,27 @@ def test_points_on_minute_boundaries_are_read_raw(tmp_path: Path) -> None:
     assert rolled.keys() == raw.keys()
     for labels, values in raw.items():
         np.testing.assert_allclose(rolled[labels], values, rtol=1e-12)
+
+
+def test_points_before_and_after_the_rollups_are_read_raw(tmp_path: Path) -> None:
+    """A rollups flow started two hours late: raw points before its first minute, rollups, then
+    raw points again after its last, each series in time order."""
+    config = _config(tmp_path)
+    points = fleet_points(jobs=2, queues=2, start=START, minutes=HOURS * 60, every_s=15, offset_s=7.5)
+    write_table(config.data_dir, "metrics", points)
+    rollups = rollups_of(points)
+    started, stopped = START + timedelta(hours=2), START + timedelta(hours=HOURS, minutes=-10)
+    kept = pc.and_(
+        pc.greater_equal(rollups["window_start"], started), pc.less_equal(rollups["window_end"], stopped)
+    )
+    write_table(config.data_dir, "rollups_1m", rollups.filter(kept))
+    started_ms, stopped_ms = (int(t.timestamp() * 1000) for t in (started, stopped))
+    for query in ('max by (job) (queue_depth{queue="q1"})', "tasks_total", "sessions_open"):
+        raw = _answer(query, 60, MetricStore(config))
+        store = RollupMetricStore(config)
+        read = _raw_reads(store)
+        rolled = _answer(query, 60, store)
+        assert sorted(read) == [(START_MS - 300_000, started_ms - 1), (stopped_ms, END_MS)], query
+        assert rolled.keys() == raw.keys()
+        for labels, values in raw.items():
+            np.testing.assert_allclose(rolled[labels], values, rtol=1e-12, err_msg=query)

@@ -1,0 +1,181 @@
+"""Which series each Parquet file holds, with their Prometheus labels, so that a selector's label
+matchers choose the points to read before any point is read.
+
+A file's catalogue is one row per series source (a hash of everything the series' names and
+labels follow from) with the source's columns, its first and last time and its Prometheus labels
+(schemas/prometheus_names.py converts one synthetic point per source, so the labels are exactly
+the conversion's). It is computed once from the file's name and attribute columns, never its
+values, and kept in memory keyed by the file's path, size and mtime (console/scan.py's
+`file_key`): a file rewritten by a replay or a compaction is a new key. They are also stored
+beside the state (`<state_dir>/series_catalogue/polars-<version>/`, the version since Polars'
+hash may change), so a restarted console reads them instead of the files' attribute maps.
+
+Matching is conservative where the catalogue cannot know: `le` and `quantile` labels come from
+each histogram or summary point, so matchers on them do not prune here; the series storage
+applies every matcher exactly afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+import pyarrow as pa
+
+from console.scan import file_key, files_in
+from console.timerange import TimeRange
+from promql.ast import Matcher
+from schemas.config import TalonflowConfig
+from schemas.datasets import METRICS_SCHEMA
+from schemas.prometheus_names import (
+    INPUT_COLUMNS,
+    LABEL,
+    LABELS,
+    NAME,
+    TARGET_INFO,
+    TIMESTAMP_MS,
+    names_of,
+    prometheus_series,
+)
+from talonflow.query import files_frame
+
+SOURCE: Final = "_source"  # a series source's hash: equal for equal sources under one Polars version
+FILE: Final = "_file"
+FIRST_MS, LAST_MS = "_first_ms", "_last_ms"
+INFO: Final = "_info"  # the source's target_info labels; null when it has none
+_SEED: Final = 0x7A11
+_KEPT: Final = 4096  # file catalogues kept, the least recently used dropped first
+_MAPS: Final = ("resource_attributes", "attributes")
+_PER_POINT_LABELS: Final = ("le", "quantile")  # from the point, not the source: never pruned on
+_CANDIDATE: Final = "_labels"
+_FOLDER: Final = f"series_catalogue/polars-{pl.__version__}"  # Polars' hash may change between versions
+_cache: OrderedDict[tuple[str, str], pl.DataFrame] = OrderedDict()
+
+Build = Callable[[pl.LazyFrame], pl.LazyFrame]
+
+
+def source_hash(columns: Sequence[str]) -> pl.Expr:
+    """The hash of a row's series source, from the columns that name and label its series."""
+    parts = [pl.col(c).map.entries() if c in _MAPS else pl.col(c) for c in columns]
+    return pl.struct(*parts).hash(_SEED).alias(SOURCE)
+
+
+def metrics_table(frame: pl.DataFrame) -> pa.Table:
+    """A frame of some METRICS columns as a METRICS table of the conversion's INPUT_COLUMNS,
+    the missing ones null."""
+    table = frame.to_arrow()
+    schema = pa.schema([METRICS_SCHEMA.field(name) for name in INPUT_COLUMNS])
+    n = len(table)
+    present = set(table.column_names)
+    arrays = [table[f.name].cast(f.type) if f.name in present else pa.nulls(n, f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def with_labels(sources: pl.DataFrame) -> pl.DataFrame:
+    """Sources (scope_name, resource_attributes, attributes) with their series' labels (LABELS,
+    without `__name__`) and target_info's (INFO): one synthetic gauge point per source, at the
+    source's row number as its time, goes through the one conversion every reader uses."""
+    if sources.is_empty():
+        return sources.with_columns(pl.lit(None, pl.List(LABEL)).alias(c) for c in (LABELS, INFO))
+    probe = sources.select(
+        pl.from_epoch(pl.int_range(pl.len(), dtype=pl.Int64), "ms").alias("time"),
+        pl.lit("x").alias("metric_name"),
+        pl.lit("gauge").alias("type"),
+        pl.lit(0.0).alias("value"),
+        "scope_name",
+        *_MAPS,
+    )
+    series = prometheus_series(metrics_table(probe))
+    info = pl.col(NAME) == TARGET_INFO
+    labels = series.filter(~info).select(TIMESTAMP_MS, LABELS)
+    infos = series.filter(info).select(TIMESTAMP_MS, pl.col(LABELS).alias(INFO))
+    row = pl.int_range(pl.len(), dtype=pl.Int64).alias(TIMESTAMP_MS)
+    return (
+        sources.with_columns(row)
+        .join(labels, on=TIMESTAMP_MS, how="left")
+        .join(infos, on=TIMESTAMP_MS, how="left")
+        .drop(TIMESTAMP_MS)
+    )
+
+
+def _stored(folder: Path, key: tuple[str, str]) -> Path:
+    return folder / f"{hashlib.sha1(':'.join(key).encode()).hexdigest()}.parquet"
+
+
+def _store(folder: Path, key: tuple[str, str], frame: pl.DataFrame) -> None:
+    """Write then rename, so a crash never leaves a truncated catalogue behind."""
+    path = _stored(folder, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    frame.write_parquet(temporary)
+    os.replace(temporary, path)
+
+
+def catalogue(
+    config: TalonflowConfig, dataset: str, window: TimeRange, build: Build, kind: str, labelled: bool = True
+) -> pl.DataFrame:
+    """The window's series sources, one row per file and source (FILE says which file), each with
+    its columns as `build` makes them of a file's rows (SOURCE, FIRST_MS, LAST_MS and any others),
+    and with `labelled` their labels (`with_labels`). Built for the files not catalogued yet; `kind`
+    names what `build` makes (the cache's key)."""
+    uris = files_in(config, dataset, window)
+    keys = {u: (f"{dataset}:{kind}", file_key(u)) for u in uris}
+    folder = config.state_dir / _FOLDER
+    for uri in [u for u in uris if keys[u] not in _cache and _stored(folder, keys[u]).exists()]:
+        _cache[keys[uri]] = pl.read_parquet(_stored(folder, keys[uri]))
+    missing = [u for u in uris if keys[u] not in _cache]
+    local = [(([], [u]) if u.startswith("s3://") else ([u], [])) for u in missing]
+    built = pl.collect_all([build(files_frame(config, dataset, *files)) for files in local])
+    for uri, frame in zip(missing, built, strict=True):
+        _cache[keys[uri]] = with_labels(frame) if labelled else frame
+        _store(folder, keys[uri], _cache[keys[uri]])
+    for key in keys.values():
+        _cache.move_to_end(key)
+    parts = [_cache[keys[u]].with_columns(pl.lit(u).alias(FILE)) for u in uris]
+    while len(_cache) > _KEPT:
+        _cache.popitem(last=False)
+    if not parts:
+        return pl.DataFrame()
+    start_ms = int(window.start.timestamp() * 1000)
+    end_ms = int(window.end.timestamp() * 1000)
+    return pl.concat(parts, how="vertical").filter(pl.col(FIRST_MS) < end_ms, pl.col(LAST_MS) >= start_ms)
+
+
+def matching(sources: pl.DataFrame, matchers: Sequence[Matcher]) -> pl.DataFrame:
+    """The sources (with catalogue columns and labels) of which a series may satisfy every matcher."""
+    if sources.is_empty():
+        return sources
+    names = names_of(
+        sources.select("metric_name", "unit", "type", "temporality", "is_monotonic", "scope_name")
+    )
+    candidates = (
+        sources.select(SOURCE, "metric_name", LABELS, INFO).unique(SOURCE).join(names, on="metric_name")
+    )
+    candidates = candidates.select(
+        SOURCE,
+        NAME,
+        pl.when(pl.col(NAME) == TARGET_INFO).then(pl.col(INFO)).otherwise(pl.col(LABELS)).alias(_CANDIDATE),
+    ).filter(pl.col(_CANDIDATE).is_not_null())
+    for matcher in matchers:
+        if matcher.name in _PER_POINT_LABELS:
+            continue
+        value = _label_value(matcher.name)
+        distinct = candidates.select(value.unique()).to_series().to_list()
+        accepted = [v for v in distinct if matcher.matches(v)]
+        candidates = candidates.filter(value.is_in(pl.Series(accepted, dtype=pl.String).implode()))
+    return sources.filter(pl.col(SOURCE).is_in(candidates[SOURCE].unique().implode()))
+
+
+def _label_value(name: str) -> pl.Expr:
+    """A candidate's value of the label, "" when it has none (as Prometheus' matchers read it)."""
+    if name == "__name__":
+        return pl.col(NAME)
+    found = pl.col(_CANDIDATE).list.eval(
+        pl.element().filter(pl.element().struct.field("name") == name).struct.field("value")
+    )
+    return found.list.first().fill_null("")
