@@ -53,7 +53,8 @@ class Endpoint(_Strict):
 
 class TopicSettings(_Strict):
     partitions: int = Field(4, ge=1, description="divisible by the bytewax worker counts you run")
-    replication_factor: int = Field(1, ge=1)
+    replication_factor: int | None = Field(None, ge=1)  # default: kafka.brokers, at most 3
+    min_insync_replicas: int | None = Field(None, ge=1)  # default: one fewer than the replicas, at least 1
     retention: Seconds = 7 * 86400.0
 
 
@@ -62,6 +63,9 @@ class KafkaConfig(_Strict):
 
     bootstrap_servers: str = "127.0.0.1:9092"
     managed: bool = True
+    # Managed brokers, each a KRaft broker and controller: bootstrap_servers lists one address per
+    # broker, and broker i's controller listens on controller_port + i - 1.
+    brokers: int = Field(1, ge=1, le=9)
     controller_port: Port = 9093
     heap: str = Field("1g", pattern=r"^\d+[mg]$")
     # The topics' record limit. A request larger than this is split by resource, then by scope
@@ -74,11 +78,40 @@ class KafkaConfig(_Strict):
         """Broker, topic and producer limit: a full payload plus Kafka's record batch overhead."""
         return self.max_message_bytes + 64 * 1024
 
+    @property
+    def replication(self) -> int:
+        """Replicas of every topic: as configured, else one per broker up to Kafka's usual 3."""
+        return self.topics.replication_factor or min(self.brokers, 3)
+
+    @property
+    def min_insync(self) -> int:
+        """Replicas that must have a record before acks=all answers: 2 of 3 survives one broker down."""
+        return self.topics.min_insync_replicas or max(1, self.replication - 1)
+
+    @model_validator(mode="after")
+    def _cluster_shape(self) -> KafkaConfig:
+        addresses = self.bootstrap_servers.split(",")
+        if self.managed and len(addresses) != self.brokers:
+            raise ValueError(
+                f"bootstrap_servers lists {len(addresses)} address(es) but brokers is {self.brokers}: "
+                "a managed cluster needs one address per broker"
+            )
+        if self.managed and self.replication > self.brokers:
+            raise ValueError(f"topics.replication_factor {self.replication} exceeds brokers {self.brokers}")
+        if self.min_insync > self.replication:
+            raise ValueError(
+                f"topics.min_insync_replicas {self.min_insync} exceeds the replicas {self.replication}"
+            )
+        return self
+
 
 class MinioConfig(_Strict):
     endpoint: Endpoint = Endpoint(port=9000)
     console: Endpoint = Endpoint(port=9001)
     managed: bool = True
+    # Drives of a managed MinIO: more than one runs it erasure-coded (`minio server drive{1...N}`);
+    # with 4 (default parity EC:2) a lost drive loses nothing and writes go on. 1: a plain server.
+    drives: int = Field(1, ge=1, le=16)
     access_key: SecretStr = SecretStr("talonflow")
     secret_key: SecretStr = SecretStr("talonflow-secret")
     bucket: str = Field("talonflow", pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$")
@@ -124,11 +157,14 @@ class IngestConfig(_Strict):
 
     commit_interval: Seconds = Field(60.0, ge=1)  # file roll by age: rows visible at most this late
     roll_bytes: Bytes = 128 * 1024**2  # file roll by size: a partition writes early past this
+    # memory bound: the rows one worker holds over all its partitions; past it the largest writes early
+    buffer_bytes: Bytes = Field(16 * 1024**2, ge=1024**2)
+    prefetch_bytes: Bytes = Field(2 * 1024**2, ge=64 * 1024)  # Kafka records queued per partition
     row_group_rows: int = Field(128 * 1024, ge=1024)
     workers: int = Field(1, ge=1, le=8)  # bytewax -w for `talonflow up`
     max_past: Seconds = 7 * 86400.0  # rows older than this against their Kafka time: dead letters
     max_future: Seconds = 3600.0  # rows newer than this against their Kafka time: dead letters
-    poll_records: int = Field(500, ge=1)  # Kafka records per source poll: one bytewax item
+    poll_records: int = Field(50, ge=1)  # Kafka records per source poll: one bytewax item
 
 
 class TierPolicy(_Strict):
@@ -302,6 +338,8 @@ def _read(path: Path, required: bool) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not valid UTF-8: {err}") from err
 
 
 def load_config(explicit: str | os.PathLike[str] | None = None) -> TalonflowConfig:
