@@ -1,12 +1,13 @@
 """The long fuzz run of the native decoder: mutated OTLP requests, per signal, never crash it.
 
-    python -m bench.fuzz_native [--cases 1000000] [--check-every 100] [--seed 0]
+    python -m bench.fuzz_native [--cases 1000000] [--check-every 100] [--seed 0] [--signal otlp_spans]
 
 Seeds are the real SDK's requests and generated ones (tests/otlp_corpus.py); each case is a seed
 truncated, with bytes flipped, inserted or deleted, or spliced with another seed, decoded in polls
 of 500. Every case must be accepted or rejected exactly as Python's protobuf does; every
 `--check-every`th poll is compared with the previous Python flatten column for column. A crash
-ends the process, which is the failure this run looks for. Prints cases/s per signal.
+ends the process, which is the failure this run looks for. Prints cases/s per signal, and the
+cases done so far every `--progress` cases, so that a run cut short still tells how far it got.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def mutate(rng: random.Random, corpus: list[bytes]) -> bytes:
     return bytes(value)
 
 
-def fuzz(topic: str, cases: int, check_every: int, rng: random.Random) -> float:
+def fuzz(topic: str, cases: int, check_every: int, rng: random.Random, progress: int) -> float:
     """Cases per second for `topic`; raises AssertionError on the first disagreement."""
     corpus = seeds(topic, 200)
     message = REQUESTS[topic]
@@ -93,6 +94,11 @@ def fuzz(topic: str, cases: int, check_every: int, rng: random.Random) -> float:
                         raise
         done += len(values)
         poll_index += 1
+        if done % progress < len(values):
+            rate = done / (time.perf_counter() - started)
+            print(
+                f"{topic}: {done:,} cases so far, no crash, {rate:,.0f} cases/s", file=sys.stderr, flush=True
+            )
     return cases / (time.perf_counter() - started)
 
 
@@ -101,10 +107,14 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=1_000_000, help="mutated requests per signal")
     parser.add_argument("--check-every", type=int, default=100, help="compare every Nth poll with the oracle")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--signal", choices=list(REQUESTS), help="one topic only (default: all three in turn)"
+    )
+    parser.add_argument("--progress", type=int, default=50_000, help="print the cases done every N cases")
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    for topic in REQUESTS:
-        rate = fuzz(topic, args.cases, args.check_every, rng)
+    for topic in [args.signal] if args.signal else REQUESTS:
+        rate = fuzz(topic, args.cases, args.check_every, rng, args.progress)
         print(
             f"{topic:<13}{args.cases:>10,} cases, no crash, same verdicts as protobuf: {rate:>9,.0f} cases/s"
         )

@@ -365,7 +365,7 @@ def flatten(records: Sequence[KafkaRecord], bounds: TimeBounds = _DEFAULT_BOUNDS
     for rows in builders.values():
         record_of_row = np.asarray(rows.record_of_row, dtype=np.int64)
         kept = reject_out_of_bounds(rows.dataset, rows.table(), record_of_row, records, bounds, dead)
-        result.add(rows.dataset, kept)
+        result.add(rows.dataset, *kept)
     result.add(DEAD_LETTERS, dead.table())
     return result
 
@@ -401,8 +401,12 @@ def _values(column: pa.ChunkedArray) -> Any:
 
 def assert_same(records: list[KafkaRecord], bounds: TimeBounds = _DEFAULT_BOUNDS) -> dict[str, pa.Table]:
     """Native and oracle agree on every table, every column and every dead letter."""
-    native, python = native_flatten(records, bounds).tables, flatten(records, bounds).tables
+    native_result, python_result = native_flatten(records, bounds), flatten(records, bounds)
+    native, python = native_result.tables, python_result.tables
     assert native.keys() == python.keys()
+    assert native_result.record_of_row.keys() == python_result.record_of_row.keys()
+    for name, rows_from in python_result.record_of_row.items():  # which record each row came from
+        assert native_result.record_of_row[name].tolist() == rows_from.tolist(), name
     for name, expected in python.items():
         got = native[name]
         assert got.schema == expected.schema, name

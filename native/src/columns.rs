@@ -49,6 +49,18 @@ fn end(len: usize) -> i32 {
     len as i32
 }
 
+/// The two lowercase hex digits of every byte.
+const HEX: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [DIGITS[i >> 4], DIGITS[i & 15]];
+        i += 1;
+    }
+    table
+};
+
 /// A nullable Utf8 column.
 pub struct Strings {
     pub data: Vec<u8>,
@@ -88,13 +100,13 @@ impl Strings {
         self.valid.append(valid);
     }
 
-    /// Lowercase hex, as OTLP/JSON spells trace and span ids.
+    /// Lowercase hex, as OTLP/JSON spells trace and span ids: two digits per byte from a table,
+    /// written into the grown buffer in place.
     pub fn push_hex(&mut self, bytes: &[u8]) {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        self.data.reserve(2 * bytes.len());
-        for b in bytes {
-            self.data
-                .extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]);
+        let start = self.data.len();
+        self.data.resize(start + 2 * bytes.len(), 0);
+        for (out, b) in self.data[start..].chunks_exact_mut(2).zip(bytes) {
+            out.copy_from_slice(&HEX[usize::from(*b)]);
         }
         self.end(true);
     }
@@ -128,12 +140,17 @@ impl Strings {
     }
 
     pub fn array(mut self) -> Result<ArrayRef> {
-        let array = StringArray::try_new(
-            offsets(self.starts, self.data.len())?,
-            Buffer::from_vec(self.data),
-            self.valid.finish(),
-        )
-        .map_err(|e| e.to_string())?;
+        let offsets = offsets(self.starts, self.data.len())?;
+        debug_assert!(std::str::from_utf8(&self.data).is_ok());
+        // SAFETY: what `try_new` would check again holds by construction, and that check read
+        // every byte a second time. The values are whole and UTF-8: each string field copied here
+        // was checked as upb checks it in the walk (a poll with a rejected record is read again
+        // from records validated whole), and the decoder itself writes only ASCII (hex ids,
+        // numbers, JSON punctuation and escapes, base64). `offsets` checked the offsets; every
+        // value appended one validity bit.
+        let array = unsafe {
+            StringArray::new_unchecked(offsets, Buffer::from_vec(self.data), self.valid.finish())
+        };
         Ok(Arc::new(array))
     }
 }
@@ -297,10 +314,15 @@ impl Maps {
 
     /// Appends one entry: the value's text is rendered by `render`, false meaning null.
     #[inline]
-    pub fn entry(&mut self, key: &[u8], render: impl FnOnce(&mut Vec<u8>) -> bool) {
+    pub fn entry(
+        &mut self,
+        key: &[u8],
+        render: impl FnOnce(&mut Vec<u8>) -> Result<bool>,
+    ) -> Result<bool> {
         self.keys.push(key);
-        let valid = render(&mut self.values.data);
+        let valid = render(&mut self.values.data)?;
         self.values.end(valid);
+        Ok(valid)
     }
 
     pub fn end_row(&mut self) {

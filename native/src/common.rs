@@ -1,5 +1,8 @@
 //! What spans, points and log records share: the request → resource → scope → item nesting,
 //! resource and scope columns, the attribute map and the promoted attribute columns.
+//!
+//! Every read is checked as upb would check it (validate.rs), in the same walk that fills the
+//! columns: an error means the record is not what Python's protobuf accepts.
 
 use std::collections::HashMap;
 
@@ -8,7 +11,11 @@ use arrow_schema::{DataType, Schema};
 
 use crate::columns::{type_of, Maps, Numbers, Strings};
 use crate::text::{key_value, merge, render, Merged};
-use crate::wire::{Fields, Result, Value};
+use crate::validate::{nested, RESOURCE, SCOPE};
+use crate::wire::{each, utf8, Fields, Result, Value, MAX_DEPTH};
+
+/// The depth upb checks a span, metric or log record at: request → resource → scope → item.
+pub const ITEM_DEPTH: u32 = MAX_DEPTH - 3;
 
 /// Which attribute keys fill which typed columns (from schemas/datasets.py, never spelled here).
 pub struct Promotion {
@@ -90,13 +97,12 @@ impl<'p> Common<'p> {
         }
     }
 
-    /// One KeyValue of the row being read.
-    pub fn attribute(&mut self, kv: &[u8]) {
-        let (key, value) = key_value(kv);
+    /// One KeyValue of the row being read, checked at `depth`.
+    pub fn attribute(&mut self, kv: &[u8], depth: u32) -> Result<()> {
         let entry = self.attributes.entries();
-        let valid = put(&mut self.attributes, key, value.as_deref());
+        let (key, valid) = put(&mut self.attributes, kv, Some(depth))?;
         if !valid || !matches!(key.first(), Some(b'g' | b'e' | b'h' | b'r')) {
-            return; // every promoted key starts with one of these: most keys cost one comparison
+            return Ok(()); // every promoted key starts with one of these: most keys cost one comparison
         }
         for (promoted_key, column, rank) in &self.promotion.keys {
             if key == promoted_key.as_slice()
@@ -105,6 +111,7 @@ impl<'p> Common<'p> {
                 self.best[*column] = Some((*rank, entry));
             }
         }
+        Ok(())
     }
 
     /// Ends the attributes of the row being read.
@@ -115,14 +122,13 @@ impl<'p> Common<'p> {
         }
     }
 
-    /// Registers a resource (its merged encoding); returns its index for `rows_done`.
+    /// Registers a resource (its merged encoding, each part checked); returns its index for
+    /// `rows_done`.
     fn resource(&mut self, resource: &[u8]) -> usize {
         let start = self.resources.entries();
-        for field in Fields::new(resource).map_while(std::result::Result::ok) {
-            if let (1, Value::Len(kv)) = field {
-                let (key, value) = key_value(kv);
-                put(&mut self.resources, key, value.as_deref());
-            }
+        for kv in fields_of(resource, 1) {
+            // checked before, as a whole: cannot fail
+            let _ = put(&mut self.resources, kv, None);
         }
         self.resources.end_row();
         let end = self.resources.entries();
@@ -161,22 +167,53 @@ impl<'p> Common<'p> {
     }
 
     /// Walks request → resource (field 1) → scope (field 1) → items (field 2 at both levels),
-    /// calling `item` for every item; `item` returns how many rows it added.
+    /// calling `item` for every item; `item` returns how many rows it added. Each resource and
+    /// scope is checked whole (they are small); items check themselves as they are read.
     pub fn walk(
         &mut self,
         request: &[u8],
         record: i32,
-        mut item: impl FnMut(&[u8], &mut Self) -> usize,
-    ) {
-        for resource_x in fields_of(request, 1) {
+        mut item: impl FnMut(&[u8], &mut Self) -> Result<usize>,
+    ) -> Result<()> {
+        let depth = MAX_DEPTH - 1; // a resource's: ResourceSpans, ResourceMetrics, ResourceLogs
+        each(request, |number, resource_x| {
+            let (1, Value::Len(resource_x)) = (number, resource_x) else {
+                return Ok(());
+            };
             let mut resource: Merged<'_> = None;
-            for body in fields_of(resource_x, 1) {
-                resource = Some(merge(resource, body));
-            }
+            each(resource_x, |number, value| {
+                match (number, value) {
+                    (1, Value::Len(body)) => {
+                        nested(body, &RESOURCE, depth)?;
+                        resource = Some(merge(resource.take(), body));
+                    }
+                    (3, Value::Len(url)) => drop(utf8(url)?),
+                    _ => {}
+                }
+                Ok(())
+            })?;
             let resource = self.resource(resource.as_deref().unwrap_or_default());
             for scope_x in fields_of(resource_x, 2) {
-                let (mut name, mut version): (&[u8], &[u8]) = (b"", b"");
-                for scope in fields_of(scope_x, 1) {
+                self.scope(scope_x, resource, record, &mut item)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn scope(
+        &mut self,
+        scope_x: &[u8],
+        resource: usize,
+        record: i32,
+        item: &mut impl FnMut(&[u8], &mut Self) -> Result<usize>,
+    ) -> Result<()> {
+        let depth = MAX_DEPTH - 2; // ScopeSpans, ScopeMetrics, ScopeLogs
+        let (mut name, mut version): (&[u8], &[u8]) = (b"", b"");
+        let mut rows = 0;
+        each(scope_x, |number, value| {
+            match (number, value) {
+                (1, Value::Len(scope)) => {
+                    nested(scope, &SCOPE, depth)?;
                     for field in Fields::new(scope).map_while(std::result::Result::ok) {
                         match field {
                             (1, Value::Len(s)) => name = s,
@@ -185,10 +222,14 @@ impl<'p> Common<'p> {
                         }
                     }
                 }
-                let rows: usize = fields_of(scope_x, 2).map(|body| item(body, self)).sum();
-                self.rows_done(resource, (name, version), rows, record);
+                (2, Value::Len(body)) => rows += item(body, self)?,
+                (3, Value::Len(url)) => drop(utf8(url)?),
+                _ => {}
             }
-        }
+            Ok(())
+        })?;
+        self.rows_done(resource, (name, version), rows, record);
+        Ok(())
     }
 
     /// The shared columns, by name, for the batch.
@@ -235,14 +276,15 @@ impl<'p> Common<'p> {
     }
 }
 
-/// Appends one map entry; returns whether its value is text (not null).
-pub fn put(map: &mut Maps, key: &[u8], value: Option<&[u8]>) -> bool {
-    let mut valid = false;
-    map.entry(key, |out| {
-        valid = value.is_some_and(|v| render(v, out));
-        valid
-    });
-    valid
+/// Appends one KeyValue to `map`, checked at depth `check` if given; returns its key and whether
+/// its value is text (not null).
+pub fn put<'a>(map: &mut Maps, kv: &'a [u8], check: Option<u32>) -> Result<(&'a [u8], bool)> {
+    let (key, value, value_check) = key_value(kv, check)?;
+    let valid = map.entry(key, |out| match value {
+        Some(v) => render(&v, out, value_check),
+        None => Ok(false),
+    })?;
+    Ok((key, valid))
 }
 
 /// The bodies of every length-delimited field `number` of a (validated) message, in order.

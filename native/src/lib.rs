@@ -1,9 +1,10 @@
 //! OTLP export requests, as Kafka records carry them, straight into Arrow record batches in
 //! talonflow's flat dataset schemas (schemas/datasets.py): one call per poll, without the GIL.
 //!
-//! Each record is validated whole first (validate.rs), so that a record Python's protobuf would
-//! reject costs no rows and becomes a dead letter; valid records are then read in place, field by
-//! field, into column buffers (columns.rs) that become the batch.
+//! Records are read in place, field by field, into column buffers (columns.rs) that become the
+//! batch, and checked in the same walk as Python's protobuf checks them (validate.rs). A poll with
+//! a record it would reject is read again with each record validated first, so that the bad one
+//! costs no rows and becomes a dead letter with the reason `validate` names.
 
 mod columns;
 mod common;
@@ -35,8 +36,9 @@ use wire::Result;
 
 /// What a signal adds to the shared columns: its rows, and its own columns.
 trait Rows: Default {
-    /// Reads one span, metric or log record; returns how many rows it added.
-    fn item(&mut self, item: &[u8], received_ns: i64, common: &mut Common<'_>) -> usize;
+    /// Reads one span, metric or log record; returns how many rows it added, or why upb would
+    /// reject the record.
+    fn item(&mut self, item: &[u8], received_ns: i64, common: &mut Common<'_>) -> Result<usize>;
     /// The signal's own columns, by name.
     fn columns(self, schema: &Schema) -> Result<Vec<(&'static str, ArrayRef)>>;
 }
@@ -61,12 +63,24 @@ fn decode_all<R: Rows>(
     let mut rows = R::default();
     let mut common = Common::new(promotion);
     let mut rejected = Vec::new();
-    for (index, (value, received)) in values.iter().zip(received_ns).enumerate() {
-        match validate::validate(value, message) {
-            Ok(()) => common.walk(value, index as i32, |item, common| {
-                rows.item(item, *received, common)
-            }),
-            Err(reason) => rejected.push((index, reason)),
+    let read = |index: usize, rows: &mut R, common: &mut Common<'_>| {
+        common.walk(values[index], index as i32, |item, common| {
+            rows.item(item, received_ns[index], common)
+        })
+    };
+    if (0..values.len())
+        .try_for_each(|i| read(i, &mut rows, &mut common))
+        .is_err()
+    {
+        // The slow path, for polls holding a record upb rejects: the columns cannot take back
+        // the part of it already read, so read the poll again without it.
+        (rows, common) = (R::default(), Common::new(promotion));
+        for (index, value) in values.iter().enumerate() {
+            match validate::validate(value, message) {
+                Ok(()) => read(index, &mut rows, &mut common)
+                    .map_err(|e| format!("the decoder rejects what upb accepts: {e}"))?,
+                Err(reason) => rejected.push((index, reason)),
+            }
         }
     }
     let record_of_row = Int32Array::from(std::mem::take(&mut common.record_of_row));

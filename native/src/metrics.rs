@@ -5,9 +5,10 @@ use arrow_array::ArrayRef;
 use arrow_schema::Schema;
 
 use crate::columns::{type_of, Lists, Numbers, Strings};
-use crate::common::{fields_of, Common};
+use crate::common::{Common, ITEM_DEPTH};
 use crate::text::{merge, Merged};
-use crate::wire::{repeated_fixed64, repeated_varint, zigzag32, Fields, Result, Value};
+use crate::validate::{self, nested, Message, BUCKETS, EXEMPLAR, KEY_VALUE};
+use crate::wire::{each, repeated_fixed64, repeated_varint, utf8, zigzag32, Fields, Result, Value};
 use crate::Rows;
 
 const GAUGE: u32 = 5;
@@ -16,6 +17,17 @@ const HISTOGRAM: u32 = 9;
 const EXPONENTIAL: u32 = 10;
 const SUMMARY: u32 = 11;
 const TEMPORALITY: [&[u8]; 3] = [b"", b"delta", b"cumulative"];
+
+/// The message of a metric's data field `n` (one of the five above).
+fn data_message(n: u32) -> &'static Message {
+    match n {
+        GAUGE => &validate::GAUGE,
+        SUM => &validate::SUM,
+        HISTOGRAM => &validate::HISTOGRAM,
+        EXPONENTIAL => &validate::EXPONENTIAL,
+        _ => &validate::SUMMARY,
+    }
+}
 
 /// One data point's type-specific values, reused from point to point.
 #[derive(Default)]
@@ -65,42 +77,71 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    fn metric(&mut self, metric: &[u8], common: &mut Common<'_>) -> usize {
+    fn metric(&mut self, metric: &[u8], common: &mut Common<'_>) -> Result<usize> {
+        const DEPTH: u32 = ITEM_DEPTH;
         let (mut name, mut description, mut unit): (&[u8], &[u8], &[u8]) = (b"", b"", b"");
         let mut data: Option<(u32, usize)> = None; // the oneof member that wins, from which field on
-        for (index, field) in Fields::new(metric)
-            .map_while(std::result::Result::ok)
-            .enumerate()
-        {
-            match field {
-                (1, Value::Len(b)) => name = b,
-                (2, Value::Len(b)) => description = b,
-                (3, Value::Len(b)) => unit = b,
-                (n @ (GAUGE | SUM | HISTOGRAM | EXPONENTIAL | SUMMARY), Value::Len(_))
-                    if data.is_none_or(|(m, _)| m != n) =>
-                {
-                    data = Some((n, index));
+        let (mut index, mut members) = (0, 0);
+        each(metric, |number, value| {
+            match (number, value) {
+                (1, Value::Len(b)) => name = utf8(b)?,
+                (2, Value::Len(b)) => description = utf8(b)?,
+                (3, Value::Len(b)) => unit = utf8(b)?,
+                (12, Value::Len(kv)) => nested(kv, &KEY_VALUE, DEPTH)?,
+                (n @ (GAUGE | SUM | HISTOGRAM | EXPONENTIAL | SUMMARY), Value::Len(_)) => {
+                    members += 1;
+                    if data.is_none_or(|(m, _)| m != n) {
+                        data = Some((n, index));
+                    }
                 }
                 _ => {}
             }
-        }
-        let Some((kind, since)) = data else { return 0 };
-        let bodies = || {
-            Fields::new(metric)
+            index += 1;
+            Ok(())
+        })?;
+        if members > 1 {
+            // The oneof members that lost are not read, but upb checks them all the same.
+            let winner =
+                |n: u32, i: usize| data.is_some_and(|(kind, since)| n == kind && i >= since);
+            for (i, field) in Fields::new(metric)
                 .map_while(std::result::Result::ok)
-                .skip(since)
-                .filter_map(move |f| match f {
-                    (n, Value::Len(body)) if n == kind => Some(body),
-                    _ => None,
-                })
-        };
-        let (mut temporality, mut monotonic) = (0i32, false);
-        for field in bodies().flat_map(|b| Fields::new(b).map_while(std::result::Result::ok)) {
-            match field {
-                (2, Value::Varint(v)) => temporality = v as i32,
-                (3, Value::Varint(v)) => monotonic = v != 0,
-                _ => {}
+                .enumerate()
+            {
+                if let (n @ (GAUGE | SUM | HISTOGRAM | EXPONENTIAL | SUMMARY), Value::Len(body)) =
+                    field
+                {
+                    if !winner(n, i) {
+                        nested(body, data_message(n), DEPTH)?;
+                    }
+                }
             }
+        }
+        let Some((kind, since)) = data else {
+            return Ok(0);
+        };
+        // One walk over the winning member's occurrences: its points (checked as they are read)
+        // and its temporality and monotonicity, which the last occurrence decides for every row.
+        let (mut temporality, mut monotonic, mut rows) = (0i32, false, 0);
+        let bodies = Fields::new(metric)
+            .map_while(std::result::Result::ok)
+            .skip(since)
+            .filter_map(|f| match f {
+                (n, Value::Len(body)) if n == kind => Some(body),
+                _ => None,
+            });
+        for body in bodies {
+            each(body, |number, value| {
+                match (number, value) {
+                    (1, Value::Len(point)) => {
+                        self.data_point(kind, point, common, DEPTH - 2)?;
+                        rows += 1;
+                    }
+                    (2, Value::Varint(v)) => temporality = v as i32,
+                    (3, Value::Varint(v)) => monotonic = v != 0,
+                    _ => {}
+                }
+                Ok(())
+            })?;
         }
         let (type_name, temporality): (&[u8], &[u8]) = match kind {
             GAUGE => (b"gauge", b""),
@@ -117,9 +158,7 @@ impl Metrics {
                     .unwrap_or(&TEMPORALITY[0]),
             ),
         };
-        let mut rows = 0;
-        for point in bodies().flat_map(|b| fields_of(b, 1)) {
-            self.data_point(kind, point, common);
+        for _ in 0..rows {
             self.metric_name.push(name);
             self.metric_description.push(description);
             self.unit.push(unit);
@@ -127,12 +166,18 @@ impl Metrics {
             self.temporality.push(temporality);
             self.is_monotonic
                 .push_opt((kind == SUM).then_some(monotonic));
-            rows += 1;
         }
-        rows
+        Ok(rows)
     }
 
-    fn data_point(&mut self, kind: u32, point: &[u8], common: &mut Common<'_>) {
+    /// One data point of type `kind`, checked at `depth`.
+    fn data_point(
+        &mut self,
+        kind: u32,
+        point: &[u8],
+        common: &mut Common<'_>,
+        depth: u32,
+    ) -> Result<()> {
         let p = &mut self.point;
         (p.value, p.count, p.sum, p.min, p.max) = (None, None, None, None, None);
         (p.scale, p.zero_count, p.positive.0, p.negative.0) = (0, 0, 0, 0);
@@ -146,23 +191,22 @@ impl Metrics {
         }
         p.quantiles.clear();
         p.quantile_values.clear();
-        let attributes = match kind {
-            HISTOGRAM => 9,
-            EXPONENTIAL => 1,
-            _ => 7,
-        };
-        let flags_field = if matches!(kind, HISTOGRAM | EXPONENTIAL) {
-            10
-        } else {
-            8
+        let (attributes, exemplars, flags_field) = match kind {
+            HISTOGRAM => (9, 8, 10),
+            EXPONENTIAL => (1, 11, 10),
+            SUMMARY => (7, 0, 8), // a summary point has no exemplars
+            _ => (7, 5, 8),
         };
         let (mut time, mut start, mut flags) = (0u64, 0u64, 0u32);
         let (mut positive, mut negative): (Merged<'_>, Merged<'_>) = (None, None);
-        for field in Fields::new(point).map_while(std::result::Result::ok) {
-            match (kind, field) {
+        each(point, |number, value| {
+            match (kind, (number, value)) {
                 (_, (2, Value::Fixed64(v))) => start = v,
                 (_, (3, Value::Fixed64(v))) => time = v,
-                (_, (n, Value::Len(kv))) if n == attributes => common.attribute(kv),
+                (_, (n, Value::Len(kv))) if n == attributes => common.attribute(kv, depth - 1)?,
+                (_, (n, Value::Len(exemplar))) if n == exemplars => {
+                    nested(exemplar, &EXEMPLAR, depth)?
+                }
                 (_, (n, Value::Varint(v))) if n == flags_field => flags = v as u32,
                 (GAUGE | SUM, (4, Value::Fixed64(v))) => p.value = Some(f64::from_bits(v)),
                 (GAUGE | SUM, (6, Value::Fixed64(v))) => p.value = Some(v as i64 as f64),
@@ -176,27 +220,35 @@ impl Metrics {
                 (HISTOGRAM, (12, Value::Fixed64(v))) | (EXPONENTIAL, (13, Value::Fixed64(v))) => {
                     p.max = Some(f64::from_bits(v))
                 }
-                (HISTOGRAM, (6, value)) => drop(repeated_fixed64(value, &mut p.buckets)),
-                (HISTOGRAM, (7, value)) => drop(repeated_fixed64(value, &mut p.bounds)),
+                (HISTOGRAM, (6, value)) => drop(repeated_fixed64(value, &mut p.buckets)?),
+                (HISTOGRAM, (7, value)) => drop(repeated_fixed64(value, &mut p.bounds)?),
                 (EXPONENTIAL, (6, Value::Varint(v))) => p.scale = zigzag32(v),
                 (EXPONENTIAL, (7, Value::Fixed64(v))) => p.zero_count = v,
-                (EXPONENTIAL, (8, Value::Len(b))) => positive = Some(merge(positive, b)),
-                (EXPONENTIAL, (9, Value::Len(b))) => negative = Some(merge(negative, b)),
+                (EXPONENTIAL, (8, Value::Len(b))) => {
+                    nested(b, &BUCKETS, depth)?;
+                    positive = Some(merge(positive.take(), b));
+                }
+                (EXPONENTIAL, (9, Value::Len(b))) => {
+                    nested(b, &BUCKETS, depth)?;
+                    negative = Some(merge(negative.take(), b));
+                }
                 (SUMMARY, (6, Value::Len(q))) => {
                     let (mut quantile, mut value) = (0u64, 0u64);
-                    for field in Fields::new(q).map_while(std::result::Result::ok) {
-                        match field {
+                    each(q, |number, field| {
+                        match (number, field) {
                             (1, Value::Fixed64(v)) => quantile = v,
                             (2, Value::Fixed64(v)) => value = v,
                             _ => {}
                         }
-                    }
+                        Ok(())
+                    })?;
                     p.quantiles.push(f64::from_bits(quantile));
                     p.quantile_values.push(f64::from_bits(value));
                 }
                 _ => {}
             }
-        }
+            Ok(())
+        })?;
         for (buckets, out) in [(positive, &mut p.positive), (negative, &mut p.negative)] {
             for field in Fields::new(buckets.as_deref().unwrap_or_default())
                 .map_while(std::result::Result::ok)
@@ -214,6 +266,7 @@ impl Metrics {
             .push_opt((start != 0).then_some(start as i64));
         self.flags.push(flags);
         self.push_point(kind);
+        Ok(())
     }
 
     /// The type-specific columns of the point just read (nulls where the type has none).
@@ -270,7 +323,7 @@ impl Metrics {
 }
 
 impl Rows for Metrics {
-    fn item(&mut self, metric: &[u8], _received_ns: i64, common: &mut Common<'_>) -> usize {
+    fn item(&mut self, metric: &[u8], _received_ns: i64, common: &mut Common<'_>) -> Result<usize> {
         self.metric(metric, common)
     }
 

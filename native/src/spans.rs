@@ -4,9 +4,10 @@ use arrow_array::ArrayRef;
 use arrow_schema::Schema;
 
 use crate::columns::{type_of, Maps, Numbers, Strings, StructLists};
-use crate::common::{fields_of, put, Common};
-use crate::text::{key_value, merge, Merged};
-use crate::wire::{Fields, Result, Value};
+use crate::common::{put, Common, ITEM_DEPTH};
+use crate::text::{merge, Merged};
+use crate::validate::{nested, STATUS};
+use crate::wire::{each, utf8, Fields, Result, Value};
 use crate::Rows;
 
 const KINDS: [&[u8]; 6] = [
@@ -43,27 +44,32 @@ pub struct Spans {
 }
 
 impl Spans {
-    fn span(&mut self, span: &[u8], common: &mut Common<'_>) {
+    fn span(&mut self, span: &[u8], common: &mut Common<'_>) -> Result<()> {
+        const DEPTH: u32 = ITEM_DEPTH;
         let [mut trace_id, mut span_id, mut parent, mut state, mut name]: [&[u8]; 5] = [b""; 5];
         let (mut kind, mut start, mut end) = (0i32, 0u64, 0u64);
         let mut status: Merged<'_> = None;
-        for field in Fields::new(span).map_while(std::result::Result::ok) {
-            match field {
+        each(span, |number, value| {
+            match (number, value) {
                 (1, Value::Len(b)) => trace_id = b,
                 (2, Value::Len(b)) => span_id = b,
-                (3, Value::Len(b)) => state = b,
+                (3, Value::Len(b)) => state = utf8(b)?,
                 (4, Value::Len(b)) => parent = b,
-                (5, Value::Len(b)) => name = b,
+                (5, Value::Len(b)) => name = utf8(b)?,
                 (6, Value::Varint(v)) => kind = v as i32,
                 (7, Value::Fixed64(v)) => start = v,
                 (8, Value::Fixed64(v)) => end = v,
-                (9, Value::Len(kv)) => common.attribute(kv),
-                (11, Value::Len(event)) => self.event(event),
-                (13, Value::Len(link)) => self.link(link),
-                (15, Value::Len(b)) => status = Some(merge(status, b)),
+                (9, Value::Len(kv)) => common.attribute(kv, DEPTH - 1)?,
+                (11, Value::Len(event)) => self.event(event, DEPTH - 1)?,
+                (13, Value::Len(link)) => self.link(link, DEPTH - 1)?,
+                (15, Value::Len(b)) => {
+                    nested(b, &STATUS, DEPTH)?;
+                    status = Some(merge(status.take(), b));
+                }
                 _ => {}
             }
-        }
+            Ok(())
+        })?;
         common.end_attributes();
         self.events.end_row();
         self.links.end_row();
@@ -96,51 +102,53 @@ impl Spans {
         let code = usize::try_from(code).ok().and_then(|c| STATUS_CODES.get(c));
         self.status_code.push(code.unwrap_or(&STATUS_CODES[0]));
         self.status_message.push(message);
+        Ok(())
     }
 
-    fn event(&mut self, event: &[u8]) {
+    /// A Span.Event, checked at `depth`.
+    fn event(&mut self, event: &[u8], depth: u32) -> Result<()> {
         let (mut time, mut name): (u64, &[u8]) = (0, b"");
-        for field in Fields::new(event).map_while(std::result::Result::ok) {
-            match field {
+        each(event, |number, value| {
+            match (number, value) {
                 (1, Value::Fixed64(v)) => time = v,
-                (2, Value::Len(b)) => name = b,
-                (3, Value::Len(kv)) => {
-                    let (key, value) = key_value(kv);
-                    put(&mut self.event_attributes, key, value.as_deref());
-                }
+                (2, Value::Len(b)) => name = utf8(b)?,
+                (3, Value::Len(kv)) => drop(put(&mut self.event_attributes, kv, Some(depth - 1))?),
                 _ => {}
             }
-        }
+            Ok(())
+        })?;
         self.event_attributes.end_row();
         self.event_time.push(time as i64);
         self.event_name.push(name);
         self.events.item();
+        Ok(())
     }
 
-    fn link(&mut self, link: &[u8]) {
+    /// A Span.Link, checked at `depth`.
+    fn link(&mut self, link: &[u8], depth: u32) -> Result<()> {
         let (mut trace_id, mut span_id): (&[u8], &[u8]) = (b"", b"");
-        for field in Fields::new(link).map_while(std::result::Result::ok) {
-            match field {
+        each(link, |number, value| {
+            match (number, value) {
                 (1, Value::Len(b)) => trace_id = b,
                 (2, Value::Len(b)) => span_id = b,
+                (3, Value::Len(state)) => drop(utf8(state)?),
+                (4, Value::Len(kv)) => drop(put(&mut self.link_attributes, kv, Some(depth - 1))?),
                 _ => {}
             }
-        }
-        for kv in fields_of(link, 4) {
-            let (key, value) = key_value(kv);
-            put(&mut self.link_attributes, key, value.as_deref());
-        }
+            Ok(())
+        })?;
         self.link_attributes.end_row();
         self.link_trace_id.push_hex(trace_id);
         self.link_span_id.push_hex(span_id);
         self.links.item();
+        Ok(())
     }
 }
 
 impl Rows for Spans {
-    fn item(&mut self, span: &[u8], _received_ns: i64, common: &mut Common<'_>) -> usize {
-        self.span(span, common);
-        1
+    fn item(&mut self, span: &[u8], _received_ns: i64, common: &mut Common<'_>) -> Result<usize> {
+        self.span(span, common)?;
+        Ok(1)
     }
 
     fn columns(self, schema: &Schema) -> Result<Vec<(&'static str, ArrayRef)>> {

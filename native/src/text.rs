@@ -10,7 +10,8 @@ use std::collections::HashMap;
 
 use base64::Engine;
 
-use crate::wire::{Fields, Value};
+use crate::validate::{nested, ANY_VALUE, ARRAY, KVLIST};
+use crate::wire::{utf8, Fields, Result, Value};
 
 /// The oneof member that an AnyValue ends with (the last one on the wire wins).
 #[derive(Clone, Copy)]
@@ -25,25 +26,32 @@ enum Member<'a> {
     Nested(u32, usize),
 }
 
-fn member(any: &[u8]) -> Member<'_> {
+/// The member an AnyValue ends with; with `check`, the value is checked as upb checks it at that
+/// depth (every string member UTF-8, nested arrays and maps whole), else it was checked before.
+fn member(any: &[u8], check: Option<u32>) -> Result<Member<'_>> {
     let mut last = Member::Unset;
-    // Input was validated before: errors cannot occur here, and would only end the value early.
-    for (index, field) in Fields::new(any).map_while(Result::ok).enumerate() {
-        last = match field {
-            (1, Value::Len(s)) => Member::Str(s),
+    for (index, field) in Fields::new(any).enumerate() {
+        last = match field? {
+            (1, Value::Len(s)) => Member::Str(if check.is_some() { utf8(s)? } else { s }),
             (2, Value::Varint(v)) => Member::Bool(v != 0),
             (3, Value::Varint(v)) => Member::Int(v as i64),
             (4, Value::Fixed64(v)) => Member::Double(f64::from_bits(v)),
             (7, Value::Len(b)) => Member::Bytes(b),
             (8, Value::Varint(v)) => Member::Int(i64::from(v as i32)), // string_value_strindex
-            (n @ (5 | 6), Value::Len(_)) => match last {
-                Member::Nested(m, since) if m == n => Member::Nested(m, since),
-                _ => Member::Nested(n, index),
-            },
+            (n @ (5 | 6), Value::Len(body)) => {
+                if let Some(depth) = check {
+                    let inner = if n == 5 { &ARRAY } else { &KVLIST };
+                    nested(body, inner, depth)?;
+                }
+                match last {
+                    Member::Nested(m, since) if m == n => Member::Nested(m, since),
+                    _ => Member::Nested(n, index),
+                }
+            }
             _ => last,
         };
     }
-    last
+    Ok(last)
 }
 
 /// The items of a merged array_value or kvlist_value: field 1 of every occurrence, in order.
@@ -65,34 +73,55 @@ fn nested_items(any: &[u8], number: u32, since: usize) -> impl Iterator<Item = &
         })
 }
 
-/// Appends the map text of an AnyValue; false when the value is unset (a null, not text).
-pub fn render(any: &[u8], out: &mut Vec<u8>) -> bool {
-    match member(any) {
-        Member::Unset => return false,
+/// Appends the map text of an AnyValue, checked at depth `check` if given (see `member`); false
+/// when the value is unset (a null, not text).
+pub fn render(any: &[u8], out: &mut Vec<u8>, check: Option<u32>) -> Result<bool> {
+    match member(any, check)? {
+        Member::Unset => return Ok(false),
         Member::Str(s) => out.extend_from_slice(s),
         Member::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
-        Member::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        Member::Int(i) => integer(i, out),
         Member::Double(d) => python_float(d, false, out),
         Member::Bytes(_) | Member::Nested(..) => json(any, out),
     }
-    true
+    Ok(true)
+}
+
+/// Decimal digits straight into the column's bytes (`to_string` allocated a String per value).
+fn integer(i: i64, out: &mut Vec<u8>) {
+    use std::io::Write;
+    write!(out, "{i}").expect("writing to a Vec cannot fail");
 }
 
 /// A singular message field, merged over its occurrences (None when absent).
 pub type Merged<'a> = Option<Cow<'a, [u8]>>;
 
 /// A KeyValue's key and value; a repeated `value` field merges, as protobuf merges messages.
-pub fn key_value(kv: &[u8]) -> (&[u8], Merged<'_>) {
+/// With `check` (the KeyValue's depth) the key is checked, and so is each value when it repeats;
+/// the depth returned is where the value is still to be checked (`render`), if at all.
+pub fn key_value(kv: &[u8], check: Option<u32>) -> Result<(&[u8], Merged<'_>, Option<u32>)> {
     let mut key: &[u8] = b"";
     let mut value: Merged<'_> = None;
-    for field in Fields::new(kv).map_while(Result::ok) {
-        match field {
-            (1, Value::Len(k)) => key = k,
-            (2, Value::Len(v)) => value = Some(merge(value, v)),
+    let mut repeated = false;
+    for field in Fields::new(kv) {
+        match field? {
+            (1, Value::Len(k)) => key = if check.is_some() { utf8(k)? } else { k },
+            (2, Value::Len(v)) => {
+                if let (Some(depth), Some(before)) = (check, &value) {
+                    // upb checks each occurrence alone: their concatenation may hide a cut field
+                    if !repeated {
+                        nested(before, &ANY_VALUE, depth)?;
+                    }
+                    nested(v, &ANY_VALUE, depth)?;
+                    repeated = true;
+                }
+                value = Some(merge(value, v));
+            }
             _ => {}
         }
     }
-    (key, value)
+    let value_check = check.filter(|_| !repeated).map(|depth| depth - 1);
+    Ok((key, value, value_check))
 }
 
 /// A singular message field seen again: the merged message is the two encodings back to back.
@@ -108,11 +137,11 @@ pub fn merge<'a>(previous: Merged<'a>, next: &'a [u8]) -> Cow<'a, [u8]> {
 }
 
 fn json(any: &[u8], out: &mut Vec<u8>) {
-    match member(any) {
+    match member(any, None).unwrap_or(Member::Unset) {
         Member::Unset => out.extend_from_slice(b"null"),
         Member::Str(s) => json_string(s, out),
         Member::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
-        Member::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        Member::Int(i) => integer(i, out),
         Member::Double(d) => python_float(d, true, out),
         Member::Bytes(b) => {
             out.push(b'"');
@@ -142,7 +171,9 @@ fn json_object<'a>(items: impl Iterator<Item = &'a [u8]>, out: &mut Vec<u8>) {
     let mut entries: Vec<(&[u8], Merged<'_>)> = Vec::new();
     let mut place: HashMap<&[u8], usize> = HashMap::new();
     for item in items {
-        let (key, value) = key_value(item);
+        let Ok((key, value, _)) = key_value(item, None) else {
+            continue; // checked before: cannot happen
+        };
         match place.get(key) {
             Some(&i) => entries[i].1 = value,
             None => {

@@ -1,8 +1,10 @@
-//! Whole-record validation before any column is touched, so that a bad record costs no rows.
+//! What Python's protobuf (upb) accepts, as a table of the OTLP messages.
 //!
-//! A record is accepted exactly when Python's protobuf (upb) would parse it: every nested
-//! message well-formed, every string field valid UTF-8 (the fields the columns skip too, such as
-//! exemplars and entity refs), packed fields complete, nesting at most `MAX_DEPTH` deep.
+//! A record is accepted exactly when upb would parse it: every nested message well-formed, every
+//! string field valid UTF-8 (the fields the columns skip too, such as exemplars and entity refs),
+//! packed fields complete, nesting at most `MAX_DEPTH` deep. The decoder checks the fields it reads
+//! as it reads them and hands the parts it skips to `nested`; `validate` walks a whole record only
+//! to name the fault of one the decoder rejected (reasons name the innermost message at fault).
 
 use crate::wire::{Fields, Result, Value, MAX_DEPTH};
 
@@ -21,19 +23,19 @@ pub struct Message {
 
 use Check::{Message as M, PackedFixed64, PackedVarint, Utf8};
 
-static ANY_VALUE: Message = Message {
+pub static ANY_VALUE: Message = Message {
     name: "AnyValue",
     fields: &[(1, Utf8), (5, M(&ARRAY)), (6, M(&KVLIST))],
 };
-static ARRAY: Message = Message {
+pub static ARRAY: Message = Message {
     name: "ArrayValue",
     fields: &[(1, M(&ANY_VALUE))],
 };
-static KVLIST: Message = Message {
+pub static KVLIST: Message = Message {
     name: "KeyValueList",
     fields: &[(1, M(&KEY_VALUE))],
 };
-static KEY_VALUE: Message = Message {
+pub static KEY_VALUE: Message = Message {
     name: "KeyValue",
     fields: &[(1, Utf8), (2, M(&ANY_VALUE))],
 };
@@ -41,16 +43,16 @@ static ENTITY_REF: Message = Message {
     name: "EntityRef",
     fields: &[(1, Utf8), (2, Utf8), (3, Utf8), (4, Utf8)],
 };
-static RESOURCE: Message = Message {
+pub static RESOURCE: Message = Message {
     name: "Resource",
     fields: &[(1, M(&KEY_VALUE)), (3, M(&ENTITY_REF))],
 };
-static SCOPE: Message = Message {
+pub static SCOPE: Message = Message {
     name: "InstrumentationScope",
     fields: &[(1, Utf8), (2, Utf8), (3, M(&KEY_VALUE))],
 };
 
-static STATUS: Message = Message {
+pub static STATUS: Message = Message {
     name: "Status",
     fields: &[(2, Utf8)],
 };
@@ -86,7 +88,7 @@ pub static TRACES: Message = Message {
     fields: &[(1, M(&RESOURCE_SPANS))],
 };
 
-static EXEMPLAR: Message = Message {
+pub static EXEMPLAR: Message = Message {
     name: "Exemplar",
     fields: &[(7, M(&KEY_VALUE))],
 };
@@ -103,7 +105,7 @@ static HISTOGRAM_POINT: Message = Message {
         (8, M(&EXEMPLAR)),
     ],
 };
-static BUCKETS: Message = Message {
+pub static BUCKETS: Message = Message {
     name: "Buckets",
     fields: &[(2, PackedVarint)],
 };
@@ -124,23 +126,23 @@ static SUMMARY_POINT: Message = Message {
     name: "SummaryDataPoint",
     fields: &[(7, M(&KEY_VALUE)), (6, M(&QUANTILE))],
 };
-static GAUGE: Message = Message {
+pub static GAUGE: Message = Message {
     name: "Gauge",
     fields: &[(1, M(&NUMBER_POINT))],
 };
-static SUM: Message = Message {
+pub static SUM: Message = Message {
     name: "Sum",
     fields: &[(1, M(&NUMBER_POINT))],
 };
-static HISTOGRAM: Message = Message {
+pub static HISTOGRAM: Message = Message {
     name: "Histogram",
     fields: &[(1, M(&HISTOGRAM_POINT))],
 };
-static EXPONENTIAL: Message = Message {
+pub static EXPONENTIAL: Message = Message {
     name: "ExponentialHistogram",
     fields: &[(1, M(&EXPONENTIAL_POINT))],
 };
-static SUMMARY: Message = Message {
+pub static SUMMARY: Message = Message {
     name: "Summary",
     fields: &[(1, M(&SUMMARY_POINT))],
 };
@@ -198,6 +200,17 @@ pub fn validate(bytes: &[u8], message: &'static Message) -> Result<()> {
     check(bytes, message, MAX_DEPTH)
 }
 
+/// Checks `body`, a field of type `inner` of a message checked at `depth`, as `validate` would.
+pub fn nested(body: &[u8], inner: &'static Message, depth: u32) -> Result<()> {
+    if depth == 0 {
+        return Err(format!(
+            "{}: nested more than {MAX_DEPTH} messages deep",
+            inner.name
+        ));
+    }
+    check(body, inner, depth - 1)
+}
+
 fn check(bytes: &[u8], message: &Message, depth: u32) -> Result<()> {
     for field in Fields::new(bytes) {
         let (number, value) = field.map_err(|e| format!("{}: {e}", message.name))?;
@@ -214,15 +227,7 @@ fn check(bytes: &[u8], message: &Message, depth: u32) -> Result<()> {
                     ));
                 }
             }
-            Check::Message(inner) => {
-                if depth == 0 {
-                    return Err(format!(
-                        "{}: nested more than {MAX_DEPTH} messages deep",
-                        inner.name
-                    ));
-                }
-                check(body, inner, depth - 1)?;
-            }
+            Check::Message(inner) => nested(body, inner, depth)?,
             Check::PackedVarint => {
                 crate::wire::repeated_varint(value, &mut Vec::new())
                     .map_err(|e| format!("{}: {e}", message.name))?;

@@ -179,3 +179,27 @@ pub fn zigzag32(v: u64) -> i32 {
     let v = v as u32;
     ((v >> 1) as i32) ^ -((v & 1) as i32)
 }
+
+/// A string field's bytes: upb rejects a string that is not UTF-8.
+#[inline]
+pub fn utf8(bytes: &[u8]) -> Result<&[u8]> {
+    if bytes.is_ascii() {
+        return Ok(bytes); // most keys and names: a word at a time, without from_utf8's set-up
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(_) => Ok(bytes),
+        Err(e) => Err(format!("a string is not UTF-8 ({e})")),
+    }
+}
+
+/// Each field of a message, checked; the walk stops at the first corrupt byte.
+pub fn each<'a>(
+    message: &'a [u8],
+    mut field: impl FnMut(u32, Value<'a>) -> Result<()>,
+) -> Result<()> {
+    for item in Fields::new(message) {
+        let (number, value) = item?;
+        field(number, value)?;
+    }
+    Ok(())
+}
