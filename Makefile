@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint compose-check bench clean services peers
+.PHONY: setup run test lint compose-check bench fuzz clean services peers
 
 setup: $(VENV)/.installed $(VENV)/.native services console/web/node_modules/.package-lock.json
 
@@ -58,6 +58,17 @@ bench: setup
 	$(BIN)/python -m bench.lifecycle
 	$(BIN)/python -m bench.fuzz_native --cases 1000000
 	$(BIN)/python -m bench.tailer
+
+# Every decoder and parser reachable from the network or a config file under atheris (libFuzzer),
+# 1M cases each, niced: it runs for hours on two cores. Findings go to .talonflow/fuzz/.
+fuzz: setup
+	nice -n 10 $(BIN)/python -m bench.fuzz --cases 1000000
+
+# Random kill -9 of supervised parts under steady SDK load, then a count of every acknowledged
+# item in Parquet (bench/chaos.py; its own stack on ports 27000-27499). Exit 1 on loss or duplicates.
+.PHONY: chaos
+chaos: setup
+	$(BIN)/python -m bench.chaos --rounds 20 --every 15 --seed 1
 
 clean:
 	rm -rf $(VENV) .talonflow

@@ -1,0 +1,386 @@
+"""Chaos harness: steady OTLP load through the OTel SDK while random parts are kill -9'd, then a
+count by unique id of what the SDK was told was exported against what landed in Parquet.
+
+    python -m bench.chaos --rounds 6 --every 15 --seed 1
+
+It runs a private stack (`talonflow up --detach`, bench/stack.py) on ports 27000-27499 in a temp
+folder, so it runs beside the test suite's and the other benches' stacks. Every `--every` seconds
+one program `up` supervises (Kafka, MinIO, the receiver, each flow, the lifecycle mover, the
+console) has its process group killed with SIGKILL; the harness waits until supervisord has
+restarted it and its health check passes, and records that recovery time. After the rounds the
+load stops, the harness waits for quiescence (no new Parquet rows for a while) and checks: every
+span, point and log line the SDK reported as exported is present exactly once, and every rollup
+window is present once per (series, window, resolution). Exit 1 on any loss, duplicate or part
+that did not recover.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import Counter as CounterInstrument
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from bench.stack import bench_stack, stack_settings
+from schemas.config import TalonflowConfig
+from talonflow.health import part_problem
+from talonflow.stack import Stack
+
+ID = "chaos.id"  # the attribute that makes every span, point and log line countable
+SIGNALS = ("spans", "metrics", "logs")  # also the Parquet datasets they land in
+ROLLUPS = ("rollups_1m", "rollups_1h", "rollups_1d")
+BASE_PORT = 27000  # below Linux's ephemeral ports (32768 on), where a client socket could take one
+EXPORT_TIMEOUT_S = 30  # the SDK exporters retry retryable answers until this deadline
+
+
+def chaos_settings(folder: Path, brokers: int) -> dict[str, Any]:
+    """The bench stack's document moved to this harness's ports, with short commit intervals so
+    that quiescence comes soon. More brokers change only this document (bootstrap list, count)."""
+    document = stack_settings(folder)
+    kafka_ports = [BASE_PORT + 92 + 2 * node for node in range(brokers)]
+    document["kafka"] = {
+        "bootstrap_servers": ",".join(f"127.0.0.1:{port}" for port in kafka_ports),
+        "controller_port": BASE_PORT + 120,
+        **({"brokers": brokers} if brokers > 1 else {}),
+    }
+    document["minio"] = {"endpoint": {"port": BASE_PORT}, "console": {"port": BASE_PORT + 1}}
+    document["receiver"] = {
+        "grpc": {"port": BASE_PORT + 317},
+        "http": {"port": BASE_PORT + 318},
+        "ops": {"port": BASE_PORT + 133},
+    }
+    document["lifecycle"] = {"ops": {"port": BASE_PORT + 134}, "interval": "5s"}
+    document["console"] = {"port": BASE_PORT + 300}
+    document["alerts"] = {"rule_files": [str(Path(__file__).resolve().parents[1] / "alerts.yaml")]}
+    document["ingest"] = {"commit_interval": "2s"}
+    document["rollups"] = {"commit_interval": "2s"}
+    return document
+
+
+# -- load: the SDK's own exporters, each export's outcome booked by unique id ------------------
+@dataclass
+class Ledger:
+    """What the SDK reported per signal: ids acknowledged, ids failed (thread-safe)."""
+
+    acked: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in SIGNALS})
+    failed: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def book(self, signal_name: str, ids: list[str], ok: bool) -> None:
+        with self.lock:
+            if ok:
+                self.acked[signal_name].extend(ids)
+            else:
+                self.failed[signal_name] += len(ids)
+
+
+def _span_ids(batch: Sequence[Any]) -> list[str]:
+    return [str(span.attributes[ID]) for span in batch]
+
+
+def _log_ids(batch: Sequence[Any]) -> list[str]:
+    return [str(getattr(item, "log_record", item).attributes[ID]) for item in batch]
+
+
+def _point_ids(data: Any) -> list[str]:
+    return [
+        str(point.attributes[ID])
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        for point in metric.data.data_points
+    ]
+
+
+def booking(base: type, signal_name: str, ids: Callable[[Any], list[str]], ledger: Ledger) -> type:
+    """`base` (an SDK exporter class) booking each export's ids as acknowledged or failed."""
+
+    class Booking(base):
+        def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
+            result = super().export(batch, *args, **kwargs)
+            ledger.book(signal_name, ids(batch), result.name == "SUCCESS")
+            return result
+
+    return Booking
+
+
+def batching(processor: type, exporter: Any) -> Any:
+    """The SDK's batching processor, with a queue that never drops an item during an outage (an
+    item dropped unexported would be neither acknowledged nor failed) and the exporter's deadline."""
+    return processor(
+        exporter,
+        schedule_delay_millis=200,
+        max_queue_size=1_000_000,
+        export_timeout_millis=EXPORT_TIMEOUT_S * 1000,
+    )
+
+
+class Load:
+    """Spans (gRPC), metric points (HTTP, delta counters: one series per id) and log lines (gRPC)
+    at `rate` items per second each, through the SDK's batching processors and readers."""
+
+    def __init__(self, config: TalonflowConfig, rate: float, ledger: Ledger) -> None:
+        grpc = f"http://{config.receiver.grpc.address}"
+        resource = Resource.create({"service.name": "chaos-agent", "service.instance.id": "chaos-1"})
+        spans = booking(OTLPSpanExporter, "spans", _span_ids, ledger)
+        self.tracer_provider = TracerProvider(resource=resource)
+        self.tracer_provider.add_span_processor(
+            batching(BatchSpanProcessor, spans(endpoint=grpc, insecure=True, timeout=EXPORT_TIMEOUT_S))
+        )
+        metrics = booking(OTLPMetricExporter, "metrics", _point_ids, ledger)
+        exporter = metrics(
+            endpoint=f"http://{config.receiver.http.address}/v1/metrics",
+            timeout=EXPORT_TIMEOUT_S,
+            preferred_temporality={CounterInstrument: AggregationTemporality.DELTA},
+        )
+        reader = PeriodicExportingMetricReader(
+            exporter, export_interval_millis=500, export_timeout_millis=EXPORT_TIMEOUT_S * 1000
+        )
+        self.meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+        logs = booking(OTLPLogExporter, "logs", _log_ids, ledger)
+        self.logger_provider = LoggerProvider(resource=resource)
+        self.logger_provider.add_log_record_processor(
+            batching(BatchLogRecordProcessor, logs(endpoint=grpc, insecure=True, timeout=EXPORT_TIMEOUT_S))
+        )
+        self.rate = rate
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="chaos-load")
+
+    def _run(self) -> None:
+        tracer = self.tracer_provider.get_tracer("talonflow.chaos")
+        counter = self.meter_provider.get_meter("talonflow.chaos").create_counter("chaos.items")
+        logger = self.logger_provider.get_logger("talonflow.chaos")
+        started, sent = time.monotonic(), 0
+        while not self.stop.is_set():
+            tracer.start_span("chaos_step", attributes={ID: f"s{sent}"}).end()
+            counter.add(1, {ID: f"m{sent}"})
+            logger.emit(body=f"chaos step {sent}", attributes={ID: f"l{sent}"}, timestamp=time.time_ns())
+            sent += 1
+            self.stop.wait(max(0.0, started + sent / self.rate - time.monotonic()))
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def finish(self) -> None:
+        """Stop making items, then let the SDK flush (and retry) what it still holds."""
+        self.stop.set()
+        self.thread.join()
+        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            provider.shutdown()
+
+
+# -- faults: kill -9 a supervised part, time its way back to healthy -------------------------
+def kill_and_time(stack: Stack, name: str, timeout: float = 180) -> float | None:
+    """SIGKILL the part's process group (a crash of the whole part, children included); seconds
+    until supervisord runs a new process whose health check passes, None if it never does (or
+    the part was not running to begin with: killpg(0) would kill this harness's own group)."""
+    before = next(p for p in stack.process_info() if p["name"] == name)
+    old = before["pid"]
+    if before["statename"] != "RUNNING" or not old:
+        return None
+    killed = time.monotonic()
+    os.killpg(old, signal.SIGKILL)
+    while time.monotonic() - killed < timeout:
+        info = next(p for p in stack.process_info() if p["name"] == name)
+        if info["statename"] == "FATAL":
+            return None
+        restarted = info["statename"] == "RUNNING" and info["pid"] not in (0, old)
+        if restarted and part_problem(stack.config, name, info["pid"]) is None:
+            return time.monotonic() - killed
+        time.sleep(0.2)
+    return None
+
+
+# -- verdict: Polars over the Parquet datasets -------------------------------------------------
+def _scan(data: Path, dataset: str) -> pl.LazyFrame | None:
+    if not list((data / dataset).glob("date=*/hour=*/*.parquet")):
+        return None
+    files = data / dataset / "date=*" / "hour=*" / "*.parquet"
+    return pl.scan_parquet(files, hive_partitioning=True, include_file_paths="file")
+
+
+def landed_ids(data: Path, dataset: str) -> pl.DataFrame:
+    """Rows per unique id in a dataset, and the files (sinks/parquet.py names them
+    `<topic>-<partition>-<first offset>-<last offset>`) holding them."""
+    frame = _scan(data, dataset)
+    if frame is None:
+        schema = pl.Schema({"id": pl.String(), "n": pl.UInt32(), "files": pl.List(pl.String())})
+        return pl.DataFrame({"id": [], "n": [], "files": []}, schema=schema)
+    ids = frame.with_columns(pl.col("attributes").map.get(ID).alias("id")).drop_nulls("id")
+    stems = pl.col("file").str.extract(r"([^/]+)\.parquet$")
+    grouped = ids.select("id", stems.alias("file")).group_by("id")
+    return grouped.agg(pl.len().alias("n"), pl.col("file").alias("files")).collect()
+
+
+def replayed(files: list[str]) -> bool:
+    """Whether two copies of an item come from overlapping Kafka offset ranges of one partition
+    (the same record written twice: the pipeline's fault), rather than from two records (the SDK
+    sent the request again after the receiver died before answering: OTLP is at least once)."""
+    ranges = [stem.rsplit("-", 3) for stem in files]
+    return any(
+        a[:2] == b[:2] and int(a[2]) <= int(b[3]) and int(b[2]) <= int(a[3])
+        for i, a in enumerate(ranges)
+        for b in ranges[i + 1 :]
+    )
+
+
+def rollup_duplicates(data: Path) -> int:
+    """Rollup rows beyond the first per (series, window, resolution), over all resolutions."""
+    extra = 0
+    for dataset in ROLLUPS:
+        frame = _scan(data, dataset)
+        if frame is not None:
+            keys = frame.group_by("series_id", "window_start", "resolution").len("n")
+            extra += int(keys.select((pl.col("n") - 1).sum()).collect().item() or 0)
+    return extra
+
+
+def row_total(data: Path) -> int:
+    frames = [f for f in (_scan(data, d) for d in (*SIGNALS, *ROLLUPS)) if f is not None]
+    return sum(int(f.select(pl.len()).collect().item()) for f in frames)
+
+
+def quiesce(data: Path, ledger: Ledger, quiet: float, timeout: float) -> None:
+    """Until every acknowledged id has landed and the row count has stood still for `quiet`
+    seconds (a replay's duplicates would land within that), or `timeout` seconds passed."""
+    started = time.monotonic()
+    last, still_since = -1, time.monotonic()
+    while time.monotonic() - started < timeout:
+        total = row_total(data)
+        if total != last:
+            last, still_since = total, time.monotonic()
+        elif time.monotonic() - still_since >= quiet:
+            landed = {s: set(landed_ids(data, s)["id"]) for s in SIGNALS}
+            if all(set(ledger.acked[s]) <= landed[s] for s in SIGNALS):
+                return
+        time.sleep(1)
+
+
+@dataclass
+class Verdict:
+    """Counts by unique id, per signal; any lost or doubled item (or rollup window) fails the run."""
+
+    acked: dict[str, int]
+    failed: dict[str, int]
+    lost: dict[str, int]
+    duplicated: dict[str, int]
+    resent: dict[str, int]  # of the duplicated: two Kafka records (the request was sent twice)
+    rollup_duplicates: int
+
+    @property
+    def clean(self) -> bool:
+        doubled = any(self.duplicated.values()) or self.rollup_duplicates
+        return not any(self.lost.values()) and not doubled
+
+
+def verdict(data: Path, ledger: Ledger) -> Verdict:
+    lost, duplicated, resent, acked = {}, {}, {}, {}
+    for name in SIGNALS:
+        counts = landed_ids(data, name)
+        sent = set(ledger.acked[name])
+        acked[name] = len(sent)
+        lost[name] = len(sent - set(counts["id"]))
+        doubled = counts.filter(pl.col("n") > 1)
+        duplicated[name] = doubled.height
+        resent[name] = sum(not replayed(files) for files in doubled["files"])
+    return Verdict(acked, dict(ledger.failed), lost, duplicated, resent, rollup_duplicates(data))
+
+
+def percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def render(rounds: int, recoveries: dict[str, list[float | None]], result: Verdict) -> str:
+    lines = [f"rounds: {rounds}", "", f"{'part':<12}{'kills':>6}{'recovered':>10}{'p50 s':>8}{'p99 s':>8}"]
+    for part, times in sorted(recoveries.items()):
+        done = [t for t in times if t is not None]
+        p50 = f"{percentile(done, 50):.1f}" if done else "-"
+        p99 = f"{percentile(done, 99):.1f}" if done else "-"
+        lines.append(f"{part:<12}{len(times):>6}{len(done):>10}{p50:>8}{p99:>8}")
+    lines += ["", f"{'signal':<12}{'acked':>8}{'failed':>8}{'lost':>6}{'duplicated':>12}{'resent':>8}"]
+    for name in SIGNALS:
+        failed = result.failed.get(name, 0)
+        row = f"{result.acked[name]:>8}{failed:>8}{result.lost[name]:>6}{result.duplicated[name]:>12}"
+        lines.append(f"{name:<12}{row}{result.resent[name]:>8}")
+    lines.append(f"{'rollups':<12}{'-':>8}{'-':>8}{'-':>6}{result.rollup_duplicates:>12}{'-':>8}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, folder: Path) -> int:
+    chooser = random.Random(args.seed)
+    config_file = folder / "chaos.yaml"
+    ledger = Ledger()
+    recoveries: dict[str, list[float | None]] = {}
+    with bench_stack(config_file, chaos_settings(folder, args.brokers)) as stack:
+        parts = sorted(p.name for p in stack.programs())
+        load = Load(stack.config, args.rate, ledger)
+        load.start()
+        try:
+            for round_number in range(1, args.rounds + 1):
+                time.sleep(args.every)
+                part = chooser.choice(parts)
+                took = kill_and_time(stack, part)
+                recoveries.setdefault(part, []).append(took)
+                state = f"back in {took:.1f}s" if took is not None else "DID NOT RECOVER"
+                print(f"round {round_number}: killed {part}, {state}", file=sys.stderr, flush=True)
+        finally:
+            load.finish()
+        quiesce(stack.config.data_dir, ledger, quiet=args.quiet, timeout=args.settle)
+        result = verdict(stack.config.data_dir, ledger)
+    print(render(args.rounds, recoveries, result), flush=True)
+    unrecovered = any(t is None for times in recoveries.values() for t in times)
+    return 0 if result.clean and not unrecovered else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=6, help="kills, one per round")
+    parser.add_argument("--every", type=float, default=15, help="seconds of load before each kill")
+    parser.add_argument("--seed", type=int, default=1, help="chooses which part dies each round")
+    parser.add_argument("--rate", type=float, default=20, help="items per second, of each signal")
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        help="Kafka brokers: only changes the config document written (kafka.brokers, bootstrap list)",
+    )
+    parser.add_argument("--quiet", type=float, default=15, help="seconds without new rows: quiescence")
+    parser.add_argument("--settle", type=float, default=240, help="longest wait for quiescence, seconds")
+    parser.add_argument("--keep", type=Path, help="run in this folder and keep it (logs, data) afterwards")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.every <= 0 or args.rate <= 0 or args.brokers < 1:
+        parser.error("--rounds, --brokers must be at least 1; --every and --rate above 0")
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        return run(args, args.keep.resolve())
+    with tempfile.TemporaryDirectory(prefix="talonflow-chaos-") as folder:
+        return run(args, Path(folder))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
