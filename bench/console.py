@@ -9,14 +9,15 @@ and gauges, one series per agent, metric and worker, evenly spaced), logs and he
 transitions straight into hot Parquet partitions (one file per hour, as compaction leaves them),
 vectorised in Polars/pyarrow with progress on stderr, and the rollups_1m the rollups flow's
 arithmetic makes of the points. Then it requests every page in-process through aiohttp, and
-Grafana-style `query_range`s (24 h at 60 s steps) twice, each time in a new server: from raw
-points (rollups_1m moved aside), then with the rollups (console/rollup_store.py). "cold" is the first
-request of each after start-up (the OS page cache is warm: the files were just written), "warm"
-the p50/p95 of the next `--runs`. Pages are measured cold three ways: with the trace index and
-per-file partial aggregates (console/trace_index.py, console/partials.py) empty, so that the
-first view builds them; after the console's background build (console/warmer.py, timed) from
-empty; and after a restart, the caches in memory lost and those on disk kept. The
-floor is the bare Polars scan every spans page needs at least: counting the day's rows.
+Grafana-style `query_range`s (24 h at 60 s steps) twice: from raw points (rollups_1m moved
+aside), then with the rollups (console/rollup_store.py). "cold" is the first request of each after
+start-up (the OS page cache is warm: the files were just written), "warm" the p50/p95 of the next
+`--runs`. Both are measured cold three ways: with the trace index, the per-file partial aggregates
+and the series catalogues (console/trace_index.py, console/partials.py,
+console/series_catalogue.py) empty, so that the first request builds them; after the console's
+background build (console/warmer.py, timed) from empty; and after a restart, the caches in memory
+lost and those on disk kept. The floor is the bare Polars scan every spans page needs at least:
+counting the day's rows.
 `--data DIR` keeps the generated day in DIR and reuses it on the next run (its windows stay
 relative to now, so reuse it within the hour).
 """
@@ -31,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -44,7 +46,7 @@ import pyarrow.parquet as pq
 from console import partials, series_catalogue, trace_index
 from console.server import build_app
 from console.timerange import TimeRange
-from console.warmer import warm_once
+from console.warmer import CATALOGUES, warm_once
 from schemas.config import TalonflowConfig
 from schemas.datasets import DATASETS
 from tests.console_data import write_rows
@@ -315,29 +317,27 @@ async def measure(
     return failed
 
 
-def pages_cold_and_warm(config: TalonflowConfig, pages: list[str], runs: int) -> int:
-    """Each page's first view with a truly empty cache, then after the console's background build
-    (console/warmer.py, timed) and its warm p50/p95, then after a restart with the cache on disk."""
-    shutil.rmtree(config.state_dir, ignore_errors=True)  # cold means no trace index stored yet either
-    forget_memory()
-    empty = asyncio.run(first_views(config, pages))
-    shutil.rmtree(config.state_dir, ignore_errors=True)
-    forget_memory()
-    built = warm_once(config)
-    print(
-        f"background build of the caches from empty: {built.seconds:.1f} s "
-        f"({built.files} files, {built.computed} partial results)"
-    )
+def cold_and_warm(
+    config: TalonflowConfig, paths: list[str], runs: int, datasets: Collection[str] | None = None
+) -> int:
+    """Each request's first time with a truly empty cache, then after the console's background
+    build (console/warmer.py over `datasets`, timed) and its warm p50/p95, then after a restart
+    with the cache on disk."""
+    forget_cached(config)  # cold means no trace index or catalogue stored yet either
+    empty = asyncio.run(first_views(config, paths))
+    forget_cached(config)
+    built = warm_once(config, datasets=datasets)
+    print(f"background build of the caches from empty: {built.seconds:.1f} s ({built})")
     print(f"{'request, after the background build':<100} {'cold ms':>8} {'warm p50':>9} {'warm p95':>9}")
     figures: dict[str, list[float]] = {}
-    failed = asyncio.run(measure(config, pages, runs, figures))
+    failed = asyncio.run(measure(config, paths, runs, figures))
     forget_memory()
-    restarted = asyncio.run(first_views(config, pages))
-    print("\n| page | cold, empty cache | cold, after the build | cold, restarted | warm p50 | warm p95 |")
+    restarted = asyncio.run(first_views(config, paths))
+    print("\n| request | cold, empty cache | cold, after the build | cold, restarted | warm p50 | warm p95 |")
     print("|---|---|---|---|---|---|")
-    for page, (cold, p50, p95) in figures.items():
-        figures_ms = (empty[page], cold, restarted[page], p50, p95)
-        print(f"| `{page}` |", " | ".join(f"{ms:,.0f}" for ms in figures_ms), "|")
+    for path, (cold, p50, p95) in figures.items():
+        figures_ms = (empty[path], cold, restarted[path], p50, p95)
+        print(f"| `{path[:90]}` |", " | ".join(f"{ms:,.0f}" for ms in figures_ms), "|")
     return failed
 
 
@@ -379,22 +379,19 @@ def run(root: Path, args: argparse.Namespace) -> int:
     print(f"floor: count the day's spans through the scan: {floor_ms(config, now):.0f} ms")
     paths = requests(trace, now)
     pages = [p for p in paths if not p.startswith("/api/")]
-    failed = 0 if args.query_range_only else pages_cold_and_warm(config, pages, args.runs)
-    print(f"{'request':<100} {'cold ms':>8} {'warm p50':>9} {'warm p95':>9}")
+    failed = 0 if args.query_range_only else cold_and_warm(config, pages, args.runs)
     if args.no_query_range:
         return 1 if failed else 0
     ranges = [p for p in paths if p.startswith("/api/")]
     rollups, aside = config.data_dir / "rollups_1m", config.data_dir / "rollups_1m.aside"
-    print("query_range from raw points (rollups_1m moved aside; a new server, caches empty):")
+    print("\nquery_range from raw points (rollups_1m moved aside):")
     rollups.rename(aside)
-    forget_cached(config)
     try:
-        failed += asyncio.run(measure(config, ranges, args.runs))
+        failed += cold_and_warm(config, ranges, args.runs, CATALOGUES)
     finally:
         aside.rename(rollups)
-    print("query_range with rollups_1m (eligible queries read them; a new server, caches empty):")
-    forget_cached(config)
-    failed += asyncio.run(measure(config, ranges, args.runs))
+    print("\nquery_range with rollups_1m (eligible queries read them):")
+    failed += cold_and_warm(config, ranges, args.runs, CATALOGUES)
     return 1 if failed else 0
 
 

@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 
 from console.scan import scan_files
-from console.series_catalogue import FILE, FIRST_MS, LAST_MS, SOURCE, catalogue, matching, source_hash
+from console.series_catalogue import FILE, FIRST_MS, LAST_MS, SOURCE, Kind, catalogue, matching, source_hash
 from console.timerange import TimeRange
 from promql import Series
 from promql.ast import Matcher
@@ -65,6 +65,11 @@ def _metrics(frame: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+SERIES: Final = Kind(_sources, "series", labelled=True)
+MINUTES: Final = Kind(_metrics, "minutes", labelled=False)
+BUILT_AHEAD: Final = (SERIES, MINUTES)  # every catalogue a store reads: console/warmer.py builds them
+
+
 def window(start_ms: int, end_ms: int) -> TimeRange:
     """Both ends included, as PromQL's windows."""
     start = datetime.fromtimestamp(start_ms / 1000, UTC)
@@ -83,9 +88,7 @@ class MetricStore:
         """The series sources with a point in the range, per file, with their labels."""
         key = (start_ms, end_ms)
         if key not in self.catalogues:
-            self.catalogues[key] = catalogue(
-                self.config, METRICS.name, window(start_ms, end_ms), _sources, "series"
-            )
+            self.catalogues[key] = catalogue(self.config, METRICS.name, window(start_ms, end_ms), *SERIES)
         return self.catalogues[key]
 
     def minutes(self, start_ms: int, end_ms: int) -> pl.DataFrame:
@@ -93,10 +96,7 @@ class MetricStore:
         those ON_MINUTE, counted per file and kept (console/series_catalogue.py)."""
         key = (start_ms, end_ms)
         if key not in self.metrics:
-            span = window(start_ms, end_ms)
-            self.metrics[key] = catalogue(
-                self.config, METRICS.name, span, _metrics, "minutes", labelled=False
-            )
+            self.metrics[key] = catalogue(self.config, METRICS.name, window(start_ms, end_ms), *MINUTES)
         return self.metrics[key]
 
     def catalogue(self, start_ms: int, end_ms: int) -> pl.DataFrame:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -25,6 +24,7 @@ from typing import Final
 
 import polars as pl
 
+from console.disk_bound import forget_gone, read_renewed
 from console.scan import file_hour, file_key, files_in, of_dataset, scan_files
 from console.timerange import TimeRange
 from schemas.config import TalonflowConfig
@@ -39,7 +39,8 @@ _recent: OrderedDict[tuple[str, str], tuple[Partial, datetime]] = OrderedDict() 
 _MERGED: Final = 64  # whole files' results merged per query and set of files (`aggregate`'s merges)
 _merged: OrderedDict[tuple[str, ...], pl.DataFrame] = OrderedDict()
 _lock = threading.Lock()  # pages (worker threads) and console/warmer.py share the caches
-_FOLDER: Final = f"partials/polars-{pl.__version__}"  # Arrow IPC files as this Polars writes them
+ROOT: Final = "partials"  # under state_dir
+_FOLDER: Final = f"{ROOT}/polars-{pl.__version__}"  # Arrow IPC files as this Polars writes them
 
 
 def _whole_hour_inside(uri: str, window: TimeRange) -> bool:
@@ -84,10 +85,10 @@ def _recall(
                     _cache.move_to_end((key, name))  # in use: the last to be dropped
             if in_memory is not None:
                 found[(uri, name)] = in_memory
-            elif (path := _stored(config, dataset, key, name)).exists():
-                found[(uri, name)] = pl.read_ipc(path)
+            elif (stored := read_renewed(_stored(config, dataset, key, name), pl.read_ipc)) is not None:
+                found[(uri, name)] = stored
                 with _lock:
-                    _cache[(key, name)] = found[(uri, name)]
+                    _cache[(key, name)] = stored
     return found
 
 
@@ -195,13 +196,7 @@ def prune(config: TalonflowConfig, dataset: str, uris: list[str], before: float)
             del _cache[key]
         for merged in [k for k in _merged if any(of_dataset(f, dataset) and f not in live for f in k[1:])]:
             del _merged[merged]
-    kept = {_sha1(key) for key in live}
-    removed = 0
-    for folder in _folder(config, dataset).glob("*"):
-        if folder.name not in kept and folder.stat().st_mtime < before:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed += 1
-    return removed
+    return forget_gone(_folder(config, dataset), "*", {_sha1(key) for key in live}, before)
 
 
 def bucket_quantile(q: float, counts: str = "calls") -> pl.Expr:

@@ -35,7 +35,7 @@ import polars as pl
 
 from console.metric_store import MINUTE_MS, ON_MINUTE, POINTS, MetricStore, window
 from console.scan import scan_files
-from console.series_catalogue import FILE, FIRST_MS, LAST_MS, SOURCE, catalogue, matching
+from console.series_catalogue import FILE, FIRST_MS, LAST_MS, SOURCE, Kind, catalogue, matching
 from console.timerange import TimeRange
 from promql import STALE_NAN, PromQLError, Series, format_labels, parse
 from promql.ast import (
@@ -127,7 +127,7 @@ class RollupMetricStore(MetricStore):
         if not names or not numbers or kinds["scope_name"].eq(SCOPE_NAME).n_unique() > 1:
             return super().select(matchers, start_ms, end_ms)
         rolled = window(start_ms - ROLLUP_MS, end_ms)
-        minutes = catalogue(self.config, ROLLUPS, rolled, _rollup_minutes, "minutes", labelled=False)
+        minutes = catalogue(self.config, ROLLUPS, rolled, *ROLLUP_MINUTES)
         minutes = minutes.filter(pl.col("metric_name").is_in(names)) if not minutes.is_empty() else minutes
         if minutes.is_empty():
             return super().select(matchers, start_ms, end_ms)
@@ -135,7 +135,7 @@ class RollupMetricStore(MetricStore):
         if not self._complete(minutes, names, first_ms, last_ms):
             return super().select(matchers, start_ms, end_ms)
         scope = SCOPE_NAME if bool(kinds["scope_name"].eq(SCOPE_NAME).any()) else ""
-        sources = catalogue(self.config, ROLLUPS, rolled, _rollup_sources(scope), f"series:{scope}")
+        sources = catalogue(self.config, ROLLUPS, rolled, *rollup_series(scope))
         chosen = matching(sources.filter(pl.col("metric_name").is_in(names)), matchers)
         before = [self._raw(matchers, start_ms, first_ms - 1)] if first_ms > start_ms else []
         after = [self._raw(matchers, last_ms, end_ms)] if last_ms <= end_ms else []
@@ -208,6 +208,17 @@ def _rollup_sources(scope: str) -> Callable[[pl.LazyFrame], pl.LazyFrame]:
         )
 
     return build
+
+
+def rollup_series(scope: str) -> Kind:
+    """The series catalogue of rollups files for metrics of this scope (labels follow from it)."""
+    return Kind(_rollup_sources(scope), f"series:{scope}", labelled=True)
+
+
+ROLLUP_MINUTES: Final = Kind(_rollup_minutes, "minutes", labelled=False)
+# Every catalogue a RollupMetricStore reads (either scope: OTLP metrics, remote-written ones),
+# for console/warmer.py to build ahead.
+BUILT_AHEAD: Final = (ROLLUP_MINUTES, rollup_series(""), rollup_series(SCOPE_NAME))
 
 
 def _rolled_series(config: TalonflowConfig, chosen: pl.DataFrame, rolled: TimeRange) -> pl.DataFrame:

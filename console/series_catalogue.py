@@ -7,8 +7,10 @@ labels follow from) with the source's columns, its first and last time and its P
 the conversion's). It is computed once from the file's name and attribute columns, never its
 values, and kept in memory keyed by the file's path, size and mtime (console/scan.py's
 `file_key`): a file rewritten by a replay or a compaction is a new key. They are also stored
-beside the state (`<state_dir>/series_catalogue/polars-<version>/`, the version since Polars'
-hash may change), so a restarted console reads them instead of the files' attribute maps.
+beside the state (`<state_dir>/series_catalogue/polars-<version>/<dataset>/`, a folder per file,
+the version since Polars' hash may change), so a restarted console reads them instead of the
+files' attribute maps. console/warmer.py builds them as files land (`ensure`) and forgets those
+of files that are gone (`prune`).
 
 Matching is conservative where the catalogue cannot know: `le` and `quantile` labels come from
 each histogram or summary point, so matchers on them do not prune here; the series storage
@@ -19,14 +21,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 import polars as pl
 import pyarrow as pa
 
+from console.disk_bound import forget_gone, read_renewed
 from console.scan import file_key, files_in
 from console.timerange import TimeRange
 from promql.ast import Matcher
@@ -53,8 +57,10 @@ _KEPT: Final = 4096  # file catalogues kept, the least recently used dropped fir
 _MAPS: Final = ("resource_attributes", "attributes")
 _PER_POINT_LABELS: Final = ("le", "quantile")  # from the point, not the source: never pruned on
 _CANDIDATE: Final = "_labels"
-_FOLDER: Final = f"series_catalogue/polars-{pl.__version__}"  # Polars' hash may change between versions
-_cache: OrderedDict[tuple[str, str], pl.DataFrame] = OrderedDict()
+ROOT: Final = "series_catalogue"  # under state_dir
+_FOLDER: Final = f"{ROOT}/polars-{pl.__version__}"  # Polars' hash may change between versions
+_cache: OrderedDict[tuple[str, str], pl.DataFrame] = OrderedDict()  # (dataset:kind, file_key)
+_lock = threading.Lock()  # requests (worker threads) and console/warmer.py share the cache
 
 Build = Callable[[pl.LazyFrame], pl.LazyFrame]
 
@@ -103,17 +109,50 @@ def with_labels(sources: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _stored(folder: Path, key: tuple[str, str]) -> Path:
-    return folder / f"{hashlib.sha1(':'.join(key).encode()).hexdigest()}.parquet"
+def _stored(config: TalonflowConfig, key: tuple[str, str]) -> Path:
+    """One folder per dataset and file (so a gone file's catalogues go together), one Parquet
+    file per kind."""
+    kind, file = key
+    dataset = kind.partition(":")[0]
+    return config.state_dir / _FOLDER / dataset / _sha1(file) / f"{_sha1(kind)}.parquet"
 
 
-def _store(folder: Path, key: tuple[str, str], frame: pl.DataFrame) -> None:
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _store(path: Path, frame: pl.DataFrame) -> None:
     """Write then rename, so a crash never leaves a truncated catalogue behind."""
-    path = _stored(folder, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     frame.write_parquet(temporary)
     os.replace(temporary, path)
+
+
+def _load(
+    config: TalonflowConfig, dataset: str, uris: list[str], build: Build, kind: str, labelled: bool
+) -> dict[str, pl.DataFrame]:
+    """Each file's catalogue of this kind: from memory, else from disk, else built from the file
+    and stored (and kept in memory: recent files are the likeliest to be asked for)."""
+    keys = {u: (f"{dataset}:{kind}", file_key(u)) for u in uris}
+    with _lock:
+        found = {u: _cache[key] for u, key in keys.items() if key in _cache}
+    for uri in [u for u in uris if u not in found]:
+        if (stored := read_renewed(_stored(config, keys[uri]), pl.read_parquet)) is not None:
+            found[uri] = stored
+    missing = [u for u in uris if u not in found]
+    local = [(([], [u]) if u.startswith("s3://") else ([u], [])) for u in missing]
+    built = pl.collect_all([build(files_frame(config, dataset, *files)) for files in local])
+    for uri, frame in zip(missing, built, strict=True):
+        found[uri] = with_labels(frame) if labelled else frame
+        _store(_stored(config, keys[uri]), found[uri])
+    with _lock:
+        for uri, key in keys.items():
+            _cache[key] = found[uri]
+            _cache.move_to_end(key)
+        while len(_cache) > _KEPT:
+            _cache.popitem(last=False)
+    return found
 
 
 def catalogue(
@@ -124,26 +163,49 @@ def catalogue(
     and with `labelled` their labels (`with_labels`). Built for the files not catalogued yet; `kind`
     names what `build` makes (the cache's key)."""
     uris = files_in(config, dataset, window)
-    keys = {u: (f"{dataset}:{kind}", file_key(u)) for u in uris}
-    folder = config.state_dir / _FOLDER
-    for uri in [u for u in uris if keys[u] not in _cache and _stored(folder, keys[u]).exists()]:
-        _cache[keys[uri]] = pl.read_parquet(_stored(folder, keys[uri]))
-    missing = [u for u in uris if keys[u] not in _cache]
-    local = [(([], [u]) if u.startswith("s3://") else ([u], [])) for u in missing]
-    built = pl.collect_all([build(files_frame(config, dataset, *files)) for files in local])
-    for uri, frame in zip(missing, built, strict=True):
-        _cache[keys[uri]] = with_labels(frame) if labelled else frame
-        _store(folder, keys[uri], _cache[keys[uri]])
-    for key in keys.values():
-        _cache.move_to_end(key)
-    parts = [_cache[keys[u]].with_columns(pl.lit(u).alias(FILE)) for u in uris]
-    while len(_cache) > _KEPT:
-        _cache.popitem(last=False)
+    found = _load(config, dataset, uris, build, kind, labelled)
+    parts = [found[u].with_columns(pl.lit(u).alias(FILE)) for u in uris]
     if not parts:
         return pl.DataFrame()
     start_ms = int(window.start.timestamp() * 1000)
     end_ms = int(window.end.timestamp() * 1000)
     return pl.concat(parts, how="vertical").filter(pl.col(FIRST_MS) < end_ms, pl.col(LAST_MS) >= start_ms)
+
+
+class Kind(NamedTuple):
+    """One catalogue a store reads (`catalogue`'s build, kind and labelled): what the warmer builds ahead."""
+
+    build: Build
+    kind: str
+    labelled: bool
+
+
+def ensure(config: TalonflowConfig, dataset: str, uris: list[str], kinds: Sequence[Kind]) -> int:
+    """Builds the catalogues of the files that have none in memory or stored, and loads nothing
+    else: console/warmer.py's part (loading a week of them every pass would churn the bounded
+    memory). Returns how many it built."""
+    built = 0
+    for build, kind, labelled in kinds:
+        missing = []
+        for uri in uris:
+            key = (f"{dataset}:{kind}", file_key(uri))
+            with _lock:
+                known = key in _cache
+            if not known and not _stored(config, key).exists():
+                missing.append(uri)
+        built += len(_load(config, dataset, missing, build, kind, labelled)) if missing else 0
+    return built
+
+
+def prune(config: TalonflowConfig, dataset: str, uris: list[str], before: float) -> int:
+    """Forgets the catalogues of every file not among `uris` (all the dataset's files, every tier),
+    in memory and on disk; folders changed after `before` (epoch s) are kept, as a request may just
+    have built one for a file that landed after `uris` was listed. Returns for how many files."""
+    live = {file_key(u) for u in uris}
+    with _lock:
+        for key in [k for k in _cache if k[0].partition(":")[0] == dataset and k[1] not in live]:
+            del _cache[key]
+    return forget_gone(config.state_dir / _FOLDER / dataset, "*", {_sha1(key) for key in live}, before)
 
 
 def matching(sources: pl.DataFrame, matchers: Sequence[Matcher]) -> pl.DataFrame:

@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 from cachetools import LRUCache
 
+from console.disk_bound import forget_gone, read_renewed
 from console.scan import file_key, files_in, of_dataset
 from console.timerange import TimeRange
 from schemas.config import TalonflowConfig
@@ -34,7 +35,8 @@ from talonflow.compare import attribute
 from talonflow.query import files_frame
 
 _SEED: Final = 0x7A10  # any fixed seed: the hashes are stored, so they must not change between runs
-_FOLDER: Final = f"trace_index/polars-{pl.__version__}"  # Polars' hash may change between versions
+ROOT: Final = "trace_index"  # under state_dir
+_FOLDER: Final = f"{ROOT}/polars-{pl.__version__}"  # Polars' hash may change between versions
 _cache: LRUCache[str, np.ndarray] = LRUCache(1)  # sized from the config on first use (_memory)
 _lock = threading.Lock()  # cachetools' caches are not thread-safe: pages and console/warmer.py share it
 TRACE, SESSION = "trace", "session"  # what an index holds: trace ids, or `session.id` attributes
@@ -121,9 +123,10 @@ def indexes(config: TalonflowConfig, dataset: str, kind: str, uris: list[str]) -
     found: dict[str, np.ndarray] = {}
     missing = []
     for uri, key in keys.items():
-        if (hashes := _recall(cache, key)) is None and (stored := _stored(folder, key)).exists():
-            hashes = np.load(stored)
-            _remember(cache, key, hashes)
+        if (hashes := _recall(cache, key)) is None:
+            hashes = read_renewed(_stored(folder, key), np.load)
+            if hashes is not None:
+                _remember(cache, key, hashes)
         if hashes is None:
             missing.append(uri)
         else:
@@ -179,12 +182,7 @@ def prune(config: TalonflowConfig, dataset: str, kind: str, uris: list[str], bef
             if key not in live:
                 cache.pop(key, None)
     kept = {_stored(Path(), key).name for key in live}
-    removed = 0
-    for stored in _folder(config, dataset, kind).glob("*.npy"):
-        if stored.name not in kept and stored.stat().st_mtime < before:
-            stored.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    return forget_gone(_folder(config, dataset, kind), "*.npy", kept, before)
 
 
 def _holds(hashes: np.ndarray, wanted: np.ndarray) -> bool:

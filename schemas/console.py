@@ -21,10 +21,11 @@ class ConsoleConfig(Strict):
     bearer_token: SecretStr | None = None
     basic_auth: BasicAuth | None = None
     tls: TlsConfig | None = None
-    # console/warmer.py: trace indexes and partial aggregates built as files land, not on a first view
+    # console/warmer.py: trace indexes, partial aggregates and series catalogues built as files land
     index_cache: Bytes = 256 * 1024**2  # trace index entries kept in memory (LRU); the rest on disk
     warm_interval: Seconds = 10.0  # how often new and compacted files are looked for; 0: only on requests
     warm_lookback: Seconds = 7 * 86400.0  # files this recent are built ahead (the trace page's default range)
+    disk_cache: Bytes = 4 * 1024**3  # caches under state_dir (indexes, partials, catalogues); LRU beyond
     query_timeout: Seconds = Field(120.0, gt=0)  # a PromQL query stops here (Prometheus' --query.timeout)
 
     @property
