@@ -10,6 +10,10 @@
 3. The peer: the same rules and series as a promtool unit-test file, run by `promtool test rules`
    and by `talonflow rules test` (the same evaluation schedule; wall time of the whole run, with
    loading), side by side.
+4. query_range over 24 h at 60 s of --range-series gauges and counters (a point every 15 s), in
+   process: range_query (all steps at once) beside the engine's per-step path (eval() at every
+   step, how range_query ran before), which must give the same answer. `--range-only` runs this
+   part alone.
 """
 
 from __future__ import annotations
@@ -25,13 +29,21 @@ from pathlib import Path
 
 import yaml
 
-from promql import MemoryStorage, Vector, instant_query, labels_of
+from promql import Matrix, MemoryStorage, Vector, instant_query, labels_of, parse, range_query
+from promql.engine import DEFAULT_LOOKBACK_MS, DEFAULT_SUBQUERY_STEP_MS, _Evaluator
 from rules.evaluation import GroupEvaluator
 from rules.templates import TemplateContext
 from rules.unit_tests import run_files
 from schemas.prometheus_rules import parse_prometheus_rules
 
 STEP_MS = 15_000
+DAY_MS, RANGE_STEP_MS = 86_400_000, 60_000
+RANGE_QUERIES = (
+    'max by (job) (gauge{job="j3"})',
+    "sum by (job) (gauge)",
+    "avg without (instance) (gauge) * 2 > 10",
+    "sum by (job) (rate(counter[5m]))",
+)
 
 
 def build_storage(series: int, rules: int, samples: int) -> MemoryStorage:
@@ -119,6 +131,50 @@ def bench_peer(series: int, rules: int, samples: int, evaluations: int) -> tuple
         return talonflow, time.perf_counter() - start
 
 
+def build_day(series: int) -> MemoryStorage:
+    """A day of gauges and counters, a point every 15 s, for query_range."""
+    storage = MemoryStorage()
+    points = DAY_MS // STEP_MS + 1
+    for i in range(series):
+        job, instance = f"j{i % 10}", str(i)
+        gauge = labels_of({"__name__": "gauge", "job": job, "instance": instance})
+        counter = labels_of({"__name__": "counter", "job": job, "instance": instance})
+        for k in range(points):
+            storage.append(gauge, k * STEP_MS, float((k * (i + 3)) % 17))
+            storage.append(counter, k * STEP_MS, float(k * (i % 7 + 1) % 5000))
+    return storage
+
+
+def per_step_path(query: str, storage: MemoryStorage) -> dict[object, list[tuple[int, float]]]:
+    """range_query as it ran before the all-steps evaluation: eval() once per step."""
+    node = parse(query)
+    evaluator = _Evaluator(storage, node, 0, DAY_MS, DEFAULT_LOOKBACK_MS, DEFAULT_SUBQUERY_STEP_MS)
+    out: dict[object, list[tuple[int, float]]] = {}
+    for t in range(0, DAY_MS + 1, RANGE_STEP_MS):
+        value = evaluator.eval(node, t)
+        assert isinstance(value, Vector)
+        for ls, v in zip(value.labels, value.values.tolist(), strict=True):
+            out.setdefault(ls, []).append((t, v))
+    return out
+
+
+def bench_range(storage: MemoryStorage) -> None:
+    print(f"{'query_range, 24 h at 60 s (ms)':<44} {'all steps':>10} {'per step':>10}")
+    for query in RANGE_QUERIES:
+        range_query(query, 0, DAY_MS, RANGE_STEP_MS, storage)  # the store's arrays, built on first read
+        start = time.perf_counter()
+        ours: Matrix = range_query(query, 0, DAY_MS, RANGE_STEP_MS, storage)
+        blocks = time.perf_counter() - start
+        start = time.perf_counter()
+        steps = per_step_path(query, storage)
+        each = time.perf_counter() - start
+        same = {
+            s.labels: list(zip(s.timestamps.tolist(), s.values.tolist(), strict=True)) for s in ours.series
+        }
+        assert same == steps, f"{query}: the two paths differ"
+        print(f"{query:<44} {blocks * 1e3:10.0f} {each * 1e3:10.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--series", type=int, default=100_000)
@@ -126,7 +182,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=21, help="samples per series, 15 s apart")
     parser.add_argument("--evaluations", type=int, default=3)
     parser.add_argument("--peer-series", type=int, default=10_000, help="series in the promtool comparison")
+    parser.add_argument("--range-series", type=int, default=100, help="gauges (and counters) in query_range")
+    parser.add_argument("--range-only", action="store_true", help="only the query_range comparison")
     args = parser.parse_args()
+    bench_range(build_day(args.range_series))
+    if args.range_only:
+        return
     storage = build_storage(args.series, args.rules, args.samples)
     series = len(storage.series)
     print(f"{series} series x {args.samples} samples, {args.rules} rules")

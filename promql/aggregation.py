@@ -13,7 +13,7 @@ from promql.values import LABEL_NAME, Labels, Vector, format_float
 
 
 @lru_cache(maxsize=1 << 16)  # a range query asks for the same series' groups at every step
-def _group_labels(labels: Labels, grouping: tuple[str, ...], without: bool) -> Labels:
+def group_labels(labels: Labels, grouping: tuple[str, ...], without: bool) -> Labels:
     if without:
         return tuple(kv for kv in labels if kv[0] not in grouping and kv[0] != "__name__")
     return tuple(kv for kv in labels if kv[0] in grouping)
@@ -36,7 +36,7 @@ def aggregate(
             grouping = (*grouping, param)
     groups: dict[Labels, list[int]] = {}
     for i, ls in enumerate(labels):
-        groups.setdefault(_group_labels(ls, grouping, without), []).append(i)
+        groups.setdefault(group_labels(ls, grouping, without), []).append(i)
     if op in ("topk", "bottomk"):
         assert isinstance(param, float)
         return _top(op, vec, groups, param)

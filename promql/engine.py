@@ -8,6 +8,7 @@ Range and lookback windows are closed at both ends, as in Prometheus 2.x (promto
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -31,7 +32,20 @@ from promql.errors import EvalError, QueryTimeout
 from promql.packed import PackedSeries
 from promql.parser import SET_OPERATORS, parse, type_name, value_type
 from promql.range_functions import RANGE_FUNCTIONS, Windows, holt_winters, predict_linear, quantile
+from promql.step_block import (
+    VECTORISED_AGGREGATIONS,
+    StepBlock,
+    StepFunction,
+    from_scalars,
+    negate,
+    per_step,
+    scalar_binary,
+)
+from promql.step_block import Sliced as _Sliced
+from promql.step_block import aggregate as block_aggregate
+from promql.step_block import vector_scalar as block_vector_scalar
 from promql.values import (
+    FloatArray,
     IntArray,
     Labels,
     Matrix,
@@ -47,10 +61,27 @@ from promql.values import (
 from promql.vector_functions import absent_labels, call_vector_function
 
 DEFAULT_LOOKBACK_MS = 300_000
+CHUNK_STEPS = 2048  # steps evaluated at once: a day at 60 s in one go, (series x steps) matrices bounded
+# range functions computed without a Python loop per window (see range_functions.RANGE_FUNCTIONS)
+ALL_STEPS_RANGE_FUNCTIONS = frozenset(
+    {
+        "rate",
+        "increase",
+        "delta",
+        "irate",
+        "idelta",
+        "resets",
+        "changes",
+        "count_over_time",
+        "last_over_time",
+        "present_over_time",
+    }
+)
 DEFAULT_SUBQUERY_STEP_MS = 60_000  # of `x[5m:]`: Prometheus' default global evaluation_interval
 
 
 _StepValue = Vector | float | str | Windows
+_Block = StepBlock | FloatArray | str  # a node at every step: vector, scalar or string
 
 
 def instant_query(
@@ -130,25 +161,182 @@ class _Evaluator:
         self._select_all(node)
 
     def steps(self, node: Expr, step_ms: int) -> Matrix:
-        """Evaluate at start, start+step, ... end; series are returned sorted by labels."""
-        points: dict[Labels, tuple[list[int], list[float]]] = {}
-        for t in range(self.start, self.end + 1, step_ms):
-            if self.deadline is not None and time.monotonic() > self.deadline:
-                raise QueryTimeout()
-            value = self.eval(node, t)
-            if isinstance(value, float):
-                value = Vector(t, [()], np.array([value]))
-            assert isinstance(value, Vector)
-            for ls, v in zip(value.labels, value.values.tolist(), strict=True):
-                ts, vs = points.setdefault(ls, ([], []))
-                ts.append(t)
-                vs.append(v)
+        """Evaluate at start, start+step, ... end; series are returned sorted by labels. Steps go
+        in chunks of CHUNK_STEPS, which bounds the matrices' memory and lets a deadline stop a
+        subquery of billions of steps."""
+        count = (self.end - self.start) // step_ms + 1 if self.end >= self.start else 0
+        parts: dict[Labels, list[Series]] = {}
+        for first in range(0, count, CHUNK_STEPS):
+            self._check_deadline()
+            times = self.start + step_ms * np.arange(first, min(count, first + CHUNK_STEPS), dtype=np.int64)
+            value = self._block(node, times)
+            assert not isinstance(value, str)
+            block = value if isinstance(value, StepBlock) else from_scalars(value)
+            for series in block.to_matrix(times).series:
+                parts.setdefault(series.labels, []).append(series)
         return Matrix(
             [
-                Series(ls, np.asarray(ts, dtype=np.int64), np.asarray(vs, dtype=np.float64))
-                for ls, (ts, vs) in sorted(points.items())
+                Series(ls, np.concatenate([s.timestamps for s in ss]), np.concatenate([s.values for s in ss]))
+                for ls, ss in sorted(parts.items())
             ]
         )
+
+    def _check_deadline(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise QueryTimeout()
+
+    def _block(self, node: Expr, times: IntArray) -> _Block:
+        """The node at every step at once: a StepBlock for a vector, an array for a scalar.
+        Selectors, aggregations, operators and functions of instant vectors work on whole blocks or
+        slice their children's blocks; the rest (range selectors and their functions, subqueries,
+        timestamp()) is evaluated step by step by eval(), the engine's one per-step path."""
+        self._check_deadline()
+        if isinstance(node, Paren):
+            return self._block(node.expr, times)
+        if isinstance(node, NumberLiteral):
+            return np.full(len(times), node.value)
+        if isinstance(node, StringLiteral):
+            return node.value
+        if isinstance(node, VectorSelector):
+            return self._selector_block(node, times)
+        if isinstance(node, Unary):
+            inner = self._block(node.expr, times)
+            assert not isinstance(inner, str)
+            if node.op == "+":
+                return inner
+            return negate(inner) if isinstance(inner, StepBlock) else -inner
+        if isinstance(node, Binary):
+            return self._binary_block(node, times)
+        if isinstance(node, Aggregate):
+            return self._aggregate_block(node, times)
+        assert isinstance(node, Call)
+        if node.func in ALL_STEPS_RANGE_FUNCTIONS and isinstance(node.args[0], MatrixSelector):
+            return self._range_function_block(node, node.args[0], times)
+        if node.func == "timestamp" or any(value_type(a) == ValueType.MATRIX for a in node.args):
+            order = self._series_order(node)
+            return self._scalars_of(
+                node, self._each_step(times, lambda t, _: self._plain(node, t), [], order)
+            )
+        args = [self._block(a, times) for a in node.args]
+
+        def call(t: int, sliced: list[_Sliced]) -> Vector | float:
+            result = call_vector_function(node.func, [a for a in sliced if a is not None], node.args, t)
+            return check_unique(result) if isinstance(result, Vector) else result
+
+        return self._scalars_of(node, self._each_step(times, call, args))
+
+    def _plain(self, node: Expr, t: int) -> Vector | float:
+        value = self.eval(node, t)
+        assert isinstance(value, Vector | float)
+        return value
+
+    def _series_order(self, node: Call) -> list[Labels]:
+        """The order eval() gives a range function's (or timestamp()'s) series in: its selector's."""
+        arg = next((a for a in node.args if value_type(a) in (ValueType.MATRIX, ValueType.VECTOR)), None)
+        while isinstance(arg, Paren):
+            arg = arg.expr
+        packed = (
+            self.selected.get(arg) if isinstance(arg, VectorSelector | MatrixSelector | Subquery) else None
+        )
+        if packed is None:
+            return []
+        return packed.labels if node.func == "last_over_time" else [drop_name(ls) for ls in packed.labels]
+
+    def _each_step(
+        self, times: IntArray, fn: StepFunction, args: Sequence[_Block | None], order: Sequence[Labels] = ()
+    ) -> StepBlock:
+        """fn at every step over the children's blocks sliced to that step, minding the deadline."""
+
+        def timed(t: int, sliced: list[_Sliced]) -> Vector | float:
+            self._check_deadline()
+            return fn(t, sliced)
+
+        return per_step(times, args, timed, order)
+
+    @staticmethod
+    def _scalars_of(node: Expr, block: StepBlock) -> _Block:
+        """A scalar-valued node's steps as an array (collect() made them a series with no labels)."""
+        if value_type(node) != ValueType.SCALAR:
+            return block
+        return block.values[0] if block.labels else np.empty(0)
+
+    def _selector_block(self, sel: VectorSelector, times: IntArray) -> StepBlock:
+        """_instant_selector at every step: one binary search of all (series, step) pairs."""
+        p = self.selected[sel]
+        n = len(p.labels)
+        pinned = sel.at_ms is not None or sel.at_start_end is not None
+        refs = np.full(len(times), self._ref_time(sel, 0)) if pinned else times - sel.offset_ms
+        if not len(p.ts):
+            return StepBlock(
+                p.labels, np.full((n, len(times)), np.nan), np.zeros((n, len(times)), dtype=bool)
+            )
+        offsets = np.clip(refs - p.base, -1, p.span - 1)
+        targets = np.arange(n, dtype=np.int64)[:, np.newaxis] * p.span + offsets[np.newaxis, :]
+        last = np.searchsorted(p.keys, targets, "right").astype(np.int64) - 1
+        has = last >= p.bounds[:-1, np.newaxis]
+        at = np.where(has, last, 0)
+        has &= (p.ts[at] >= refs - self.lookback) & ~is_stale(p.vs[at])
+        return StepBlock(p.labels, p.vs[at], has)
+
+    def _range_function_block(self, node: Call, arg: MatrixSelector, times: IntArray) -> StepBlock:
+        """A range function whose windows need no Python loop, over the windows of every (step,
+        series) pair at once: window k * n + i is series i at step k."""
+        p = self.selected[arg]
+        n, steps = len(p.labels), len(times)
+        sel = arg.selector
+        pinned = sel.at_ms is not None or sel.at_start_end is not None
+        ends = np.full(steps, self._ref_time(sel, 0)) if pinned else times - sel.offset_ms
+        starts = ends - arg.range_ms
+        rows = np.arange(n, dtype=np.int64)[np.newaxis, :] * p.span
+        first = rows + np.clip(starts - p.base, 0, p.span)[:, np.newaxis]
+        last = rows + np.clip(ends - p.base, -1, p.span - 1)[:, np.newaxis]
+        lo = np.searchsorted(p.keys, first.ravel(), "left").astype(np.int64)
+        hi = np.searchsorted(p.keys, last.ravel(), "right").astype(np.int64)
+        windows = Windows(p, lo, hi, np.repeat(starts, n), np.repeat(ends, n), arg.range_ms)
+        idx, found = RANGE_FUNCTIONS[node.func](windows)
+        values = np.full((n, steps), np.nan)
+        present = np.zeros((n, steps), dtype=bool)
+        values[idx % n, idx // n] = found
+        present[idx % n, idx // n] = True
+        keep_name = node.func == "last_over_time"  # as _range_call
+        labels = p.labels if keep_name else [drop_name(ls) for ls in p.labels]
+        return StepBlock(p.labels, values, present).relabel(labels)
+
+    def _binary_block(self, node: Binary, times: IntArray) -> _Block:
+        lhs, rhs = self._block(node.lhs, times), self._block(node.rhs, times)
+        assert not isinstance(lhs, str) and not isinstance(rhs, str)
+        if isinstance(lhs, StepBlock) and isinstance(rhs, StepBlock):
+            matching = node.matching
+            assert matching is not None
+
+            def vectors(t: int, sliced: list[_Sliced]) -> Vector:
+                left, right = sliced
+                assert isinstance(left, Vector) and isinstance(right, Vector)
+                if node.op in SET_OPERATORS:
+                    return set_operation(node.op, left, right, matching)
+                return vector_vector(node.op, left, right, matching, node.return_bool)
+
+            return self._each_step(times, vectors, [lhs, rhs])
+        if isinstance(lhs, StepBlock):
+            assert not isinstance(rhs, StepBlock)
+            return block_vector_scalar(node.op, lhs, rhs, False, node.return_bool)
+        if isinstance(rhs, StepBlock):
+            return block_vector_scalar(node.op, rhs, lhs, True, node.return_bool)
+        return scalar_binary(node.op, lhs, rhs)
+
+    def _aggregate_block(self, node: Aggregate, times: IntArray) -> StepBlock:
+        inner = self._block(node.expr, times)
+        assert isinstance(inner, StepBlock)
+        if node.op in VECTORISED_AGGREGATIONS:
+            return block_aggregate(node.op, inner, node.grouping, node.without)
+        param = None if node.param is None else self._block(node.param, times)
+
+        def step(t: int, sliced: list[_Sliced]) -> Vector:
+            vec, value = sliced
+            assert isinstance(vec, Vector) and not isinstance(value, Vector)
+            return aggregate(node.op, vec, node.grouping, node.without, value)
+
+        return self._each_step(times, step, [inner, param])
 
     def _ref_time(self, sel: VectorSelector | Subquery, t: int) -> int:
         """The time a selector (or a subquery's window) ends at step t: `@` pins it, `offset` moves

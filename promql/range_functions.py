@@ -197,16 +197,22 @@ class Windows:
     packed: PackedSeries
     lo: IntArray
     hi: IntArray
-    start: int
-    end: int
+    start: int | IntArray  # an array: one window per (step, series) pair, each with its own range
+    end: int | IntArray
     range_ms: int
 
     def window(self, i: int) -> Window:
         lo, hi = int(self.lo[i]), int(self.hi[i])
-        return Window(self.packed.ts[lo:hi], self.packed.vs[lo:hi], self.start, self.end, self.range_ms)
+        start, end = int(_of(self.start, i)), int(_of(self.end, i))
+        return Window(self.packed.ts[lo:hi], self.packed.vs[lo:hi], start, end, self.range_ms)
 
     def nonempty(self) -> IntArray:
         return np.flatnonzero(self.hi > self.lo)
+
+
+def _of(bound: int | IntArray, idx: IntArray | int) -> int | IntArray:
+    """A window bound of the windows idx: the same for all, or each window's own."""
+    return bound if isinstance(bound, int) else bound[idx]
 
 
 Result = tuple[IntArray, FloatArray]  # the series (indexes into packed.labels) with a value, and the values
@@ -221,8 +227,8 @@ def _extrapolated_all(w: Windows, is_counter: bool, is_rate: bool) -> Result:
     first_v, last_v = p.vs[lo], p.vs[hi - 1]
     first_t, last_t = p.ts[lo], p.ts[hi - 1]
     result = last_v - first_v
-    duration_to_start = (first_t - w.start) / 1000
-    duration_to_end = (w.end - last_t) / 1000
+    duration_to_start = (first_t - _of(w.start, idx)) / 1000
+    duration_to_end = (_of(w.end, idx) - last_t) / 1000
     sampled = (last_t - first_t) / 1000
     average = sampled / (hi - lo - 1)
     with np.errstate(divide="ignore", invalid="ignore"):
