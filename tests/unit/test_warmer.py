@@ -29,6 +29,11 @@ HOURS = 6
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
+    """Caches emptied, and the hour files placed around the time each test runs: a long session
+    collects this module well before it runs it, and by then the growing hour may be over."""
+    global NOW, DAY
+    NOW = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    DAY = TimeRange(NOW - timedelta(hours=24), NOW, "24h")
     partials._cache.clear()
     partials._recent.clear()
     partials._merged.clear()
