@@ -122,17 +122,13 @@ class MetricStore:
         sources = self.sources(start_ms, end_ms)
         chosen = matching(sources, matchers)
         span = window(start_ms, end_ms)
-        uris = chosen[FILE].unique(maintain_order=True).to_list() if not chosen.is_empty() else []
-        frames = [
-            _read(
-                self.config,
-                uri,
-                chosen.filter(pl.col(FILE) == uri),
-                sources.filter(pl.col(FILE) == uri),
-                span,
-            )
-            for uri in uris
-        ]
+        if chosen.is_empty():
+            return METRICS.schema.empty_table().select(INPUT_COLUMNS)
+        # one split per file for both frames, not a filter of each per file (many small files)
+        mine = chosen.partition_by(FILE, as_dict=True, maintain_order=True)
+        files = pl.col(FILE).is_in(chosen[FILE].unique().implode())
+        present = sources.filter(files).partition_by(FILE, as_dict=True)
+        frames = [_read(self.config, uri, part, present[(uri,)], span) for (uri,), part in mine.items()]
         parts = [f.to_arrow() for f in pl.collect_all(frames)]
         return pa.concat_tables(parts) if parts else METRICS.schema.empty_table().select(INPUT_COLUMNS)
 
