@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from receiver.producer import make_producer
 from schemas.config import TalonflowConfig
 from scrape.scraper import ScrapeMetrics, Shard
-from talonflow.serving import load_service_config, run_service
+from talonflow.serving import load_service_config, run_service, serve_config
 
 SHARD_ENV: Final = "TALONFLOW_SCRAPE_SHARD"  # set by the parent process for each shard
 PARENT_ENV: Final = "TALONFLOW_SCRAPE_PARENT"  # the parent's pid: a shard stops when it is gone
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(loaded, int):
         return loaded
     processes = loaded[0].scrape.processes
-    if processes == 1:
-        return run_service("scrape", partial(run_shard, shard=0), argv, __doc__)
+    if processes == 1:  # the config is read: serve it, not read it again
+        return serve_config("scrape", partial(run_shard, shard=0), loaded[0])
     return _run_shards(argv, processes)
 
 

@@ -39,10 +39,13 @@ def run_service(
     name: str, serve: Serve, argv: list[str] | None = None, description: str | None = None
 ) -> int:
     loaded = load_service_config(name, argv, description)
-    if isinstance(loaded, int):
-        return loaded
+    return loaded if isinstance(loaded, int) else serve_config(name, serve, loaded[0])
+
+
+def serve_config(name: str, serve: Serve, config: TalonflowConfig) -> int:
+    """Serve with a config already read, until SIGTERM or SIGINT; 1 when the server cannot start."""
     try:
-        asyncio.run(_until_signalled(serve, loaded[0]))
+        asyncio.run(_until_signalled(serve, config))
     except OSError as err:
         print(f"{name}: cannot start: {err}", file=sys.stderr)
         return 1
