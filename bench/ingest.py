@@ -46,6 +46,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SEVERITY_NUMBER_ERROR, SEVERITY
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric
 from talonflow_native import Decoder
 
+from bench.procstat import cpu_seconds, peak_rss_mb
 from bench.receiver import agent_request
 from bench.stack import bench_stack, stack_settings
 from schemas.datasets import LOGS, METRICS, SPANS
@@ -329,19 +330,6 @@ class Progress:
         if items <= 0 or commits < MIN_COMMITS:  # the first commit held most rows: no steady state seen
             return float("nan"), float("nan")
         return items / (last[0] - first[0]), (last[2] - first[2]) * 1e6 / items
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a running process, from /proc (fields 14 and 15 of stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

@@ -38,6 +38,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from bench.procstat import cpu_seconds, peak_rss_mb
 from bench.stack import bench_stack, stack_settings
 from receiver.signals import TRACES
 from schemas.topics import SPANS_TOPIC
@@ -164,16 +165,6 @@ def drive(
 
 
 # -- the receiver under test ---------------------------------------------------------------------
-def _proc_stat(pid: int) -> tuple[float, float]:
-    """(CPU seconds used, peak RSS in MB) of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    hwm = next(
-        line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmHWM")
-    )
-    return cpu, int(hwm.split()[1]) / 1024
-
-
 def move_ports(base: dict[str, Any], port_base: int) -> int:
     """Put every port of the bench stack at `port_base`.. ; the first port for receivers under test."""
     base["kafka"].update(bootstrap_servers=f"127.0.0.1:{port_base}", controller_port=port_base + 1)
@@ -252,9 +243,9 @@ def measure(
     drive(target, transport, body, concurrency, 1.0)  # warm-up: connections, metadata, JIT in the broker
     if pid:
         Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset the peak-RSS counter
-    cpu_before = _proc_stat(pid)[0] if pid else 0.0
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     latencies, errors = drive(target, transport, body, concurrency, duration)
-    cpu_after, peak = _proc_stat(pid) if pid else (0.0, 0.0)
+    cpu_after, peak = (cpu_seconds(pid), peak_rss_mb(pid)) if pid else (0.0, 0.0)
     latencies.sort()
     count = len(latencies)
     return Result(

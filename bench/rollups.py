@@ -41,7 +41,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
 import flows.aggregates
 import flows.rollups
-from bench.ingest import flatten_rates, metrics_request, peak_rss_mb
+from bench.ingest import flatten_rates, metrics_request
+from bench.procstat import peak_rss_mb
 from bench.stack import RECEIVER, bench_stack, stack_settings
 from schemas.config import RollupsConfig
 from schemas.flatten import KafkaRecord, TimeBounds, flatten

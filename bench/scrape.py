@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import cramjam
 import yaml
 from prometheus_client import generate_latest
 
+from bench.procstat import cpu_seconds
 from bench.stack import bench_stack, stack_settings
 from schemas.prometheus_remote_pb2 import WriteRequest
 from tests.scrape_targets import seed_registry
@@ -80,18 +80,11 @@ def serve_static(body: bytes, port: int) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its waited-for children, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def tree_cpu(pid: int) -> float:
     """CPU of a process and its live children (the scraper's shard processes)."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
     kids = [int(c) for c in children.read_text().split()] if children.exists() else []
-    return cpu_seconds(pid) + sum(cpu_seconds(k) for k in kids)
+    return cpu_seconds(pid, waited_children=True) + sum(cpu_seconds(k, waited_children=True) for k in kids)
 
 
 def counter(url: str, name: str) -> float:

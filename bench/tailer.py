@@ -38,6 +38,7 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
+from bench.procstat import cpu_seconds
 from bench.stack import bench_stack, stack_settings
 from schemas.topics import LOGS_TOPIC
 
@@ -66,11 +67,6 @@ def write_lines(path: Path, count: int) -> int:
             }
             out.write(json.dumps(line) + "\n")
     return path.stat().st_size
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def floors(path: Path) -> tuple[float, float]:
