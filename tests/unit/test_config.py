@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from schemas.config import ConfigError, load_config
+from tests.receivers import self_signed_certificate
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -84,3 +85,20 @@ def test_explicit_missing_file_is_an_error(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("TALONFLOW_CONFIG", str(tmp_path / "absent.yaml"))
     with pytest.raises(ConfigError, match="cannot read"):
         load_config()
+
+
+def test_tls_files_that_are_not_a_certificate_and_its_key_are_config_errors(tmp_path: Path) -> None:
+    """Checked when the config loads: grpc would only say "Failed to bind" for a bad pair."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    cert, key = self_signed_certificate(first)
+    _, other_key = self_signed_certificate(second)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    tls = "receiver: {{tls: {{cert_file: {}, key_file: {}}}}}"
+    assert load_config(write(tmp_path, tls.format(cert, key))).receiver.tls is not None
+    with pytest.raises(ConfigError, match=r"receiver\.tls: .*key_file .*: the key is not the certificate's"):
+        load_config(write(tmp_path, tls.format(cert, other_key)))
+    with pytest.raises(ConfigError, match=r"receiver\.tls: .*cert_file .*garbage.pem.*: not readable as PEM"):
+        load_config(write(tmp_path, tls.format(garbage, key)))
