@@ -280,6 +280,12 @@ def _posted(item: Any, now: datetime, resolve: timedelta) -> dict[str, Any]:
     for name, value in labels.items():
         if not _LABEL.fullmatch(str(name)) or not isinstance(value, str) or not value:
             raise ValueError(f"labels: invalid label {name}={value!r}")
+    annotations = item.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        raise ValueError("annotations: expected an object of strings")
+    for name, value in annotations.items():  # a LabelSet, as Alertmanager's Alert.Validate checks
+        if not _LABEL.fullmatch(name) or not isinstance(value, str):
+            raise ValueError(f"annotations: invalid annotation {name}={value!r}")
     zero = datetime.min.replace(tzinfo=UTC)  # amtool sends Go's zero time for "not set"
     starts, ends = _posted_time(item, "startsAt"), _posted_time(item, "endsAt")
     if starts == zero:  # as Alertmanager's postAlertsHandler: an alert given only its end starts there
@@ -292,7 +298,7 @@ def _posted(item: Any, now: datetime, resolve: timedelta) -> dict[str, Any]:
         {
             "status": "firing" if firing else "resolved",
             "labels": labels,
-            "annotations": item.get("annotations") or {},
+            "annotations": annotations,
             "startsAt": rfc3339(starts),
             "endsAt": rfc3339(ends),
             "generatorURL": item.get("generatorURL") or "",

@@ -128,11 +128,16 @@ def test_field_one_of_another_wire_type_does_not_shift_resources() -> None:
         ({"labels": {"a": "b"}, "startsAt": "2026-12-03T16:00:00", "endsAt": "2026-12-03T16:30:00Z"}, "200"),
         ({"labels": {"a": "b"}, "startsAt": 5}, "400"),
         ({"labels": {"a": "b"}, "endsAt": ["2026-12-03T16:30:00Z"]}, "400"),
+        ({"labels": {"a": "b"}, "annotations": {"summary": "up", "runbook": ""}}, "200"),
+        ({"labels": {"a": "b"}, "annotations": {"value": 5}}, "400"),
+        ({"labels": {"a": "b"}, "annotations": {"not-a-name": "x"}}, "400"),
+        ({"labels": {"a": "b"}, "annotations": ["summary"]}, "400"),
     ],
 )
 def test_posted_alert_times_are_utc_or_refused(alert: dict[str, object], answer: str) -> None:
     """A time without an offset did not compare with an aware one, and a number had no .startswith:
-    both were 500s of POST /api/v2/alerts. go-openapi reads an offset-less time as UTC."""
+    both were 500s of POST /api/v2/alerts. go-openapi reads an offset-less time as UTC. Annotations
+    are a LabelSet of strings, as in Alertmanager (a number was taken and stored)."""
     assert alertmanager_alerts(json.dumps([alert]).encode()) == answer
 
 
