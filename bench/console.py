@@ -18,8 +18,8 @@ console/series_catalogue.py) empty, so that the first request builds them; after
 background build (console/warmer.py, timed) from empty; and after a restart, the caches in memory
 lost and those on disk kept. The floor is the bare Polars scan every spans page needs at least:
 counting the day's rows.
-`--data DIR` keeps the generated day in DIR and reuses it on the next run (its windows stay
-relative to now, so reuse it within the hour).
+`--data DIR` keeps the generated day in DIR and reuses it on the next run (the pages' windows
+stay relative to now, so reuse it within the hour; query_range's follow the day).
 """
 
 from __future__ import annotations
@@ -382,7 +382,9 @@ def run(root: Path, args: argparse.Namespace) -> int:
     failed = 0 if args.query_range_only else cold_and_warm(config, pages, args.runs)
     if args.no_query_range:
         return 1 if failed else 0
-    ranges = [p for p in paths if p.startswith("/api/")]
+    # Over the generated day's own 24 h (a reused day's windows drift from now, its points don't).
+    day = datetime.fromisoformat(json.loads((root / "bench-console.json").read_text())["now"])
+    ranges = [p for p in requests(trace, day) if p.startswith("/api/")]
     rollups, aside = config.data_dir / "rollups_1m", config.data_dir / "rollups_1m.aside"
     print("\nquery_range from raw points (rollups_1m moved aside):")
     rollups.rename(aside)

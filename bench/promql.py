@@ -14,6 +14,10 @@
    process: range_query (all steps at once) beside the engine's per-step path (eval() at every
    step, how range_query ran before), which must give the same answer. `--range-only` runs this
    part alone.
+5. The raw metric store (console/metric_store.py) over --small-files hot files of 5 s commits (as
+   ingest leaves a partition before compaction): `sum by (job) (queue_depth)` over the last 10
+   minutes at 10 s, in process, warm p50 of --small-runs, beside the floor: one bare Polars scan of
+   the same files reading the metric's points. `--small-only` runs this part alone.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ import argparse
 import contextlib
 import io
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import yaml
 
 from promql import Matrix, MemoryStorage, Vector, instant_query, labels_of, parse, range_query
@@ -175,6 +182,38 @@ def bench_range(storage: MemoryStorage) -> None:
         print(f"{query:<44} {blocks * 1e3:10.0f} {each * 1e3:10.0f}")
 
 
+def bench_small_files(files: int, runs: int) -> None:
+    from console.metric_store import MetricStore
+    from schemas.config import TalonflowConfig
+    from schemas.prometheus_names import INPUT_COLUMNS
+    from tests.metric_data import commits, fleet_points, write_parts
+
+    start = datetime(2026, 12, 3, tzinfo=UTC)  # files of one hour partition: at most 720
+    points = fleet_points(
+        jobs=10, queues=20, start=start, minutes=-(-files * 5 // 60), every_s=5, offset_s=2.5
+    )
+    end_ms = int(start.timestamp() * 1000) + files * 5_000 - 1
+    first_ms = end_ms - 600_000 + 1
+    query = "sum by (job) (queue_depth)"
+    with tempfile.TemporaryDirectory(prefix="talonflow-bench-promql-") as root:
+        config = TalonflowConfig(data_dir=Path(root, "data"), state_dir=Path(root, "state"))
+        paths = write_parts(config.data_dir, commits(points, start, 5, files))
+        range_query(query, first_ms, end_ms, 10_000, MetricStore(config))  # catalogues: the warmer's part
+        store, floor = [], []
+        for _ in range(runs):
+            began = time.perf_counter()
+            range_query(query, first_ms, end_ms, 10_000, MetricStore(config))
+            store.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            window = pl.col("time").dt.epoch("ms").is_between(first_ms - DEFAULT_LOOKBACK_MS, end_ms)
+            scan = pl.scan_parquet(paths).filter(pl.col("metric_name") == "queue.depth", window)
+            scan.select(INPUT_COLUMNS).collect()
+            floor.append(time.perf_counter() - began)
+    print(f"{query} over 10 min at 10 s, {files} files of 5 s commits, warm p50 ms:")
+    ours, bare = statistics.median(store) * 1e3, statistics.median(floor) * 1e3
+    print(f"  raw store {ours:.0f} | floor (bare scan) {bare:.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--series", type=int, default=100_000)
@@ -184,10 +223,17 @@ def main() -> None:
     parser.add_argument("--peer-series", type=int, default=10_000, help="series in the promtool comparison")
     parser.add_argument("--range-series", type=int, default=100, help="gauges (and counters) in query_range")
     parser.add_argument("--range-only", action="store_true", help="only the query_range comparison")
+    parser.add_argument("--small-files", type=int, default=180, help="hot files of 5 s commits (<= 720)")
+    parser.add_argument("--small-runs", type=int, default=5)
+    parser.add_argument("--small-only", action="store_true", help="only the raw store over small files")
     args = parser.parse_args()
+    if args.small_only:
+        bench_small_files(args.small_files, args.small_runs)
+        return
     bench_range(build_day(args.range_series))
     if args.range_only:
         return
+    bench_small_files(args.small_files, args.small_runs)
     storage = build_storage(args.series, args.rules, args.samples)
     series = len(storage.series)
     print(f"{series} series x {args.samples} samples, {args.rules} rules")

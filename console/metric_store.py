@@ -5,7 +5,9 @@ and of the files there only the series its matchers accept, found from each file
 catalogue (console/series_catalogue.py) before any point is read. The read filters on the
 sorted `service_name` and `metric_name` columns, which Parquet's row-group statistics prune, and
 on the series source's hash only in files where a rejected series shares both with a chosen one:
-memory is bounded by the chosen series' points, not the metric's.
+memory is bounded by the chosen series' points, not the metric's. The cost is per query, not per
+file (a hot partition holds a file per few-second commit): matchers run once on the window's
+distinct sources and the chosen files are read in one scan.
 """
 
 from __future__ import annotations
@@ -13,14 +15,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import reduce
+from itertools import groupby
 from operator import or_
 from typing import Final
 
 import polars as pl
-import pyarrow as pa
 
 from console.scan import scan_files
-from console.series_catalogue import FILE, FIRST_MS, LAST_MS, SOURCE, Kind, catalogue, matching, source_hash
+from console.series_catalogue import (
+    FIRST_MS,
+    LAST_MS,
+    ORDER,
+    SOURCE,
+    Kind,
+    Presence,
+    catalogue,
+    matching,
+    presence,
+    source_hash,
+)
 from console.timerange import TimeRange
 from promql import Series
 from promql.ast import Matcher
@@ -81,14 +94,14 @@ class MetricStore:
 
     def __init__(self, config: TalonflowConfig) -> None:
         self.config = config
-        self.catalogues: dict[tuple[int, int], pl.DataFrame] = {}
+        self.catalogues: dict[tuple[int, int], Presence] = {}
         self.metrics: dict[tuple[int, int], pl.DataFrame] = {}
 
-    def sources(self, start_ms: int, end_ms: int) -> pl.DataFrame:
-        """The series sources with a point in the range, per file, with their labels."""
+    def sources(self, start_ms: int, end_ms: int) -> Presence:
+        """The series sources with a point in the range, with their labels, and the files of each."""
         key = (start_ms, end_ms)
         if key not in self.catalogues:
-            self.catalogues[key] = catalogue(self.config, METRICS.name, window(start_ms, end_ms), *SERIES)
+            self.catalogues[key] = presence(self.config, METRICS.name, window(start_ms, end_ms), *SERIES)
         return self.catalogues[key]
 
     def minutes(self, start_ms: int, end_ms: int) -> pl.DataFrame:
@@ -117,39 +130,48 @@ class MetricStore:
                 names = names.filter(pl.col(NAME).is_in(accepted))
         return names["metric_name"].unique().to_list()
 
-    def points(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> pa.Table:
-        """The raw points in the range of the series sources the matchers may select."""
-        sources = self.sources(start_ms, end_ms)
-        chosen = matching(sources, matchers)
-        span = window(start_ms, end_ms)
+    def points(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> pl.DataFrame:
+        """The raw points in the range of the series sources the matchers may select. A file gone
+        since the listing (compacted, or moved to MinIO by sinks/lifecycle.py) is read where the
+        listing now finds its rows: the read is retried once over a fresh listing."""
+        try:
+            return self._points(matchers, start_ms, end_ms)
+        except FileNotFoundError:
+            self.catalogues.clear()
+            return self._points(matchers, start_ms, end_ms)
+
+    def _points(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> pl.DataFrame:
+        found = self.sources(start_ms, end_ms)
+        chosen = matching(found.sources, matchers)
         if chosen.is_empty():
-            return METRICS.schema.empty_table().select(INPUT_COLUMNS)
-        # one split per file for both frames, not a filter of each per file (many small files)
-        mine = chosen.partition_by(FILE, as_dict=True, maintain_order=True)
-        files = pl.col(FILE).is_in(chosen[FILE].unique().implode())
-        present = sources.filter(files).partition_by(FILE, as_dict=True)
-        frames = [_read(self.config, uri, part, present[(uri,)], span) for (uri,), part in mine.items()]
-        parts = [f.to_arrow() for f in pl.collect_all(frames)]
-        return pa.concat_tables(parts) if parts else METRICS.schema.empty_table().select(INPUT_COLUMNS)
+            return pl.DataFrame(METRICS.schema.empty_table().select(list(INPUT_COLUMNS)))
+        return _read(self.config, found, chosen, window(start_ms, end_ms))
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Series]:
         points = self.points(matchers, start_ms, end_ms)
-        if not points.num_rows:
+        if points.is_empty():
             return []
         return SeriesStorage(prometheus_series(points)).select(matchers, start_ms, end_ms)
 
 
-def _read(
-    config: TalonflowConfig, uri: str, chosen: pl.DataFrame, present: pl.DataFrame, span: TimeRange
-) -> pl.LazyFrame:
-    """The chosen sources' points of one file in the span: by name and service, which row-group
-    statistics prune (files are sorted by them), and by source hash where other sources share both."""
+def _read(config: TalonflowConfig, found: Presence, chosen: pl.DataFrame, span: TimeRange) -> pl.DataFrame:
+    """The chosen sources' points in the span, in one scan of the files holding them (not one per
+    file: a day of 5 s commits is thousands of files), in listing order. Filtered by name and
+    service, which row-group statistics prune (files are sorted by them), and by source hash in
+    the files where a rejected source shares both (consecutive files alike share one scan)."""
     names, services = chosen["metric_name"].unique(), chosen["service_name"].unique()
     # Equalities, not is_in: Polars prunes row groups by statistics for these only (2.1).
     service = [pl.col("service_name") == s for s in services.drop_nulls()]
     service += [pl.col("service_name").is_null()] if services.has_nulls() else []
     same = reduce(or_, [pl.col("metric_name") == n for n in names]) & reduce(or_, service)
-    frame = scan_files(config, METRICS.name, [uri], span).filter(same)
-    if len(present.filter(same)) > len(chosen):
-        frame = frame.filter(source_hash(SOURCE_COLUMNS).is_in(chosen[SOURCE].implode()))
-    return frame.select(INPUT_COLUMNS)
+    picked = pl.col(SOURCE).is_in(chosen[SOURCE].implode())
+    rejected = found.sources.filter(same.fill_null(False), ~picked)[SOURCE].implode()
+    files = found.files.filter(picked | pl.col(SOURCE).is_in(rejected))
+    hashed = set(files.filter(~picked)[ORDER].to_list())
+    frames = []
+    for mixed, run in groupby(sorted(set(files[ORDER].to_list())), key=hashed.__contains__):
+        frame = scan_files(config, METRICS.name, [found.uris[i] for i in run], span).filter(same)
+        if mixed:
+            frame = frame.filter(source_hash(SOURCE_COLUMNS).is_in(chosen[SOURCE].implode()))
+        frames.append(frame.select(INPUT_COLUMNS))
+    return pl.concat(frames, how="vertical").collect()

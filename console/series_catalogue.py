@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, NamedTuple
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -172,6 +173,48 @@ def catalogue(
     return pl.concat(parts, how="vertical").filter(pl.col(FIRST_MS) < end_ms, pl.col(LAST_MS) >= start_ms)
 
 
+class Presence(NamedTuple):
+    """A window's series sources once each (`sources`: a file catalogue's rows without FIRST_MS
+    and LAST_MS), and which files hold a point of each (`files`: ORDER, SOURCE), the files by
+    their index in `uris` (the listing's order, which decides a duplicate timestamp's sample)."""
+
+    uris: list[str]
+    sources: pl.DataFrame
+    files: pl.DataFrame
+
+
+ORDER: Final = "_order"  # a file's index in Presence.uris
+_SPAN: Final = (SOURCE, FIRST_MS, LAST_MS)
+
+
+def presence(
+    config: TalonflowConfig, dataset: str, window: TimeRange, build: Build, kind: str, labelled: bool = True
+) -> Presence:
+    """`catalogue` split in two, for many small files: every file holds nearly every series, so
+    the wide rows (maps, labels) are taken once per source rather than concatenated per file, and
+    only the narrow (file, source, span) rows are concatenated."""
+    uris = files_in(config, dataset, window)
+    found = _load(config, dataset, uris, build, kind, labelled)
+    held = [(i, found[u]) for i, u in enumerate(uris) if not found[u].is_empty()]
+    if not held:
+        return Presence(uris, pl.DataFrame(), pl.DataFrame(schema={ORDER: pl.UInt32, SOURCE: pl.UInt64}))
+    order = np.repeat(np.array([i for i, _ in held], dtype=np.uint32), [f.height for _, f in held])
+    start_ms = int(window.start.timestamp() * 1000)
+    end_ms = int(window.end.timestamp() * 1000)
+    # Columns taken and concatenated as Series: a frame operation per file costs ~0.5 ms.
+    narrow = pl.DataFrame([pl.Series(ORDER, order), *(pl.concat([f[c] for _, f in held]) for c in _SPAN)])
+    files = narrow.filter(pl.col(FIRST_MS) < end_ms, pl.col(LAST_MS) >= start_ms).select(ORDER, SOURCE)
+    first = files.unique(SOURCE, keep="first").group_by(ORDER).agg(SOURCE)
+    frames = dict(held)
+    parts = [
+        frames[i]
+        .filter(pl.col(SOURCE).is_in(pl.Series(sources, dtype=pl.UInt64).implode()))
+        .drop(FIRST_MS, LAST_MS)
+        for i, sources in first.iter_rows()
+    ]
+    return Presence(uris, pl.concat(parts, how="vertical") if parts else pl.DataFrame(), files)
+
+
 class Kind(NamedTuple):
     """One catalogue a store reads (`catalogue`'s build, kind and labelled): what the warmer builds ahead."""
 
@@ -213,7 +256,7 @@ def matching(sources: pl.DataFrame, matchers: Sequence[Matcher]) -> pl.DataFrame
     if sources.is_empty():
         return sources
     names = names_of(
-        sources.select("metric_name", "unit", "type", "temporality", "is_monotonic", "scope_name")
+        sources.select("metric_name", "unit", "type", "temporality", "is_monotonic", "scope_name").unique()
     )
     candidates = (
         sources.select(SOURCE, "metric_name", LABELS, INFO).unique(SOURCE).join(names, on="metric_name")

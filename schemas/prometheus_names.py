@@ -174,10 +174,15 @@ KIND, BASE = "kind", "base"  # columns `with_base_names` adds
 _VERBATIM: Final = "_verbatim"
 
 
-def prometheus_series(table: pa.Table) -> pl.DataFrame:
-    """Every sample of a METRICS table as (name, labels, series, timestamp_ms, value), sorted by
+def prometheus_series(table: pa.Table | pl.DataFrame) -> pl.DataFrame:
+    """Every sample of a METRICS table (or frame: a scan's result needs no round trip through
+    Arrow, seconds for a day's points) as (name, labels, series, timestamp_ms, value), sorted by
     series then time; a duplicate timestamp in a series keeps its first sample, as Prometheus' TSDB."""
-    frame = pl.from_arrow(table.select(list(INPUT_COLUMNS)))
+    frame = (
+        table.select(INPUT_COLUMNS)
+        if isinstance(table, pl.DataFrame)
+        else pl.from_arrow(table.select(list(INPUT_COLUMNS)))
+    )
     assert isinstance(frame, pl.DataFrame)
     points = _named(frame.with_row_index(_POINT))
     # A point's labels follow from its attributes, resource and scope alone, which repeat on every

@@ -1,5 +1,6 @@
 """Raw metric points and their 1-minute rollups, written into the datasets as ingest and the
-rollups flow write them, for tests/unit/test_rollup_store.py and bench/console.py.
+rollups flow write them, for tests/unit/test_rollup_store.py, tests/unit/test_metric_store.py,
+bench/console.py and bench/promql.py.
 
 The rollups are computed by the rollups flow's own arithmetic (flows/aggregates.py), so a query
 answered from them reads what the flow would have written for the same points.
@@ -7,13 +8,15 @@ answered from them reads what the flow would have written for the same points.
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flows.aggregates import CumulativeState, finalize, metric_points, partials
@@ -38,6 +41,31 @@ def write_table(data_dir: Path, dataset: str, table: pa.Table) -> None:
         rows = part.drop("_date", "_hour").to_arrow().cast(spec.schema)
         ordered = rows.sort_by([(c, "ascending") for c in spec.sort_by])
         pq.write_table(ordered, folder / f"synthetic-{uuid.uuid4().hex[:8]}.parquet", compression="zstd")
+
+
+def write_parts(data_dir: Path, parts: list[pa.Table]) -> list[Path]:
+    """Each table (metric points of one UTC hour, the first's) as one file of that hour's partition,
+    sorted as the dataset is, named so that the listing (by path) keeps the given order: ingest's
+    commits of a hot partition before compaction."""
+    spec = DATASETS["metrics"]
+    hour = datetime.fromtimestamp(parts[0]["time"][0].value / 1e9, UTC)
+    folder = data_dir / spec.name / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, part in enumerate(parts):
+        paths.append(folder / f"part-{i:05d}.parquet")
+        pq.write_table(part.cast(spec.schema).sort_by([(c, "ascending") for c in spec.sort_by]), paths[-1])
+    return paths
+
+
+def commits(points: pa.Table, start: datetime, every_s: int, count: int) -> list[pa.Table]:
+    """The points as `count` commits of `every_s` seconds each from `start`."""
+    times = points["time"].cast(pa.int64())
+    edges = [int(start.timestamp()) * 1_000_000_000 + k * every_s * 1_000_000_000 for k in range(count + 1)]
+    return [
+        points.filter(pc.and_(pc.greater_equal(times, lo), pc.less(times, hi)))
+        for lo, hi in itertools.pairwise(edges)
+    ]
 
 
 def rollups_of(metrics: pa.Table) -> pa.Table:
