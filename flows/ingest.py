@@ -7,16 +7,21 @@ Each bytewax item is one Kafka poll (a list of records), flattened into Arrow ta
 step, so the per-item cost of bytewax is paid per poll, not per span. Each Kafka partition has
 its own Parquet writer, which makes the output exactly-once (see sinks/parquet.py); without
 recovery a restart re-reads the retained topics and rewrites, rather than duplicates, the files.
+A record an SDK sent again (same key and bytes within `ingest.dedupe_window`) is dropped before
+flattening and counted in `dead_letters` (flows/resends.py).
 """
 
 from __future__ import annotations
 
 import bytewax.operators as op
+import pyarrow as pa
 from bytewax.dataflow import Dataflow
 
-from flows.kafka_batches import Batch, KafkaBatchSource, earliest_offset
+from flows.kafka_batches import KafkaBatchSource, earliest_offset
 from flows.lazy import lazy_flow
+from flows.resends import Screened, resent_letters, screen_resends
 from schemas.config import TalonflowConfig
+from schemas.datasets import DEAD_LETTERS
 from schemas.flatten import TimeBounds, flatten
 from schemas.topics import OTLP_TOPICS
 from sinks.parquet import Chunk, ParquetSink
@@ -28,10 +33,17 @@ def build(config: TalonflowConfig) -> Dataflow:
     ingest = config.ingest
     bounds = TimeBounds(max_past_s=ingest.max_past, max_future_s=ingest.max_future)
 
-    def to_chunks(batch: Batch) -> list[tuple[str, Chunk]]:
-        part, records = batch
-        first, last = records[0].offset, records[-1].offset
-        tables = flatten(records, bounds).tables
+    def to_chunks(item: tuple[str, Screened]) -> list[tuple[str, Chunk]]:
+        part, screened = item
+        if not screened.records:
+            return []
+        # every chunk spans the whole poll's offsets, resends included: the sink's resume offset
+        first, last = screened.records[0].offset, screened.records[-1].offset
+        tables = flatten(screened.kept, bounds).tables
+        resent = resent_letters(screened)
+        if resent is not None:
+            earlier = tables.get(DEAD_LETTERS.name)
+            tables[DEAD_LETTERS.name] = resent if earlier is None else pa.concat_tables([earlier, resent])
         return [(part, (dataset, table, first, last)) for dataset, table in tables.items()]
 
     flow = Dataflow("ingest")
@@ -44,7 +56,8 @@ def build(config: TalonflowConfig) -> Dataflow:
     source.settings["queued.max.messages.kbytes"] = ingest.prefetch_bytes // 1024
     source.settings["max.partition.fetch.bytes"] = max(64 * 1024, ingest.prefetch_bytes // 4)
     polls = op.input("kafka", flow, source)
-    chunks = op.flat_map("flatten", polls, to_chunks)
+    screened = screen_resends("resends", polls, ingest.dedupe_window)
+    chunks = op.flat_map("flatten", screened, to_chunks)
     sink = ParquetSink(
         config.data_dir,
         source.list_parts(),

@@ -165,6 +165,10 @@ class IngestConfig(_Strict):
     max_past: Seconds = 7 * 86400.0  # rows older than this against their Kafka time: dead letters
     max_future: Seconds = 3600.0  # rows newer than this against their Kafka time: dead letters
     poll_records: int = Field(50, ge=1)  # Kafka records per source poll: one bytewax item
+    # a record with the same key and bytes as one this recent (Kafka time) on its partition is an
+    # SDK's resend and is dropped (flows/resends.py); longer than an exporter's timeout with its
+    # retries (README: 120 s) or a Collector's retry_on_failure (5 min); 0 keeps every record
+    dedupe_window: Seconds = Field(600.0, ge=0)
 
 
 class TierPolicy(_Strict):
