@@ -59,7 +59,8 @@ from schemas.topics import SERVICE_INSTANCE_ID, SERVICE_NAME
 KEY: Final = ["series_id", "window_start"]
 META: Final = ["metric_name", "unit", "type", "is_monotonic", "service_name", "labels"]
 _LABEL = pl.Struct({"key": pl.String, "value": pl.String})
-_EMPTY_LABELS = pl.lit([], dtype=pl.List(_LABEL))
+LABEL_LIST: Final = pl.List(_LABEL)
+_EMPTY_LABELS = pl.lit([], dtype=LABEL_LIST)
 # Resource attributes that are labels of every metric series: Prometheus' OTLP receiver makes
 # `job` of service.namespace/service.name and `instance` of service.instance.id.
 _SERVICE_KEYS = (
@@ -91,7 +92,7 @@ _POINT_SCHEMA: Final = pl.Schema(
         "is_monotonic": pl.Boolean(),
         "cumulative": pl.Boolean(),
         "service_name": pl.String(),
-        "labels": pl.List(_LABEL),
+        "labels": pl.String(),  # the series' sorted label list as JSON (see `encoded_labels`)
         "time": pl.Int64(),
         "start_time": pl.Int64(),
         "value": pl.Float64(),  # gauge and sum points; a span's duration in ms
@@ -152,6 +153,28 @@ def _series_hash(name: pl.Expr, labels: pl.Expr) -> pl.Expr:
     return pl.concat_str(name, pl.lit("\x1d"), text).hash(seed=0x7A10)
 
 
+def encoded_labels(labels: pl.Expr) -> pl.Expr:
+    """A label list as one JSON string, for the point frames and the state of open windows.
+
+    A list of structs costs per row on every gather, filter, sort and split (the shard split
+    alone took a third of a large poll), a string barely: labels are worked out per series as
+    lists, carried per point as text, and decoded again per rollup row in `finalize`."""
+    items = labels.list.eval(pl.element().struct.json_encode()).list.join(",")
+    return pl.concat_str(pl.lit("["), items, pl.lit("]"))
+
+
+def with_text_labels(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with its labels as text: state restored from a snapshot taken before they were."""
+    if frame.schema["labels"] == pl.String:
+        return frame
+    return frame.with_columns(labels=encoded_labels(pl.col("labels")))
+
+
+def decoded_labels(text: pl.Expr) -> pl.Expr:
+    """The label list of `encoded_labels` text."""
+    return text.str.json_decode(LABEL_LIST)
+
+
 def _label(labels: pl.Expr, key: str) -> pl.Expr:
     found = labels.list.eval(pl.element().filter(pl.element().struct.field("key") == key))
     return found.list.first().struct.field("value")
@@ -200,7 +223,7 @@ def metric_points(metrics: pa.Table, prices: PriceTable) -> pl.DataFrame:
     series, of_row = _per_series(frame, _METRIC_SERIES)
     series = series.with_columns(labels=_with_service(_labels_of(pl.col("attributes"))))
     series = series.with_columns(series_id=_series_hash(pl.col("metric_name"), pl.col("labels")))
-    series = series.with_columns(delta_key=pl.col("series_id"))
+    series = series.with_columns(delta_key=pl.col("series_id"), _text=encoded_labels(pl.col("labels")))
     points = frame.select(
         pl.col("metric_name"),
         pl.col("unit"),
@@ -226,15 +249,22 @@ def metric_points(metrics: pa.Table, prices: PriceTable) -> pl.DataFrame:
         pl.col("quantiles").alias("q_levels"),
         pl.col("quantile_values").alias("q_values"),
         of_row,
-    ).hstack(_gather(series, of_row, ["labels", "series_id", "delta_key"]))
+    ).hstack(_gather(series, of_row, ["_text", "series_id", "delta_key"]).rename({"_text": "labels"}))
     return pl.concat([_cast(points), *_economy_from_metrics(points, series, prices)], how="diagonal_relaxed")
 
 
-def _economy_labels(labels: pl.Expr, source: str) -> dict[str, pl.Expr]:
-    pairs = {key: _first_label(labels, keys) for key, keys in _ECONOMY_LABELS.items()}
+def _economy_labels(series: pl.DataFrame, source: str) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
+    """`series` with the derived labels as columns of their own, and those columns by label key.
+
+    Worked out once: the token, cost and unpriced series all read them, and each `_first_label`
+    is a list evaluation that costs more than the rest of a small poll's arithmetic."""
+    pairs = {key: _first_label(pl.col("labels"), keys) for key, keys in _ECONOMY_LABELS.items()}
     pairs[SOURCE_LABEL] = pl.lit(source)
     pairs["service.name"] = pl.col("service_name").fill_null("")
-    return pairs
+    columns = {key: f"_label_{index}" for index, key in enumerate(pairs)}
+    return series.with_columns(**{columns[key]: value for key, value in pairs.items()}), {
+        key: pl.col(column) for key, column in columns.items()
+    }
 
 
 def _costs(
@@ -271,7 +301,9 @@ def _derived(
         # crc32, not hash(): str hashes change per process, and this key outlives one in the snapshots
         (pl.col("delta_key") ^ pl.lit(zlib.crc32(name.encode()), dtype=pl.UInt64)).alias("delta_key"),
         *(["_usd"] if "_usd" in series.columns else []),
-    ).with_columns(series_id=_series_hash(pl.lit(name), pl.col("labels")))
+    ).with_columns(
+        series_id=_series_hash(pl.lit(name), pl.col("labels")), labels=encoded_labels(pl.col("labels"))
+    )
     rows = points.select(_SERIES, "cumulative", "service_name", "time", "start_time", "value", "sum")
     out = rows.join(derived, on=_SERIES, how="inner", maintain_order="left").select(
         pl.lit(name).alias("metric_name"),
@@ -298,16 +330,15 @@ def _economy_from_metrics(
         mine = series.filter(pl.col("metric_name") == metric)
         if mine.is_empty():
             continue
-        labels = _economy_labels(pl.col("labels"), "metric")
+        mine, labels = _economy_labels(mine, "metric")
         tokens = _AMOUNT
         out.append(_derived(points, mine, GENAI_TOKENS, tokens, labels))
         out.extend(_costs(points, mine, tokens, labels, prices))
     for metric in _COST_METRICS:
         mine = series.filter(pl.col("metric_name") == metric)
         if not mine.is_empty():
-            out.append(
-                _derived(points, mine, GENAI_COST, _AMOUNT, _economy_labels(pl.col("labels"), "metric"))
-            )
+            mine, labels = _economy_labels(mine, "metric")
+            out.append(_derived(points, mine, GENAI_COST, _AMOUNT, labels))
     return out
 
 
@@ -326,7 +357,8 @@ def span_points(spans: pa.Table, prices: PriceTable) -> pl.DataFrame:
         }
     )
     series = series.with_columns(red_labels.alias("labels")).with_columns(
-        series_id=_series_hash(pl.lit(SPAN_DURATION), pl.col("labels"))
+        series_id=_series_hash(pl.lit(SPAN_DURATION), pl.col("labels")),
+        labels=encoded_labels(pl.col("labels")),
     )
     red = frame.select(
         pl.lit(SPAN_DURATION).alias("metric_name"),
@@ -412,21 +444,36 @@ class CumulativeState:
         rest = points.filter(~is_cumulative)
         keys = cumulative.select(pl.col("delta_key").unique())
         known = self.last.join(keys, on="delta_key", how="semi")  # a join: `is_in` of a list scans it per row
-        both = pl.concat([known.with_columns(_old=pl.lit(True)), cumulative.with_columns(_old=pl.lit(False))])
+        # Each Polars operation costs ~0.1 ms however small the poll, and this runs per shard and
+        # poll: columns are made together and chained steps collected once, not step by step, on
+        # the in-memory engine that eager operations use (same order of rows and of float sums).
+        both = pl.concat([known, cumulative]).with_columns(_old=pl.int_range(pl.len()) < known.height)
         both = both.sort("delta_key", "time", "_old", descending=[False, False, True], maintain_order=True)
         previous_time = _previous("time")
         stale = (~pl.col("_old")) & previous_time.is_not_null() & (pl.col("time") <= previous_time)
-        late = both.filter(stale).drop("_old")
+        late = both.lazy().filter(stale).drop("_old").collect(engine="in-memory")
         both = both.filter(~stale)
-        deltas = _difference(both.with_columns(raw=pl.col("value"))).filter(~pl.col("_old")).drop("_old")
+        # Without exponential buckets in the rows, aligning them would leave every row as it is.
+        exponential = any(both[side].null_count() < both.height for side in ("pos", "neg")) and bool(
+            both.select(pl.col("pos", "neg").list.len().fill_null(0).max()).max_horizontal().item()
+        )
+        deltas = (
+            _difference(both.lazy(), exponential)
+            .filter(~pl.col("_old"))
+            .select(_POINT_SCHEMA.keys())
+            .collect(engine="in-memory")
+        )
         self.last = pl.concat(
             [
                 self.last.join(keys, on="delta_key", how="anti"),
                 # times rise strictly within a key once stale points are out: its last row is its latest
-                both.filter(pl.col("delta_key").is_last_distinct()).select(_POINT_SCHEMA.keys()),
+                both.lazy()
+                .filter(pl.col("delta_key").is_last_distinct())
+                .select(_POINT_SCHEMA.keys())
+                .collect(engine="in-memory"),
             ]
         )
-        return pl.concat([rest, deltas.select(_POINT_SCHEMA.keys())]), late
+        return pl.concat([rest, deltas]), late
 
 
 def _previous(column: str) -> pl.Expr:
@@ -437,12 +484,16 @@ def _previous(column: str) -> pl.Expr:
     return pl.when(pl.col("delta_key") == pl.col("delta_key").shift(1)).then(pl.col(column).shift(1))
 
 
-def _difference(rows: pl.DataFrame) -> pl.DataFrame:
+def _difference(rows: pl.LazyFrame, exponential: bool) -> pl.LazyFrame:
     """Each point minus the one before it in its series, or itself where the series reset.
 
     The key test and the reset are columns of their own, not repeated inside every expression:
-    Polars plans each copy again, and the plans cost more than the arithmetic on a small poll."""
-    rows = rows.with_columns(_same=(pl.col("delta_key") == pl.col("delta_key").shift(1)).fill_null(False))
+    Polars plans each copy again, and the plans cost more than the arithmetic on a small poll.
+    Also keeps each point's own value as `raw`; the key test and reset columns stay in the rows.
+    `exponential`: whether any row has exponential buckets to align."""
+    rows = rows.with_columns(
+        _same=(pl.col("delta_key") == pl.col("delta_key").shift(1)).fill_null(False), raw=pl.col("value")
+    )
 
     def prev(column: str) -> pl.Expr:
         return pl.when("_same").then(pl.col(column).shift(1))
@@ -459,11 +510,6 @@ def _difference(rows: pl.DataFrame) -> pl.DataFrame:
 
     def minus(column: str) -> pl.Expr:
         return pl.when("_reset").then(pl.col(column)).otherwise(pl.col(column) - prev(column)).alias(column)
-
-    # Without exponential buckets in the rows, aligning them would leave every row as it is.
-    exponential = bool(
-        rows.select(pl.col("pos", "neg").list.len().fill_null(0).max()).max_horizontal().item()
-    )
 
     def minus_offset_list(column: str, offset: str) -> pl.Expr:
         """Exponential buckets of two points with different offsets: align, then subtract."""
@@ -482,7 +528,7 @@ def _difference(rows: pl.DataFrame) -> pl.DataFrame:
         *(minus_offset_list(side, f"{side}_offset") for side in ("pos", "neg") if exponential),
         pl.when("_reset").then(pl.col("min")).alias("min"),  # cumulative min/max span the whole life
         pl.when("_reset").then(pl.col("max")).alias("max"),
-    ).drop("_same", "_reset")  # fmt: skip
+    )  # fmt: skip
 
 
 def _pad_minus(current: pl.Expr, previous: pl.Expr) -> pl.Expr:
@@ -561,16 +607,19 @@ def _buckets(points: pl.DataFrame, sampled: pl.Expr, scale: int) -> pl.DataFrame
                 sign=value.sign().cast(pl.Int8), count=pl.lit(1.0),
             )
         )  # fmt: skip
-    explicit = points.filter(pl.col("buckets").list.len() > 0)
+    # Column null counts are free: a kind no point has costs no query.
+    explicit = points.filter(pl.col("buckets").list.len() > 0) if _some(points, "buckets") else points[:0]
     if not explicit.is_empty():
         frames.append(
-            explicit.select(*KEY, "buckets", index=pl.int_ranges(pl.col("buckets").list.len()))
+            explicit.lazy()
+            .select(*KEY, "buckets", index=pl.int_ranges(pl.col("buckets").list.len()))
             .explode("buckets", "index")
             .select(*KEY, scheme=pl.lit("x"), scale=pl.lit(0, pl.Int32), index="index",
                     sign=pl.lit(1, pl.Int8), count="buckets")
+            .collect(engine="in-memory")
         )  # fmt: skip
-    exponential = points.filter(pl.col("exp_scale").is_not_null())
-    if not exponential.is_empty():
+    if _some(points, "exp_scale"):
+        exponential = points.filter(pl.col("exp_scale").is_not_null())
         for side, sign in (("pos", 1), ("neg", -1)):
             part = exponential.filter(pl.col(side).list.len() > 0)
             if part.is_empty():
@@ -588,10 +637,14 @@ def _buckets(points: pl.DataFrame, sampled: pl.Expr, scale: int) -> pl.DataFrame
         )  # fmt: skip
     if not frames:
         return pl.DataFrame(schema=_BUCKET_SCHEMA)
-    buckets = pl.concat([f.select(list(_BUCKET_SCHEMA)).cast(_BUCKET_SCHEMA) for f in frames]).filter(
-        pl.col("count") > 0
-    )
+    casts = [pl.col(name).cast(dtype) for name, dtype in _BUCKET_SCHEMA.items()]
+    buckets = pl.concat([f.select(casts) for f in frames]).filter(pl.col("count") > 0)
     return _merge_buckets(buckets)
+
+
+def _some(frame: pl.DataFrame, column: str) -> bool:
+    """Whether any row has `column` set (from the column's null count: no query)."""
+    return frame[column].null_count() < frame.height
 
 
 # -- merging --------------------------------------------------------------------------------------
@@ -604,15 +657,15 @@ def merge(partial: Partial) -> Partial:
         pl.col("sum").sum(),
         pl.col("min").min(),
         pl.col("max").max(),
-        pl.col("last").sort_by("last_time").last(),
         pl.col("last_time").max(),
+        pl.col("last").sort_by("last_time").last(),
         pl.col("increase").sum(),
         pl.col("has_increase").any(),
         pl.col("bounds").drop_nulls().last(),
         pl.col("q_levels").sort_by("last_time").last(),
         pl.col("q_values").sort_by("last_time").last(),
     )
-    return Partial(rows.select(partial.rows.columns), _merge_buckets(partial.buckets))
+    return Partial(rows, _merge_buckets(partial.buckets))  # columns in the order of `partials`
 
 
 def _merge_buckets(buckets: pl.DataFrame) -> pl.DataFrame:
@@ -627,11 +680,7 @@ def _merge_buckets(buckets: pl.DataFrame) -> pl.DataFrame:
         ),
         scale=low,
     )
-    return (
-        shifted.group_by([*KEY, "scheme", "scale", "sign", "index"])
-        .agg(pl.col("count").sum())
-        .select(list(_BUCKET_SCHEMA))
-    )
+    return shifted.group_by(list(_BUCKET_SCHEMA)[:-1]).agg(pl.col("count").sum())  # in schema order
 
 
 def rebase(partial: Partial, width_ns: int) -> Partial:
@@ -660,7 +709,7 @@ def finalize(partial: Partial, width_ns: int, resolution: str) -> pa.Table:
         pl.lit(resolution).alias("resolution"),
         pl.col("series_id").map_elements(lambda h: f"{h:016x}", return_dtype=pl.String),
         *(pl.col(c) for c in META if c != "labels"),
-        pl.col("labels").cast(pl.Map(pl.String, pl.String)).alias("attributes"),
+        decoded_labels(pl.col("labels")).cast(pl.Map(pl.String, pl.String)).alias("attributes"),
         "points", "count", "sum", "min", "max", "last",
         pl.when("has_increase").then(pl.col("increase")).alias("increase"),
         pl.when("has_increase").then(pl.col("increase") / seconds).alias("rate"),

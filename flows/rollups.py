@@ -44,9 +44,11 @@ from flows.aggregates import (
     partials,
     rebase,
     span_points,
+    with_text_labels,
 )
 from flows.kafka_batches import Batch, KafkaBatchSource
 from flows.lazy import lazy_flow, sequenced_sink
+from flows.resends import without_resends
 from schemas.config import RollupsConfig, TalonflowConfig
 from schemas.datasets import DATASETS
 from schemas.flatten import TimeBounds, flatten
@@ -78,7 +80,7 @@ class ShardWindows(StatefulLogic[pl.DataFrame, tuple[int, Output], ShardState]):
         self._config = config
         self._widths = {r: RESOLUTIONS[r] * 1_000_000_000 for r in config.resolutions}
         self._lateness_ns = int(config.allowed_lateness * 1e9)
-        self.state = state or ShardState()
+        self.state = _upgraded(state) if state else ShardState()
         self._last_item = time.monotonic()  # wall time is not state: a restart does not age the windows
 
     def on_item(self, value: pl.DataFrame) -> tuple[Iterable[tuple[int, Output]], bool]:
@@ -88,9 +90,13 @@ class ShardWindows(StatefulLogic[pl.DataFrame, tuple[int, Output], ShardState]):
         base = self._config.resolutions[0]
         width = self._widths[base]
         watermark = self._watermark()
-        is_late = deltas.select(pl.col("time") - pl.col("time") % width + width <= watermark).to_series()
-        split = is_late.any() or is_late.has_nulls()  # most polls have no late point: no copy then
-        late, fresh = (deltas.filter(is_late), deltas.filter(~is_late)) if split else (deltas[:0], deltas)
+        times = deltas["time"]
+        oldest = times.min()
+        if times.null_count() or (oldest is not None and _window_end(oldest, width) <= watermark):
+            is_late = pl.col("time") - pl.col("time") % width + width <= watermark
+            late, fresh = deltas.filter(is_late), deltas.filter(~is_late)
+        else:  # most polls have no late point: no copy, and no query to find out
+            late, fresh = deltas[:0], deltas
         if not fresh.is_empty():
             folded = partials(fresh, width, self._config.sketch_scale)
             previous = state.open.get(base)
@@ -122,6 +128,9 @@ class ShardWindows(StatefulLogic[pl.DataFrame, tuple[int, Output], ShardState]):
             if partial is None:
                 continue
             width = self._widths[resolution]
+            oldest = partial.rows["window_start"].min()
+            if oldest is None or int(oldest) + width > watermark:  # type: ignore[arg-type]
+                continue  # the usual poll: nothing to close, and no query to find out
             starts = partial.rows["window_start"].unique()
             closed = starts.filter(starts + width <= watermark)
             if closed.is_empty():
@@ -165,6 +174,19 @@ class ShardWindows(StatefulLogic[pl.DataFrame, tuple[int, Output], ShardState]):
         return numbered
 
 
+def _upgraded(state: ShardState) -> ShardState:
+    """A snapshot's state with labels as text, whichever version took it (list labels: 2cffe28 and older)."""
+    state.cumulative.last = with_text_labels(state.cumulative.last)
+    for partial in state.open.values():
+        partial.rows = with_text_labels(partial.rows)
+    return state
+
+
+def _window_end(time_ns: Any, width: int) -> int:
+    """The end of the window of `width` that holds `time_ns`."""
+    return int(time_ns) - int(time_ns) % width + width
+
+
 def to_points(batch: Batch, bounds: TimeBounds, prices: PriceTable) -> pl.DataFrame:
     """The points of one poll: metric data points and span-derived samples, as one frame."""
     _part, records = batch
@@ -182,10 +204,8 @@ def by_shard(points: pl.DataFrame, shards: int) -> list[tuple[str, pl.DataFrame]
     if points.is_empty():
         return []
     keyed = points.with_columns(_shard=(pl.col("series_id") % shards).cast(pl.Int64))
-    return [
-        (str(key[0]), frame.drop("_shard"))
-        for key, frame in keyed.partition_by("_shard", as_dict=True).items()
-    ]
+    parts = keyed.partition_by("_shard", as_dict=True, include_key=False)
+    return [(str(key[0]), frame) for key, frame in parts.items()]
 
 
 def kafka_messages(output: Output) -> list[KafkaSinkMessage[bytes, bytes]]:
@@ -218,7 +238,7 @@ def build(config: TalonflowConfig) -> Dataflow:
     source = KafkaBatchSource(
         config.kafka, (METRICS_TOPIC, SPANS_TOPIC), CONSUMER_GROUP, settings.poll_records
     )
-    polls = op.input("kafka", flow, source)
+    polls = without_resends("resends", op.input("kafka", flow, source), config.ingest.dedupe_window)
     points = op.map("points", polls, lambda batch: to_points(batch, bounds, prices))
     keyed = op.flat_map("shard", points, lambda frame: by_shard(frame, shards))
     windows = op.stateful("windows", keyed, lambda state: ShardWindows(settings, state))

@@ -12,7 +12,7 @@ import pytest
 
 from console.metric_store import MetricStore
 from console.rollup_store import RollupMetricStore
-from flows.aggregates import metric_points
+from flows.aggregates import decoded_labels, metric_points
 from promql import Matrix, range_query
 from schemas.config import TalonflowConfig
 from schemas.prices import PriceTable
@@ -33,7 +33,8 @@ def _points(namespace: str | None) -> pl.DataFrame:
 
 def test_namespace_is_a_label_of_the_series_and_changes_only_its_agents_ids() -> None:
     plain, namespaced = _points(None), _points("fleet")
-    labels = namespaced.filter(pl.col("service_name") == "agent-0")["labels"].to_list()
+    first = namespaced.filter(pl.col("service_name") == "agent-0")
+    labels = first.select(decoded_labels(pl.col("labels")))["labels"].to_list()
     assert all({"key": "service.namespace", "value": "fleet"} in row for row in labels)
     for agent, same in (("agent-0", False), ("agent-1", True)):
         before = plain.filter(pl.col("service_name") == agent)["series_id"]
