@@ -56,24 +56,24 @@ BASE_PORT = 27000  # below Linux's ephemeral ports (32768 on), where a client so
 EXPORT_TIMEOUT_S = 30  # the SDK exporters retry retryable answers until this deadline
 
 
-def chaos_settings(folder: Path, brokers: int) -> dict[str, Any]:
-    """The bench stack's document moved to this harness's ports, with short commit intervals so
-    that quiescence comes soon. More brokers change only this document (bootstrap list, count)."""
+def chaos_settings(folder: Path, brokers: int, base_port: int = BASE_PORT) -> dict[str, Any]:
+    """The bench stack's document moved to this harness's ports (500 from `base_port`), with short
+    commit intervals so that quiescence comes soon. More brokers change only this document."""
     document = stack_settings(folder)
-    kafka_ports = [BASE_PORT + 92 + 2 * node for node in range(brokers)]
+    kafka_ports = [base_port + 92 + 2 * node for node in range(brokers)]
     document["kafka"] = {
         "bootstrap_servers": ",".join(f"127.0.0.1:{port}" for port in kafka_ports),
-        "controller_port": BASE_PORT + 120,
+        "controller_port": base_port + 120,
         **({"brokers": brokers} if brokers > 1 else {}),
     }
-    document["minio"] = {"endpoint": {"port": BASE_PORT}, "console": {"port": BASE_PORT + 1}}
+    document["minio"] = {"endpoint": {"port": base_port}, "console": {"port": base_port + 1}}
     document["receiver"] = {
-        "grpc": {"port": BASE_PORT + 317},
-        "http": {"port": BASE_PORT + 318},
-        "ops": {"port": BASE_PORT + 133},
+        "grpc": {"port": base_port + 317},
+        "http": {"port": base_port + 318},
+        "ops": {"port": base_port + 133},
     }
-    document["lifecycle"] = {"ops": {"port": BASE_PORT + 134}, "interval": "5s"}
-    document["console"] = {"port": BASE_PORT + 300}
+    document["lifecycle"] = {"ops": {"port": base_port + 134}, "interval": "5s"}
+    document["console"] = {"port": base_port + 300}
     document["alerts"] = {"rule_files": [str(Path(__file__).resolve().parents[1] / "alerts.yaml")]}
     document["ingest"] = {"commit_interval": "2s"}
     document["rollups"] = {"commit_interval": "2s"}
@@ -127,45 +127,54 @@ def booking(base: type, signal_name: str, ids: Callable[[Any], list[str]], ledge
     return Booking
 
 
-def batching(processor: type, exporter: Any) -> Any:
+def batching(processor: type, exporter: Any, timeout: float) -> Any:
     """The SDK's batching processor, with a queue that never drops an item during an outage (an
     item dropped unexported would be neither acknowledged nor failed) and the exporter's deadline."""
     return processor(
         exporter,
         schedule_delay_millis=200,
         max_queue_size=1_000_000,
-        export_timeout_millis=EXPORT_TIMEOUT_S * 1000,
+        export_timeout_millis=timeout * 1000,
     )
 
 
 class Load:
     """Spans (gRPC), metric points (HTTP, delta counters: one series per id) and log lines (gRPC)
-    at `rate` items per second each, through the SDK's batching processors and readers."""
+    at `rate` items per second each, through the SDK's batching processors and readers. `timeout`
+    is the exporters' (OTEL_EXPORTER_OTLP_TIMEOUT); spans and log lines are stamped `backdate_s`
+    in the past (metric points cannot be: the SDK stamps them), so that they land in an older hour."""
 
-    def __init__(self, config: TalonflowConfig, rate: float, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        config: TalonflowConfig,
+        rate: float,
+        ledger: Ledger,
+        timeout: float = EXPORT_TIMEOUT_S,
+        backdate_s: float = 0.0,
+    ) -> None:
         grpc = f"http://{config.receiver.grpc.address}"
         resource = Resource.create({"service.name": "chaos-agent", "service.instance.id": "chaos-1"})
         spans = booking(OTLPSpanExporter, "spans", _span_ids, ledger)
         self.tracer_provider = TracerProvider(resource=resource)
         self.tracer_provider.add_span_processor(
-            batching(BatchSpanProcessor, spans(endpoint=grpc, insecure=True, timeout=EXPORT_TIMEOUT_S))
+            batching(BatchSpanProcessor, spans(endpoint=grpc, insecure=True, timeout=timeout), timeout)
         )
         metrics = booking(OTLPMetricExporter, "metrics", _point_ids, ledger)
         exporter = metrics(
             endpoint=f"http://{config.receiver.http.address}/v1/metrics",
-            timeout=EXPORT_TIMEOUT_S,
+            timeout=timeout,
             preferred_temporality={CounterInstrument: AggregationTemporality.DELTA},
         )
         reader = PeriodicExportingMetricReader(
-            exporter, export_interval_millis=500, export_timeout_millis=EXPORT_TIMEOUT_S * 1000
+            exporter, export_interval_millis=500, export_timeout_millis=timeout * 1000
         )
         self.meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
         logs = booking(OTLPLogExporter, "logs", _log_ids, ledger)
         self.logger_provider = LoggerProvider(resource=resource)
         self.logger_provider.add_log_record_processor(
-            batching(BatchLogRecordProcessor, logs(endpoint=grpc, insecure=True, timeout=EXPORT_TIMEOUT_S))
+            batching(BatchLogRecordProcessor, logs(endpoint=grpc, insecure=True, timeout=timeout), timeout)
         )
-        self.rate = rate
+        self.rate, self.backdate_ns = rate, int(backdate_s * 1e9)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="chaos-load")
 
@@ -175,9 +184,10 @@ class Load:
         logger = self.logger_provider.get_logger("talonflow.chaos")
         started, sent = time.monotonic(), 0
         while not self.stop.is_set():
-            tracer.start_span("chaos_step", attributes={ID: f"s{sent}"}).end()
+            stamp = time.time_ns() - self.backdate_ns
+            tracer.start_span("chaos_step", attributes={ID: f"s{sent}"}, start_time=stamp).end(stamp)
             counter.add(1, {ID: f"m{sent}"})
-            logger.emit(body=f"chaos step {sent}", attributes={ID: f"l{sent}"}, timestamp=time.time_ns())
+            logger.emit(body=f"chaos step {sent}", attributes={ID: f"l{sent}"}, timestamp=stamp)
             sent += 1
             self.stop.wait(max(0.0, started + sent / self.rate - time.monotonic()))
 
@@ -247,6 +257,27 @@ def replayed(files: list[str]) -> bool:
     )
 
 
+def rollup_points_doubled(data: Path) -> int:
+    """Series of the load's counter (one per id, one point each) whose 1m rollups folded more than
+    one point: a resend counted twice inside an open window, which window counts cannot see."""
+    frame = _scan(data, "rollups_1m")
+    if frame is None:
+        return 0
+    ids = frame.with_columns(pl.col("attributes").map.get(ID).alias("id")).drop_nulls("id")
+    points = ids.group_by("id").agg(pl.col("points").sum())
+    return int(points.filter(pl.col("points") > 1).select(pl.len()).collect().item())
+
+
+def resends_dropped(data: Path) -> tuple[int, int]:
+    """(records, items) the flows dropped as an SDK's resends, from their dead letters."""
+    frame = _scan(data, "dead_letters")
+    if frame is None:
+        return 0, 0
+    resent = frame.filter(pl.col("reason").str.starts_with("resent"))
+    records, items = resent.select(pl.len(), pl.col("items").sum()).collect().row(0)
+    return int(records), int(items or 0)
+
+
 def rollup_duplicates(data: Path) -> int:
     """Rollup rows beyond the first per (series, window, resolution), over all resolutions."""
     extra = 0
@@ -289,10 +320,12 @@ class Verdict:
     duplicated: dict[str, int]
     resent: dict[str, int]  # of the duplicated: two Kafka records (the request was sent twice)
     rollup_duplicates: int
+    rollup_points_doubled: int = 0
+    resends_dropped: tuple[int, int] = (0, 0)  # (records, items) the flows recognised as resends
 
     @property
     def clean(self) -> bool:
-        doubled = any(self.duplicated.values()) or self.rollup_duplicates
+        doubled = any(self.duplicated.values()) or self.rollup_duplicates or self.rollup_points_doubled
         return not any(self.lost.values()) and not doubled
 
 
@@ -306,7 +339,16 @@ def verdict(data: Path, ledger: Ledger) -> Verdict:
         doubled = counts.filter(pl.col("n") > 1)
         duplicated[name] = doubled.height
         resent[name] = sum(not replayed(files) for files in doubled["files"])
-    return Verdict(acked, dict(ledger.failed), lost, duplicated, resent, rollup_duplicates(data))
+    return Verdict(
+        acked,
+        dict(ledger.failed),
+        lost,
+        duplicated,
+        resent,
+        rollup_duplicates(data),
+        rollup_points_doubled(data),
+        resends_dropped(data),
+    )
 
 
 def percentile(values: list[float], q: int) -> float:
@@ -326,11 +368,25 @@ def render(rounds: int, recoveries: dict[str, list[float | None]], result: Verdi
         row = f"{result.acked[name]:>8}{failed:>8}{result.lost[name]:>6}{result.duplicated[name]:>12}"
         lines.append(f"{name:<12}{row}{result.resent[name]:>8}")
     lines.append(f"{'rollups':<12}{'-':>8}{'-':>8}{'-':>6}{result.rollup_duplicates:>12}{'-':>8}")
+    lines.append(f"{'rollup_pts':<12}{'-':>8}{'-':>8}{'-':>6}{result.rollup_points_doubled:>12}{'-':>8}")
+    records, items = result.resends_dropped
+    lines += ["", f"resends dropped by the flows (dead_letters): {records} records, {items} items"]
     return "\n".join(lines)
 
 
+def victims(parts: list[str], rounds: int, seed: int) -> list[str]:
+    """Which part dies each round: shuffled decks of all parts dealt one after the other, so that
+    every part dies once per len(parts) rounds (20 rounds over 9 parts: each at least twice)."""
+    chooser = random.Random(seed)
+    order: list[str] = []
+    while len(order) < rounds:
+        deck = list(parts)
+        chooser.shuffle(deck)
+        order += deck
+    return order[:rounds]
+
+
 def run(args: argparse.Namespace, folder: Path) -> int:
-    chooser = random.Random(args.seed)
     config_file = folder / "chaos.yaml"
     ledger = Ledger()
     recoveries: dict[str, list[float | None]] = {}
@@ -339,9 +395,8 @@ def run(args: argparse.Namespace, folder: Path) -> int:
         load = Load(stack.config, args.rate, ledger)
         load.start()
         try:
-            for round_number in range(1, args.rounds + 1):
+            for round_number, part in enumerate(victims(parts, args.rounds, args.seed), start=1):
                 time.sleep(args.every)
-                part = chooser.choice(parts)
                 took = kill_and_time(stack, part)
                 recoveries.setdefault(part, []).append(took)
                 state = f"back in {took:.1f}s" if took is not None else "DID NOT RECOVER"

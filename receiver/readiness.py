@@ -49,15 +49,19 @@ class KafkaReadiness:
         self.ready, self.reason = not reason, reason
 
     def retry_after(self, floor: float, ceiling: float) -> float:
-        """The delay to advise a refused client: as long as the outage has lasted, within [floor, ceiling].
+        """The delay to advise a refused client: three times as long as the outage has lasted,
+        within [floor, ceiling].
 
         The OTel SDKs make six attempts and take a server's delay in place of their own exponential
         backoff, so a fixed 2 s gave up ten seconds into an outage (a broker restart takes longer).
-        Growing with the outage keeps a blip cheap and spaces retries as the SDK's backoff would.
+        Growing with the outage keeps a blip cheap. Three times, not once: a client refused at the
+        start of an outage retried at 2, 4, 8, 16 s and gave up at 32 s with the outage's own age
+        (bench/faults.py, Kafka away 60 s); with 3x and a 120 s exporter timeout every client's
+        last attempt comes 92 s or more into the outage, with a 90 s timeout still 62 s.
         """
         since = self._unready_since
         lasted = 0.0 if since is None else time.monotonic() - since
-        return min(max(lasted, floor), ceiling)
+        return min(max(3 * lasted, floor), ceiling)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

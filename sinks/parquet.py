@@ -8,6 +8,8 @@ bytewax worker hold more than `buffer_bytes` together (the largest writes first:
 memory however many partitions a worker has and however long the commit interval), and at every
 bytewax snapshot (epoch close); a file is named by the range of Kafka offsets its rows came from
 and appears atomically (temp file, fsync, rename). The snapshot state is the next offset to write.
+A full disk blocks the write until space is freed (sinks/disk_full.py): the epoch cannot close,
+so nothing unwritten is committed, and a partial temp file is removed, never renamed.
 
 On resume every file that starts at or after that offset is deleted first: its records are
 replayed by the source, which resumes at the same offset. With no state (first start, or no
@@ -33,6 +35,7 @@ import pyarrow.parquet as pq
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from schemas.datasets import DATASETS, RANDOM_ID_COLUMNS, Dataset
+from sinks.disk_full import when_space
 
 log = logging.getLogger(__name__)
 Chunk = tuple[str, pa.Table, int, int]  # (dataset name, rows, first and last Kafka offset they came from)
@@ -71,18 +74,22 @@ def write_atomically(
     """Write then rename, so readers never see a partial file; fsync so a crash keeps what was renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as handle:
-        pq.write_table(
-            table,
-            handle,
-            compression="zstd",
-            compression_level=compression_level,
-            row_group_size=row_group_rows,
-            use_dictionary=list(dictionary_columns(table.schema)),
-            write_statistics=list(statistics_columns(table.schema)),
-        )
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with temporary.open("wb") as handle:
+            pq.write_table(
+                table,
+                handle,
+                compression="zstd",
+                compression_level=compression_level,
+                row_group_size=row_group_rows,
+                use_dictionary=list(dictionary_columns(table.schema)),
+                write_statistics=list(statistics_columns(table.schema)),
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:  # a full disk, say: give back the space the partial file took
+        temporary.unlink(missing_ok=True)
+        raise
     os.replace(temporary, path)
 
 
@@ -172,7 +179,8 @@ class _Writer(StatefulSinkPartition[Chunk, int]):
         while self._buffers:  # each dataset's buffered tables are released once sorted: less peak RSS
             dataset, tables = self._buffers.popitem()
             for hour, rows in split_by_hour(pa.concat_tables(tables), DATASETS[dataset]):
-                write_atomically(rows, partition_dir(self._root, dataset, hour) / name, self._row_group_rows)
+                path = partition_dir(self._root, dataset, hour) / name
+                when_space(functools.partial(write_atomically, rows, path, self._row_group_rows), path)
         self._next = self._last + 1
         self.buffered_bytes = 0
         self._first = None

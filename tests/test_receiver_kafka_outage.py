@@ -78,9 +78,10 @@ def test_kafka_outage_is_retryable_and_nothing_is_lost(local_stack: Any) -> None
         ):
             grpc_export(channel, "traces", span_request([("outage", "probe")]))
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert advised_delay(raised.value) == 2
+        # three times the outage's age (at least 2 s): a blip, seen within 2 s, is retried soon
+        assert 2 <= advised_delay(raised.value) <= 6
         reply = http_post(f"{local_stack.http_url}/v1/traces", span_request([("outage", "probe")]))
-        assert reply.status == 503 and reply.headers["Retry-After"] == "2"
+        assert reply.status == 503 and 2 <= int(reply.headers["Retry-After"]) <= 6
 
         # Agents keep exporting while Kafka is down; their exporters retry as the answers ask.
         threads = [
