@@ -36,14 +36,15 @@ def stack_settings(folder: Path) -> dict[str, Any]:
 
 @contextmanager
 def bench_stack(
-    config_file: Path, document: dict[str, Any], stopped: Collection[str] = ()
+    config_file: Path, document: dict[str, Any], stopped: Collection[str] = (), timeout: float = 180
 ) -> Iterator[Stack]:
     """`talonflow up --detach` on `document` (written to `config_file`), then stop the `stopped`
-    processes: the bench runs that part itself, timed, or they would compete for the CPU."""
+    processes: the bench runs that part itself, timed, or they would compete for the CPU.
+    `timeout`: `up`'s wait for health, longer for a niced stack on a busy machine."""
     config_file.write_text(yaml.safe_dump(document))
     cli = [sys.executable, "-m", "talonflow.cli", "--config", str(config_file)]
     print("starting the bench stack (Kafka, MinIO, receiver, flows)", file=sys.stderr)
-    subprocess.run([*cli, "up", "--detach"], check=True)
+    subprocess.run([*cli, "up", "--detach", "--timeout", str(timeout)], check=True)
     try:
         stack = Stack(load_config(config_file), config_file)
         for program in stack.programs():  # alerts runs only with rule files

@@ -1,0 +1,515 @@
+"""Soak: the whole stack at steady load for `--minutes`, every part's RSS, CPU and open files
+sampled, and every flow's Kafka consumer lag; flat after warm-up is the goal (issue 12).
+
+    python -m bench.soak --minutes 30 --rate 200
+
+It runs a private stack (`talonflow up --detach`, bench/stack.py) on ports `--base-port` to
+`--base-port + 19` (29500 by default; the short test uses 29750) in its own folder, with a
+scrape target and a tailed log file configured, so the scraper and the tailer run too. Load:
+spans, metric points and log lines through the OTel SDK's own exporters (bench/chaos.py's `Load`,
+`--rate` items per second of each; points on `--series` series, as a fleet's metrics are a
+bounded set), one remote-write request a second, JSON lines appended to the tailed file (renamed
+away every `--rotate` seconds, as logrotate does), the scrape target and a console query every
+15 s. Every `--every` seconds each supervised part is sampled with all its processes (Kafka's
+JVM, MinIO, each flow's workers, the scraper's shards): RSS summed, CPU seconds, open fds; and
+each flow's consumer group: end offsets minus committed offsets over its partitions.
+
+At the end it prints per part the RSS at warm-up end and at the end, the least-squares RSS slope
+after warm-up in MB per 10 minutes, CPU %, fds min/max and restarts; per group the lag max and
+last; and per way in, records acknowledged against rows in Parquet. Exit 1 when a slope exceeds
+`--max-slope`, a lag grows without bound, a part restarted or an acknowledged record is missing.
+The samples go to `samples.csv` and `lag.csv` under `--out` for plotting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import psutil
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from bench.chaos import ID, Ledger, Load, landed_ids
+from bench.scrape import counter, write_body
+from bench.stack import bench_stack, stack_settings
+from schemas.config import TalonflowConfig
+from talonflow.stack import Stack
+from tests.scrape_targets import seed_registry, serve_registry
+
+# The flows' consumer groups (flows/*.py CONSUMER_GROUP; named here, as importing a flow module
+# builds its dataflow from the config).
+GROUPS = ("talonflow-ingest", "talonflow-rollups", "talonflow-alerts", "talonflow-heartbeats")
+TAILED = "soak-tailer"  # service.name of the tailed file's lines
+SCRAPED = "soak-target"  # the scrape job: service.name of what it scrapes
+WRITTEN = "wundr_queue_depth"  # bench.scrape's remote-write metric (job wundr; the seeds scrape one too)
+SCRAPE_EVERY = timedelta(seconds=5)
+SHARDS = 2  # scrape.processes: the scraper's parent process and its two shard processes
+RW_SERIES = 100  # series per remote-write request, one request a second
+
+
+def soak_settings(folder: Path, base: int, commit: float) -> dict[str, Any]:
+    """The bench stack's document on 20 ports from `base`, with a scrape target, a tailed file
+    and the repo's alert rules, so that every part `up` can run is running."""
+    document = stack_settings(folder)
+    document["kafka"] = {"bootstrap_servers": f"127.0.0.1:{base + 2}", "controller_port": base + 3}
+    document["minio"] = {"endpoint": {"port": base}, "console": {"port": base + 1}}
+    document["receiver"] = {"grpc": {"port": base + 4}, "http": {"port": base + 5}, "ops": {"port": base + 6}}
+    document["lifecycle"] = {"ops": {"port": base + 7}}
+    document["console"] = {"port": base + 8}
+    document["scrape"] = {"ops_port": base + 9, "processes": SHARDS}  # a parent and its shard processes
+    document["scrape_configs"] = [
+        {
+            "job_name": SCRAPED,
+            "scrape_interval": f"{SCRAPE_EVERY.total_seconds()}s",
+            "scrape_timeout": "4s",
+            "static_configs": [{"targets": [f"127.0.0.1:{base + 19}"]}],
+        }
+    ]
+    document["tailer"] = {"port": base + 9 + SHARDS, "id": "soak"}
+    source = {"include": [str(folder / "agent.log*")], "service_name": TAILED, "start_at": "beginning"}
+    document["log_files"] = [source]
+    document["alerts"] = {"rule_files": [str(Path(__file__).resolve().parents[1] / "alerts.yaml")]}
+    document["ingest"] = {"commit_interval": f"{commit}s"}
+    document["rollups"] = {"commit_interval": f"{commit}s"}
+    return document
+
+
+# -- load beyond the SDK: bounded metric series, remote-write, a tailed file, console queries --
+class SteadyLoad(Load):
+    """bench.chaos's SDK load (unique span and log ids, every export booked), but its counter
+    adds go to `series` series: a new series per point would grow the rollups' state by design."""
+
+    def __init__(self, config: TalonflowConfig, rate: float, ledger: Ledger, series: int) -> None:
+        super().__init__(config, rate, ledger)
+        self.series = series
+
+    def _run(self) -> None:
+        tracer = self.tracer_provider.get_tracer("talonflow.soak")
+        counter = self.meter_provider.get_meter("talonflow.soak").create_counter("soak.items")
+        logger = self.logger_provider.get_logger("talonflow.soak")
+        started, step = time.monotonic(), 0
+        while not self.stop.is_set():
+            with tracer.start_as_current_span("soak_step", attributes={ID: f"s{step}"}):
+                counter.add(1, {ID: f"series-{step % self.series}"})
+                logger.emit(body=f"soak step {step}", attributes={ID: f"l{step}"}, timestamp=time.time_ns())
+            step += 1
+            self.stop.wait(max(0.0, started + step / self.rate - time.monotonic()))
+
+
+@dataclass
+class SideCounts:
+    """What the ways in other than the SDK delivered: answered 2xx, or written to the file."""
+
+    remote_written: int = 0
+    remote_refused: int = 0
+    lines: int = 0
+    scrapes: int = 0  # the scraper's own count over the load (one at start-up may meet Kafka not ready)
+    scrape_window: tuple[datetime, datetime] = (datetime.min.replace(tzinfo=UTC),) * 2  # load, ± a scrape
+    queries: int = 0
+    query_errors: list[str] = field(default_factory=list)
+
+
+def _every(stop: threading.Event, seconds: float, action: Any) -> None:
+    while not stop.wait(seconds):
+        action()
+
+
+@contextmanager
+def side_load(
+    config: TalonflowConfig, folder: Path, base: int, line_rate: float, rotate: float
+) -> Iterator[SideCounts]:
+    """A scrape target, remote-write at RW_SERIES samples/s, `line_rate` JSON lines/s appended to
+    the tailed file (renamed to `.1` every `rotate` seconds) and a console query every 15 s."""
+    counts, stop = SideCounts(), threading.Event()
+    target = serve_registry(seed_registry(1), base + 19)
+    url = f"http://{config.receiver.http.address}/api/v1/write"
+    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
+    log = folder / "agent.log"
+
+    def remote_write() -> None:
+        request = urllib.request.Request(url, write_body(RW_SERIES), headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30):
+                counts.remote_written += RW_SERIES
+        except OSError:  # urllib's HTTPError (4xx/5xx) is an OSError too
+            counts.remote_refused += RW_SERIES
+
+    def append_lines() -> None:
+        started, rotated = time.monotonic(), time.monotonic()
+        while not stop.is_set():
+            if time.monotonic() - rotated >= rotate:
+                log.rename(log.with_name("agent.log.1"))  # replaces the one before: rename rotation
+                rotated = time.monotonic()
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            line = {
+                "time": stamp,
+                "level": "info",
+                "msg": f"tool call {counts.lines}",
+                "request_id": f"r{counts.lines}",
+            }
+            with log.open("a") as out:
+                out.write(json.dumps(line) + "\n")
+            counts.lines += 1
+            stop.wait(max(0.0, started + counts.lines / line_rate - time.monotonic()))
+
+    def query() -> None:
+        address = f"http://{config.console.host}:{config.console.port}/api/v1/query"
+        wanted = urllib.parse.urlencode({"query": f"sum(rate({WRITTEN}[1m]))"})
+        try:
+            with urllib.request.urlopen(f"{address}?{wanted}", timeout=60) as answer:
+                answer.read()
+            counts.queries += 1
+        except OSError as error:
+            counts.query_errors.append(str(error))
+
+    threads = [
+        threading.Thread(target=_every, args=(stop, 1.0, remote_write), name="soak-remote-write"),
+        threading.Thread(target=append_lines, name="soak-lines"),
+        threading.Thread(target=_every, args=(stop, 15.0, query), name="soak-query"),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield counts
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        target.shutdown()
+
+
+# -- sampling --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sample:
+    at: float  # seconds since load started
+    part: str
+    pid: int  # the part's supervised process: a new one is a restart
+    processes: int
+    rss_mb: float
+    cpu_s: float
+    fds: int
+
+
+def part_processes(pid: int, recursive: bool = True) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *(root.children(recursive=True) if recursive else [])]
+
+
+def sample_part(at: float, part: str, pid: int, recursive: bool = True) -> Sample | None:
+    """The part's process and all its descendants, summed; None if it is gone meanwhile."""
+    rss, cpu, fds, alive = 0, 0.0, 0, 0
+    try:
+        processes = part_processes(pid, recursive)
+    except psutil.NoSuchProcess:
+        return None
+    for process in processes:
+        try:
+            with process.oneshot():
+                rss += process.memory_info().rss
+                times = process.cpu_times()
+                cpu += times.user + times.system
+                fds += process.num_fds()
+            alive += 1
+        except psutil.NoSuchProcess:  # a child that ended between listing and reading
+            continue
+    return Sample(at, part, pid, alive, rss / 1024**2, cpu, fds)
+
+
+def sample_stack(stack: Stack, at: float) -> list[Sample]:
+    """Every supervised part (process group), and supervisord itself (without its children)."""
+    samples = []
+    for info in stack.process_info():
+        if info["statename"] == "RUNNING" and info["pid"]:
+            samples.append(sample_part(at, info["name"], info["pid"]))
+    supervisord = int(stack.pidfile.read_text())
+    samples.append(sample_part(at, "supervisord", supervisord, recursive=False))
+    return [s for s in samples if s is not None]
+
+
+class LagReader:
+    """End offsets minus committed offsets per flow consumer group, over the partitions it has
+    committed (the flows commit at each snapshot, for lag tools only: a partition it reads and
+    has data is committed from its first snapshot on)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def lags(self) -> dict[str, int]:
+        requests = [ConsumerGroupTopicPartitions(group) for group in GROUPS]
+        committed: dict[str, dict[tuple[str, int], int]] = {}
+        for request in requests:  # librdkafka takes one group per request
+            answers = self.admin.list_consumer_group_offsets([request])
+            found = answers[request.group_id].result().topic_partitions
+            committed[request.group_id] = {(p.topic, p.partition): p.offset for p in found if p.offset >= 0}
+        every = {tp for offsets in committed.values() for tp in offsets}
+        latest = {TopicPartition(topic, partition): OffsetSpec.latest() for topic, partition in every}
+        futures = self.admin.list_offsets(latest) if latest else {}
+        ends = {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
+        return {
+            g: sum(ends[tp] - offset for tp, offset in offsets.items()) for g, offsets in committed.items()
+        }
+
+
+# -- what landed -------------------------------------------------------------------------------
+def _rows(data: Path, dataset: str, where: pl.Expr) -> int:
+    files = list((data / dataset).glob("date=*/hour=*/*.parquet"))
+    if not files:
+        return 0
+    frame = pl.scan_parquet(data / dataset / "date=*" / "hour=*" / "*.parquet", hive_partitioning=True)
+    return int(frame.filter(where).select(pl.len()).collect().item())
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One way in: records acknowledged (or written to the file) against rows in Parquet."""
+
+    way: str
+    sent: int
+    landed: int
+    duplicated: int = 0  # ids in Parquet more than once (SDK spans and logs only)
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.sent - self.landed)
+
+
+def deliveries(data: Path, ledger: Ledger, counts: SideCounts) -> list[Delivery]:
+    result = []
+    for signal in ("spans", "logs"):
+        landed = landed_ids(data, signal)
+        ids = set(ledger.acked[signal]) & set(landed["id"])
+        duplicated = landed.filter(pl.col("n") > 1).height
+        result.append(Delivery(f"sdk {signal}", len(set(ledger.acked[signal])), len(ids), duplicated))
+    points = int(landed_ids(data, "metrics")["n"].sum() or 0)  # the SDK's points carry the id label
+    result.append(Delivery("sdk points", len(ledger.acked["metrics"]), points))
+    written = _rows(data, "metrics", (pl.col("metric_name") == WRITTEN) & (pl.col("service_name") == "wundr"))
+    result.append(Delivery("remote-write", counts.remote_written, written))
+    result.append(
+        Delivery("tailed lines", counts.lines, _rows(data, "logs", pl.col("service_name") == TAILED))
+    )
+    up = (pl.col("metric_name") == "up") & (pl.col("service_name") == SCRAPED)
+    ups = _rows(data, "metrics", up & pl.col("time").is_between(*counts.scrape_window))
+    result.append(Delivery("scrapes (up)", counts.scrapes, ups))  # every scrape sends one `up`
+    return result
+
+
+def wait_landed(data: Path, ledger: Ledger, counts: SideCounts, timeout: float) -> list[Delivery]:
+    """Until every way in has landed what it sent (a commit interval or two), or `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = deliveries(data, ledger, counts)
+        if all(d.missing == 0 for d in result) or time.monotonic() > deadline:
+            return result
+        time.sleep(5)
+
+
+# -- the report ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PartFigures:
+    part: str
+    processes: int
+    rss_warm: float
+    rss_end: float
+    slope: float  # MB per 10 minutes, least squares after warm-up
+    cpu_percent: float
+    fds_min: int
+    fds_max: int
+    restarts: int
+
+
+def part_figures(samples: list[Sample], warmup: float) -> list[PartFigures]:
+    figures = []
+    for part in sorted({s.part for s in samples}):
+        mine = [s for s in samples if s.part == part]
+        after = [s for s in mine if s.at >= warmup] or mine[-1:]
+        minutes = np.array([s.at for s in after]) / 600
+        rss = np.array([s.rss_mb for s in after])
+        slope = float(np.polyfit(minutes, rss, 1)[0]) if len(after) > 2 else 0.0
+        cpu = sum(b.cpu_s - a.cpu_s for a, b in itertools.pairwise(after) if a.pid == b.pid)
+        elapsed = after[-1].at - after[0].at
+        restarts = sum(a.pid != b.pid for a, b in itertools.pairwise(mine))
+        fds = [s.fds for s in after]
+        figures.append(
+            PartFigures(
+                part,
+                after[-1].processes,
+                after[0].rss_mb,
+                after[-1].rss_mb,
+                slope,
+                100 * cpu / elapsed if elapsed else 0.0,
+                min(fds),
+                max(fds),
+                restarts,
+            )
+        )
+    return figures
+
+
+def lag_unbounded(series: list[tuple[float, int]], warmup: float) -> bool:
+    """The lag never came back, in the last quarter after warm-up, to the highest it reached in
+    the first quarter: a consumer that keeps up drops to near 0 at each commit (a saw-tooth),
+    one that falls behind does not. No threshold to tune."""
+    after = [lag for at, lag in series if at >= warmup]
+    quarter = len(after) // 4
+    return quarter > 0 and min(after[-quarter:]) > max(after[:quarter])
+
+
+def render(figures: list[PartFigures], lags: dict[str, list[tuple[float, int]]], warmup: float,
+           delivered: list[Delivery], max_slope: float) -> str:  # fmt: skip
+    header = f"{'part':<13}{'procs':>6}{'RSS warm MB':>13}{'RSS end MB':>12}{'MB/10min':>10}{'CPU %':>7}"
+    lines = [header + f"{'fds':>10}{'restarts':>9}"]
+    for f in figures:
+        flag = " <- over" if f.slope > max_slope else ""
+        rss = f"{f.rss_warm:>13.1f}{f.rss_end:>12.1f}{f.slope:>10.2f}"
+        row = f"{f.part:<13}{f.processes:>6}{rss}{f.cpu_percent:>7.1f}{f'{f.fds_min}-{f.fds_max}':>10}"
+        lines.append(row + f"{f.restarts:>9}{flag}")
+    lines += ["", f"{'group':<22}{'lag max':>8}{'lag last':>9}  bounded"]
+    for group, series in sorted(lags.items()):
+        values = [lag for _, lag in series]
+        bounded = "no" if lag_unbounded(series, warmup) else "yes"
+        lines.append(f"{group:<22}{max(values):>8}{values[-1]:>9}  {bounded}")
+    lines += ["", f"{'way in':<14}{'sent':>9}{'landed':>9}{'missing':>8}{'duplicated':>11}"]
+    for d in delivered:
+        lines.append(f"{d.way:<14}{d.sent:>9}{d.landed:>9}{d.missing:>8}{d.duplicated:>11}")
+    return "\n".join(lines)
+
+
+def write_samples(out: Path, samples: list[Sample], lag_rows: list[tuple[float, str, int]]) -> None:
+    with (out / "samples.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(Sample.__dataclass_fields__)
+        writer.writerows((s.at, s.part, s.pid, s.processes, s.rss_mb, s.cpu_s, s.fds) for s in samples)
+    with (out / "lag.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("at", "group", "lag"))
+        writer.writerows(lag_rows)
+
+
+def scrape_count(base: int) -> int:
+    """Scrapes done so far, by the scraper's own counter over its shards."""
+    shards = [f"http://127.0.0.1:{base + 9 + i}/metrics" for i in range(SHARDS)]
+    return int(sum(counter(ops, "talonflow_scrape_scrapes_total") for ops in shards))
+
+
+def soak(args: argparse.Namespace, folder: Path) -> int:
+    ledger, samples, lag_rows = Ledger(), [], []
+    document = soak_settings(folder, args.base_port, args.commit)
+    (folder / "agent.log").touch()
+    with bench_stack(folder / "soak.yaml", document, timeout=args.up_timeout) as stack:
+        programs = sorted(p.name for p in stack.programs())
+        reader = LagReader(stack.config.kafka.bootstrap_servers)
+        load = SteadyLoad(stack.config, args.rate, ledger, args.series)
+        with side_load(stack.config, folder, args.base_port, args.line_rate, args.rotate) as counts:
+            scrapes, since = scrape_count(args.base_port), datetime.now(UTC) - SCRAPE_EVERY
+            load.start()
+            started = time.monotonic()
+            try:
+                while (at := time.monotonic() - started) < args.minutes * 60:
+                    samples += sample_stack(stack, at)
+                    lag_rows += [(at, group, lag) for group, lag in reader.lags().items()]
+                    if int(at) // 60 != int(at - args.every) // 60:
+                        rss = sum(s.rss_mb for s in samples if s.at == at)
+                        lag = max((n for t, _, n in lag_rows if t == at), default=0)
+                        print(
+                            f"{at / 60:5.1f} min: RSS {rss:.0f} MB, lag <= {lag}", file=sys.stderr, flush=True
+                        )
+                    time.sleep(max(0.0, started + at + args.every - time.monotonic()))
+            finally:
+                load.finish()
+        # The scraper's count, then the scraper stopped, so that its rows can catch up with it.
+        counts.scrapes = scrape_count(args.base_port) - scrapes
+        counts.scrape_window = (since, datetime.now(UTC) + SCRAPE_EVERY)
+        stack.rpc().supervisor.stopProcess("scraper")
+        delivered = wait_landed(stack.config.data_dir, ledger, counts, args.settle)
+    figures = part_figures(samples, args.warmup)
+    lags: dict[str, list[tuple[float, int]]] = {}
+    for at, group, lag in lag_rows:
+        lags.setdefault(group, []).append((at, lag))
+    write_samples(args.out, samples, lag_rows)
+    print(render(figures, lags, args.warmup, delivered, args.max_slope), flush=True)
+    summary = {
+        "programs": programs,
+        "parts": [f.__dict__ for f in figures],
+        "deliveries": [d.__dict__ for d in delivered],
+        "lags": {g: [lag for _, lag in series] for g, series in lags.items()},
+        "side": {
+            "remote_refused": counts.remote_refused,
+            "queries": counts.queries,
+            "query_errors": counts.query_errors[:5],
+        },
+    }
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    failed = any(f.slope > args.max_slope or f.restarts for f in figures)
+    failed |= any(lag_unbounded(series, args.warmup) for series in lags.values())
+    failed |= any(d.missing or d.duplicated for d in delivered)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--minutes", type=float, default=30, help="minutes of steady load")
+    parser.add_argument("--warmup", type=float, default=300, help="seconds left out of slopes and lag bounds")
+    parser.add_argument("--every", type=float, default=10, help="seconds between samples")
+    parser.add_argument(
+        "--rate", type=float, default=200, help="spans, counter adds and log records per second, each"
+    )
+    parser.add_argument("--series", type=int, default=100, help="metric series the counter adds go to")
+    parser.add_argument(
+        "--line-rate", type=float, default=50, help="lines per second appended to the tailed file"
+    )
+    parser.add_argument(
+        "--rotate", type=float, default=300, help="seconds between renames of the tailed file"
+    )
+    parser.add_argument(
+        "--commit", type=float, default=10, help="ingest and rollups commit interval, seconds"
+    )
+    parser.add_argument("--max-slope", type=float, default=1.0, help="MB per 10 min: the goal, per part")
+    parser.add_argument("--settle", type=float, default=180, help="longest wait for the last rows, seconds")
+    parser.add_argument(
+        "--base-port", type=int, default=29500, help="the stack uses this port and the next 19"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(".talonflow/soak"), help="samples.csv, lag.csv, summary.json"
+    )
+    parser.add_argument(
+        "--up-timeout", type=float, default=600, help="seconds for the niced stack to be healthy"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="run the stack in --out/stack and keep it afterwards"
+    )
+    args = parser.parse_args(argv)
+    positive = (args.minutes, args.every, args.rate, args.line_rate, args.rotate, args.commit, args.max_slope)
+    if min(positive) <= 0 or args.series < 1 or args.warmup < 0 or not 1024 <= args.base_port <= 65515:
+        parser.error("--minutes, --every, --rate, --line-rate, --rotate, --commit, --max-slope above 0; "
+                     "--series at least 1; --warmup at least 0; --base-port 1024-65515")  # fmt: skip
+    if args.warmup >= args.minutes * 60:
+        parser.error("--warmup must end before the run does (seconds against --minutes)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.keep:
+        (args.out / "stack").mkdir(exist_ok=True)
+        return soak(args, (args.out / "stack").resolve())
+    with tempfile.TemporaryDirectory(prefix="talonflow-soak-") as folder:
+        return soak(args, Path(folder))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
