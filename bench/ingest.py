@@ -12,6 +12,8 @@ and the flow's CPU µs per item from the first file commit to the last (use `--r
 more, so that there are many commits). `--before DIR` runs the flow of another source tree (say
 `git archive HEAD | tar -x -C DIR`) on the same topic right after, each with its config defaults
 unless `--flow-poll`, `--roll-bytes`, `--buffer-bytes` or `--prefetch-bytes` set them.
+`--profile DIR` samples each flow run with py-spy (raw stacks in DIR) and prints its share of
+samples per stage: poll, resend screening, decode, concat/sort, Parquet write, commit, start-up.
 
 Before that, in this process and on the same requests cut into polls of `--poll` records, side by
 side: the decode floor (Python's protobuf parsing each request, nothing more), `flatten` (the
@@ -25,6 +27,7 @@ import argparse
 import importlib.util
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +52,7 @@ from talonflow_native import Decoder
 from bench.procstat import cpu_seconds, peak_rss_mb
 from bench.receiver import agent_request
 from bench.stack import bench_stack, stack_settings
+from bench.stages import print_stages
 from schemas.datasets import LOGS, METRICS, SPANS
 from schemas.flatten import KafkaRecord, flatten, native_decoder
 from schemas.topics import LOGS_TOPIC, METRICS_TOPIC, SPANS_TOPIC
@@ -342,6 +346,7 @@ class FlowRun:
     run: Path
     config: Path
     workers: int
+    profile: Path | None = None  # py-spy's raw stacks of the run go here
 
     def until_written(self, dataset: str, items: int) -> tuple[float, float, float, tuple[float, float]]:
         """(seconds, peak RSS MB, CPU s, (steady items/s, steady CPU µs per item))."""
@@ -356,11 +361,32 @@ class FlowRun:
             env={**os.environ, "TALONFLOW_CONFIG": str(self.config), "PYTHONPATH": str(self.tree)},
         )
         started = time.perf_counter()
+        spy = None
+        if self.profile is not None:  # non-blocking: the flow is never paused to be sampled
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--pid",
+                    str(flow.pid),
+                    "--rate",
+                    "100",
+                    "--nonblocking",
+                    "--format",
+                    "raw",
+                    "-o",
+                    str(self.profile),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
         progress = Progress(self.run / "data" / dataset, flow.pid)
         while progress.sample() < items:
             time.sleep(0.25)
         elapsed = time.perf_counter() - started
         rss, cpu = peak_rss_mb(flow.pid), cpu_seconds(flow.pid)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(60)
         flow.terminate()
         flow.wait(30)
         return elapsed, rss, cpu, progress.steady()
@@ -387,12 +413,16 @@ def main() -> int:
     parser.add_argument(
         "--before", help="another source tree (e.g. `git archive HEAD` unpacked): its flow runs next"
     )
+    parser.add_argument("--profile", type=Path, help="py-spy each flow run; raw stacks into this folder")
     args = parser.parse_args()
     if not args.no_flatten:
         print_flatten_table(args)
     if args.flatten_only:
         return 0
     rows: list[Row] = []
+    profiles: list[tuple[Path, float]] = []  # (py-spy's raw stacks, the run's flow CPU s)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="talonflow-bench-ingest-") as tmp:
         folder = Path(tmp)
         ingest = {"commit_interval": "2s"}
@@ -425,9 +455,12 @@ def main() -> int:
                     run.mkdir(exist_ok=True)
                     config = run / "talonflow.yaml"
                     config.write_text(yaml.safe_dump({**document, "data_dir": str(run / "data")}))
-                    flow = FlowRun(tree, run, config, args.workers)
+                    profile = args.profile / f"{dataset}-{label or 'now'}.txt" if args.profile else None
+                    flow = FlowRun(tree, run, config, args.workers, profile)
                     items = args.records * args.items
                     elapsed, rss, cpu, (steady_rate, steady_cpu) = flow.until_written(dataset, items)
+                    if profile is not None:
+                        profiles.append((profile, cpu))
                     files = list((run / "data" / dataset).rglob("*.parquet"))
                     on_disk = sum(f.stat().st_size for f in files)
                     assert rows_on_disk(run / "data" / dataset) == items, (
@@ -464,6 +497,8 @@ def main() -> int:
     print("(ingest items/s: from the flow's start, including start-up and its last commit interval of 2 s;")
     print(" steady: from the first file commit to the last, as 0.25 s samples of the rows on disk see them;")
     print(f" nan when fewer than {MIN_COMMITS} samples saw new rows: no steady state to speak of)")
+    for profile, cpu in profiles:
+        print_stages(profile, cpu)
     return 0
 
 

@@ -10,7 +10,7 @@ use arrow_array::ArrayRef;
 use arrow_schema::{DataType, Schema};
 
 use crate::columns::{type_of, Maps, Numbers, Strings};
-use crate::text::{key_value, merge, render, Merged};
+use crate::text::{key_value, merge, render, simple_key_value, Merged};
 use crate::validate::{nested, RESOURCE, SCOPE};
 use crate::wire::{each, utf8, Fields, Result, Value, MAX_DEPTH};
 
@@ -19,9 +19,11 @@ pub const ITEM_DEPTH: u32 = MAX_DEPTH - 3;
 
 /// Which attribute keys fill which typed columns (from schemas/datasets.py, never spelled here).
 pub struct Promotion {
-    columns: Vec<(String, bool)>,       // (column, parse as int64)
-    keys: Vec<(Vec<u8>, usize, usize)>, // (key, column index, rank: lower is preferred)
-    resource: Vec<(String, Vec<u8>)>,   // (column, resource attribute key)
+    columns: Vec<(String, bool)>, // (column, parse as int64)
+    // (key, column index, rank: lower is preferred), indexed by the key's length: a key is
+    // compared only with the promoted keys of its length, mostly none or one
+    by_length: Vec<Vec<(Vec<u8>, usize, usize)>>,
+    resource: Vec<(String, Vec<u8>)>, // (column, resource attribute key)
 }
 
 impl Promotion {
@@ -31,7 +33,7 @@ impl Promotion {
         resource: Vec<(String, String)>,
     ) -> Result<Self> {
         let mut columns = Vec::new();
-        let mut keys = Vec::new();
+        let mut by_length: Vec<Vec<(Vec<u8>, usize, usize)>> = Vec::new();
         for (index, (column, preferred)) in promoted.into_iter().enumerate() {
             let field = schema.field_with_name(&column).map_err(|e| e.to_string())?;
             let is_int = match field.data_type() {
@@ -43,12 +45,12 @@ impl Promotion {
                     ))
                 }
             };
-            keys.extend(
-                preferred
-                    .into_iter()
-                    .enumerate()
-                    .map(|(rank, key)| (key.into_bytes(), index, rank)),
-            );
+            for (rank, key) in preferred.into_iter().enumerate() {
+                if by_length.len() <= key.len() {
+                    by_length.resize_with(key.len() + 1, Vec::new);
+                }
+                by_length[key.len()].push((key.into_bytes(), index, rank));
+            }
             columns.push((column, is_int));
         }
         let resource = resource
@@ -57,7 +59,7 @@ impl Promotion {
             .collect();
         Ok(Promotion {
             columns,
-            keys,
+            by_length,
             resource,
         })
     }
@@ -101,10 +103,10 @@ impl<'p> Common<'p> {
     pub fn attribute(&mut self, kv: &[u8], depth: u32) -> Result<()> {
         let entry = self.attributes.entries();
         let (key, valid) = put(&mut self.attributes, kv, Some(depth))?;
-        if !valid || !matches!(key.first(), Some(b'g' | b'e' | b'h' | b'r')) {
-            return Ok(()); // every promoted key starts with one of these: most keys cost one comparison
-        }
-        for (promoted_key, column, rank) in &self.promotion.keys {
+        let Some(candidates) = self.promotion.by_length.get(key.len()).filter(|_| valid) else {
+            return Ok(());
+        };
+        for (promoted_key, column, rank) in candidates {
             if key == promoted_key.as_slice()
                 && self.best[*column].is_none_or(|(best, _)| *rank < best)
             {
@@ -279,6 +281,15 @@ impl<'p> Common<'p> {
 /// Appends one KeyValue to `map`, checked at depth `check` if given; returns its key and whether
 /// its value is text (not null).
 pub fn put<'a>(map: &mut Maps, kv: &'a [u8], check: Option<u32>) -> Result<(&'a [u8], bool)> {
+    if let Some((key, string)) = simple_key_value(kv, &mut map.values.data) {
+        if check.is_some() {
+            utf8(key)?;
+            string.map(utf8).transpose()?;
+        }
+        map.keys.push(key);
+        map.values.end(true);
+        return Ok((key, true));
+    }
     let (key, value, value_check) = key_value(kv, check)?;
     let valid = map.entry(key, |out| match value {
         Some(v) => render(&v, out, value_check),

@@ -32,6 +32,19 @@ use common::{Common, Promotion};
 // on free, so every poll paid page faults on fresh memory again (a third of the time, by perf).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`, mimalloc.h; libmimalloc-sys
+/// names no constant for it).
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps freed memory mapped for 10 s instead of mimalloc's 1 s before handing it back: a poll
+/// frees its columns when Python drops the batch, and on a loaded machine the next poll often came
+/// more than a second later, so it faulted in and zeroed fresh (huge) pages again, a fifth of the
+/// decode's time by perf. 10 s of idle still gives the memory back.
+fn keep_freed_memory() {
+    // SAFETY: mi_option_set only stores the value; any option index and value are allowed.
+    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 10_000) };
+}
 use wire::Result;
 
 /// What a signal adds to the shared columns: its rows, and its own columns.
@@ -196,6 +209,7 @@ impl Decoder {
 
 #[pymodule]
 fn talonflow_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    keep_freed_memory();
     module.add_class::<Decoder>()?;
     Ok(())
 }

@@ -76,21 +76,76 @@ fn nested_items(any: &[u8], number: u32, since: usize) -> impl Iterator<Item = &
 /// Appends the map text of an AnyValue, checked at depth `check` if given (see `member`); false
 /// when the value is unset (a null, not text).
 pub fn render(any: &[u8], out: &mut Vec<u8>, check: Option<u32>) -> Result<bool> {
-    match member(any, check)? {
-        Member::Unset => return Ok(false),
+    Ok(text(member(any, check)?, any, out))
+}
+
+/// Appends the map text of `member`, the member `any` ends with; false when unset.
+#[inline]
+fn text(member: Member<'_>, any: &[u8], out: &mut Vec<u8>) -> bool {
+    match member {
+        Member::Unset => return false,
         Member::Str(s) => out.extend_from_slice(s),
         Member::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
         Member::Int(i) => integer(i, out),
         Member::Double(d) => python_float(d, false, out),
         Member::Bytes(_) | Member::Nested(..) => json(any, out),
     }
-    Ok(true)
+    true
 }
 
-/// Decimal digits straight into the column's bytes (`to_string` allocated a String per value).
+/// Decimal digits straight into the column's bytes (itoa: no fmt machinery, no String).
+#[inline]
 fn integer(i: i64, out: &mut Vec<u8>) {
-    use std::io::Write;
-    write!(out, "{i}").expect("writing to a Vec cannot fail");
+    out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+}
+
+/// A KeyValue in the shape SDKs write it: key, then one scalar value (string, bool, int or
+/// double), each length below 128, nothing else. Such a KeyValue reads in a few comparisons
+/// instead of two field walks; any other shape is None and takes the general path, which reads
+/// it the same. Appends the value's map text to `out`; returns the key and, for a string value,
+/// its bytes, which the caller still checks as UTF-8 when upb would.
+#[inline]
+pub fn simple_key_value<'a>(
+    kv: &'a [u8],
+    out: &mut Vec<u8>,
+) -> Option<(&'a [u8], Option<&'a [u8]>)> {
+    let [0x0a, key_len, rest @ ..] = kv else {
+        return None;
+    };
+    let key_len = usize::from(*key_len);
+    if key_len >= 0x80 || rest.len() < key_len {
+        return None;
+    }
+    let (key, rest) = rest.split_at(key_len);
+    let [0x12, any_len, any @ ..] = rest else {
+        return None;
+    };
+    if usize::from(*any_len) != any.len() {
+        return None; // also a length of two bytes or more: its first byte is at least 0x80
+    }
+    let member = match any {
+        [0x0a, len, s @ ..] if usize::from(*len) == s.len() => Member::Str(s),
+        [tag @ (0x10 | 0x18), varint @ ..] => {
+            let mut pos = 0;
+            let v = crate::wire::varint(varint, &mut pos)?;
+            if pos != varint.len() {
+                return None;
+            }
+            if *tag == 0x10 {
+                Member::Bool(v != 0)
+            } else {
+                Member::Int(v as i64)
+            }
+        }
+        [0x21, bits @ ..] => Member::Double(f64::from_le_bytes(bits.try_into().ok()?)),
+        _ => return None,
+    };
+    let string = match member {
+        Member::Str(s) => Some(s),
+        _ => None,
+    };
+    text(member, any, out);
+    Some((key, string))
 }
 
 /// A singular message field, merged over its occurrences (None when absent).

@@ -29,7 +29,7 @@ impl<'a> Fields<'a> {
         Fields { buf, pos: 0 }
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64> {
         if let Some(&byte) = self.buf.get(self.pos) {
             if byte < 0x80 {
@@ -37,19 +37,17 @@ impl<'a> Fields<'a> {
                 return Ok(u64::from(byte));
             }
         }
-        let mut value: u64 = 0;
-        for i in 0..10 {
-            let byte = *self
-                .buf
-                .get(self.pos)
-                .ok_or_else(|| format!("truncated varint at byte {}", self.pos))?;
-            self.pos += 1;
-            value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte < 0x80 {
-                return Ok(value);
-            }
-        }
-        Err(format!("varint longer than 10 bytes at byte {}", self.pos))
+        self.long_varint()
+    }
+
+    /// A varint of two or more bytes (kept out of line, so that the one-byte case inlines small).
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64> {
+        let start = self.pos;
+        varint(self.buf, &mut self.pos).ok_or_else(|| match self.pos - start {
+            10 => format!("varint longer than 10 bytes at byte {}", self.pos),
+            _ => format!("truncated varint at byte {}", self.pos),
+        })
     }
 
     #[inline]
@@ -137,6 +135,22 @@ impl<'a> Iterator for Fields<'a> {
         }
         Some(item)
     }
+}
+
+/// The varint at `pos`, moving `pos` past it; None when it is truncated or longer than ten bytes
+/// (upb's limit; bits beyond 64 are dropped, as upb drops them).
+#[inline]
+pub fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut value: u64 = 0;
+    for i in 0..10 {
+        let byte = *buf.get(*pos)?;
+        *pos += 1;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// How deep messages may nest, as in upb's default: deeper input is rejected, never recursed into.
