@@ -70,5 +70,18 @@ fuzz: setup
 chaos: setup
 	$(BIN)/python -m bench.chaos --rounds 20 --every 15 --seed 1
 
+# Faults beyond kills under SDK load: Kafka away 60 s, MinIO away 10 min, the data disk full
+# (bench/faults.py; one private stack per scenario on ports 28500-28999; the disk needs root).
+.PHONY: faults
+faults: setup
+	$(BIN)/python -m bench.faults --kafka-away 60 --minio-away 600 --disk-full 60
+
+# 30 minutes of steady load on every way in, every part's RSS, CPU and open fds sampled, and the
+# flows' consumer lag (bench/soak.py; its own stack on ports 29500-29519). Exit 1 on an RSS slope
+# over 1 MB per 10 min, an unbounded lag, a restart or a missing record. Samples in .talonflow/soak/.
+.PHONY: soak
+soak: setup
+	nice -n 10 $(BIN)/python -m bench.soak --minutes 30 --out .talonflow/soak
+
 clean:
 	rm -rf $(VENV) .talonflow
