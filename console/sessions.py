@@ -9,10 +9,11 @@ from typing import Any
 
 import polars as pl
 
-from console.scan import rows, scan, scan_files
+from console.scan import rows, scan
 from console.timeline import lay_out
 from console.timerange import TimeRange
 from console.trace_index import SESSION, SESSION_KEY, files_holding
+from console.trace_rows import session_rows
 from schemas.config import TalonflowConfig
 from schemas.prices import PriceTable
 from talonflow.compare import attribute
@@ -86,7 +87,7 @@ def session_list(config: TalonflowConfig, window: TimeRange, service: str = "") 
 def session_steps(config: TalonflowConfig, session: str, window: TimeRange) -> dict[str, Any]:
     files = files_holding(config, "spans", [session], window, SESSION)
     steps = (
-        scan_files(config, "spans", files, window)
+        session_rows(config, files, session, window)
         .filter(attribute(SESSION_KEY) == session)
         .with_columns(step_kind(), _tokens(), step_cost(config))
         .sort("start_time")

@@ -43,12 +43,12 @@ TRACE, SESSION = "trace", "session"  # what an index holds: trace ids, or `sessi
 SESSION_KEY: Final = "session.id"
 
 
-def _hashes(ids: pl.Expr) -> pl.Expr:
+def id_hash(ids: pl.Expr) -> pl.Expr:
     return (ids.hash(_SEED) // (1 << 32)).cast(pl.UInt32)
 
 
 def id_hashes(trace_ids: Iterable[str]) -> np.ndarray:
-    return pl.select(_hashes(pl.lit(pl.Series(list(trace_ids), dtype=pl.String)))).to_series().to_numpy()
+    return pl.select(id_hash(pl.lit(pl.Series(list(trace_ids), dtype=pl.String)))).to_series().to_numpy()
 
 
 def _ids(frame: pl.LazyFrame, dataset: str, kind: str) -> pl.LazyFrame:
@@ -72,7 +72,7 @@ def _build(config: TalonflowConfig, dataset: str, kind: str, uris: list[str]) ->
             kind,
         )
         .filter(pl.col("id").is_not_null(), pl.col("id") != "")
-        .select(_hashes(pl.col("id")).alias("h"))
+        .select(id_hash(pl.col("id")).alias("h"))
         .unique()
         for uri in uris
     ]

@@ -18,6 +18,7 @@ from console.scan import scan_files
 from console.timeline import lay_out
 from console.timerange import TimeRange
 from console.trace_index import SESSION, files_holding
+from console.trace_rows import trace_rows
 from schemas.config import TalonflowConfig
 from talonflow.compare import attribute
 
@@ -159,14 +160,15 @@ def linked_spans(config: TalonflowConfig, trace_id: str, window: TimeRange) -> p
     """The trace's spans, plus the traces linked to or from it, up to LINK_HOPS away.
 
     One read per hop, of only the files whose trace index (console/trace_index.py) names the
-    frontier, finds both the frontier's spans and the spans elsewhere that link into it (their
-    traces join the next frontier): a trace without links costs a single read of its files.
+    frontier, and in them of the row groups filed under it (console/trace_rows.py), finds both
+    the frontier's spans and the spans elsewhere that link into it (their traces join the next
+    frontier): a trace without links costs a single read of its files.
     """
     known, frontier = {trace_id}, {trace_id}
     found = [scan_files(config, "spans", [], window).collect()]  # the schema, should nothing match
     for hop in range(LINK_HOPS + 1):
         wanted = list(frontier)
-        spans = scan_files(config, "spans", files_holding(config, "spans", wanted, window), window)
+        spans = trace_rows(config, files_holding(config, "spans", wanted, window), wanted, window)
         linking_in = pl.col("links").list.eval(pl.element().struct.field("trace_id").is_in(wanted)).list.any()
         hit = spans.filter(pl.col("trace_id").is_in(wanted) | (linking_in & (hop < LINK_HOPS))).collect()
         mine = hit.filter(pl.col("trace_id").is_in(wanted))

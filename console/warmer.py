@@ -4,7 +4,8 @@ A page's first view used to build the trace index (console/trace_index.py) and t
 aggregates (console/partials.py) of every file in its range: seconds on a day of data. The
 console process runs one `Warmer` thread instead: at start-up and every `console.warm_interval`
 it indexes the spans (trace and session ids) and logs (trace ids) of the last
-`console.warm_lookback`, computes the partials of the queries the pages open on (Fleet's RED and
+`console.warm_lookback` and writes each spans file's rows sorted by trace
+(console/trace_rows.py), computes the partials of the queries the pages open on (Fleet's RED and
 tokens, the unfiltered trace and log lists) and of the last ones pages ran (a Service page, a
 comparison, a filtered list: `partials.recent`) for every file whose hour is over, builds the
 series catalogues query_range reads first (console/series_catalogue.py: of metrics and rollups_1m
@@ -35,6 +36,7 @@ from console import (
     rollup_store,
     series_catalogue,
     trace_index,
+    trace_rows,
     traces,
 )
 from console.partials import Partial
@@ -52,7 +54,12 @@ CATALOGUES: Final[dict[str, tuple[Kind, ...]]] = {  # what query_range reads of 
     METRICS.name: metric_store.BUILT_AHEAD,
     rollup_store.ROLLUPS: rollup_store.BUILT_AHEAD,
 }
-CACHES: Final = (partials.ROOT, series_catalogue.ROOT, trace_index.ROOT)  # under state_dir, bounded
+CACHES: Final = (
+    partials.ROOT,
+    series_catalogue.ROOT,
+    trace_index.ROOT,
+    trace_rows.ROOT,
+)  # under state_dir, bounded
 _log = logging.getLogger("console.warmer")
 
 
@@ -107,6 +114,8 @@ def warm_once(
             built = indexed + computed + catalogued
             for kind in INDEXES.get(dataset, ()):
                 indexed += trace_index.ensure(config, dataset, kind, batch)
+            if dataset == "spans":
+                indexed += trace_rows.ensure(config, batch)
             computed += partials.fill(config, dataset, batch, defaults)
             for name, (query, since) in used.items():
                 newer = [u for u in batch if (hour := file_hour(u)) is not None and hour >= since]
@@ -120,6 +129,8 @@ def warm_once(
         for kind in INDEXES.get(dataset, ()):
             forgotten += trace_index.prune(config, dataset, kind, everything, started)
         forgotten += partials.prune(config, dataset, everything, started)
+        if dataset == "spans":
+            forgotten += trace_rows.prune(config, everything, started)
         forgotten += series_catalogue.prune(config, dataset, everything, started)
         files += len(recent)
     evicted = disk_bound.bound(roots, limit)

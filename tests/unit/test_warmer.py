@@ -156,7 +156,7 @@ def test_what_was_kept_for_gone_files_is_forgotten(tmp_path: Path) -> None:
     recent_pass = warmer.warm_once(config, before=time.time() - 3600)  # files newer than that are kept
     assert recent_pass.forgotten == 0
     done = warmer.warm_once(config)
-    assert done.forgotten == 3  # its trace index, its session index, its partials' folder
+    assert done.forgotten == 5  # its trace and session indexes, partials' folder, copy by trace, sessions
     assert len(list((state / "trace_index").rglob("*.npy"))) == indexed - 2
     assert len(list((state / "partials").rglob("*.arrow"))) == kept - 3
     assert not [key for key in trace_index._cache if str(gone) in key]
