@@ -450,7 +450,13 @@ class CumulativeState:
         both = pl.concat([known, cumulative]).with_columns(_old=pl.int_range(pl.len()) < known.height)
         both = both.sort("delta_key", "time", "_old", descending=[False, False, True], maintain_order=True)
         previous_time = _previous("time")
-        stale = (~pl.col("_old")) & previous_time.is_not_null() & (pl.col("time") <= previous_time)
+        # older than the series' last known point (a later poll's straggler sorts before it, with
+        # no previous row, and would count whole as if the counter had reset): out of order too
+        known_time = pl.when("_old").then(pl.col("time")).max().over("delta_key")
+        stale = (~pl.col("_old")) & (
+            (previous_time.is_not_null() & (pl.col("time") <= previous_time))
+            | (pl.col("time") <= known_time).fill_null(False)
+        )
         late = both.lazy().filter(stale).drop("_old").collect(engine="in-memory")
         both = both.filter(~stale)
         # Without exponential buckets in the rows, aligning them would leave every row as it is.

@@ -105,6 +105,18 @@ def test_cumulative_counter_with_a_reset_split_across_polls() -> None:
     assert second["last"] == cumulative[23]
 
 
+def test_a_cumulative_point_older_than_its_series_last_in_a_later_poll_is_out_of_order() -> None:
+    """It sorted before the known point with no previous row and counted whole, as a reset."""
+    state = CumulativeState()
+    first = metric_points(metric_rows("tasks", "sum", [10.0], "cumulative", True, value=[100.0]), NO_PRICES)
+    deltas, late = state.to_deltas(first)
+    assert (deltas["value"].to_list(), late.height) == ([100.0], 0)
+    polls = metric_rows("tasks", "sum", [5.0, 20.0], "cumulative", True, value=[90.0, 130.0])
+    deltas, late = state.to_deltas(metric_points(polls, NO_PRICES))
+    assert deltas["value"].to_list() == [30.0]  # 130 after 100, the straggler left out
+    assert late["time"].to_list() == [T0 + 5 * 10**9]
+
+
 def test_delta_counter_increase_is_the_sum_of_its_points() -> None:
     times = np.arange(0, 60, 2.0)
     values = np.arange(30, dtype=float) % 7
