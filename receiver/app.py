@@ -75,10 +75,10 @@ async def serve(config: TalonflowConfig, stop: asyncio.Event) -> None:
         )
         auth = BearerAuth(receiver.bearer_token)
 
+        tls = receiver.tls.server_context() if receiver.tls else None  # bad files: said before grpc
         grpc_server = _grpc_server(config, forwarder, auth, metrics)
         grpc_server.start()
         stack.push_async_callback(_stop_grpc, grpc_server, 5)
-        tls = receiver.tls.server_context() if receiver.tls else None
         otlp_http = otlp_http_app(forwarder, auth, metrics, receiver.max_request_bytes)
         await _start_http(stack, otlp_http, receiver.http, tls)
         await _start_http(stack, ops_app(readiness, metrics), receiver.ops, None)

@@ -19,15 +19,16 @@ class TlsConfig(Strict):
         for name in ("cert_file", "key_file"):
             if not getattr(self, name).is_file():
                 raise ValueError(f"{name}: no such file: {getattr(self, name)}")
-        try:  # at load time, so that a bad pair is a config error, not grpc's "Failed to bind"
-            self.server_context()
-        except ssl.SSLError as err:
-            mismatch = err.reason == "KEY_VALUES_MISMATCH"
-            problem = "the key is not the certificate's" if mismatch else "not readable as PEM"
-            raise ValueError(f"cert_file {self.cert_file}, key_file {self.key_file}: {problem}") from None
         return self
 
     def server_context(self) -> ssl.SSLContext:
+        """The context to serve with; an OSError that names both files and the problem when they
+        are not a PEM certificate and its key (grpc would only say "Failed to bind")."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.cert_file, self.key_file)
+        try:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        except ssl.SSLError as err:
+            mismatch = err.reason == "KEY_VALUES_MISMATCH"
+            problem = "the key is not the certificate's" if mismatch else "not readable as PEM"
+            raise OSError(f"tls: cert_file {self.cert_file}, key_file {self.key_file}: {problem}") from None
         return context
