@@ -10,15 +10,19 @@ topic, keyed by the tailer's id: every line is shipped exactly once.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from schemas.config import TalonflowConfig
 from schemas.topics import TAILER_POSITIONS_TOPIC
 from tailer.files import Position
 
 FORMAT_VERSION = 1
+
+log = logging.getLogger("talonflow.tailer")
 
 
 def positions_key(config: TalonflowConfig) -> bytes:
@@ -51,8 +55,28 @@ def transactional_producer(config: TalonflowConfig) -> Producer:
         "log_level": 3,
     }
     producer = Producer(settings)
-    producer.init_transactions(60)
+    init_transactions(producer, timeout=60)
     return producer
+
+
+def init_transactions(producer: Producer, timeout: float) -> None:
+    """librdkafka's `init_transactions`, retried while its error is retriable.
+
+    On a broker just started, the transaction coordinator may not be elected yet
+    (`NOT_COORDINATOR`, `COORDINATOR_LOAD_IN_PROGRESS`): librdkafka marks these retriable and
+    says to call again, rather than ending the tailer for supervisord to restart.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            producer.init_transactions(max(deadline - time.monotonic(), 1.0))
+            return
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.retriable() or time.monotonic() >= deadline:
+                raise
+            log.info("tailer: Kafka transactions not ready yet (%s), retrying", error.str())
+            time.sleep(0.5)
 
 
 def load(config: TalonflowConfig, timeout: float = 60) -> list[Position] | None:
