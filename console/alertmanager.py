@@ -37,6 +37,7 @@ from sinks.notify.inhibition import Inhibitor
 from sinks.notify.routing import RouteNode
 from sinks.notify.silences import KafkaSilences, rfc3339
 from sinks.notify.tail import TopicTail
+from talonflow.kafka_log import kafka_logger
 
 VERSION: Final = "0.25.0-talonflow"  # the Alertmanager API version this subset follows
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -199,7 +200,9 @@ class AlertmanagerApi:
     def _record(self, documents: list[dict[str, Any]]) -> None:
         if self._producer is None:
             servers = self.config.kafka.bootstrap_servers
-            self._producer = Producer({"bootstrap.servers": servers, "acks": "all"})
+            self._producer = Producer(
+                {"bootstrap.servers": servers, "acks": "all", "logger": kafka_logger("console.kafka")}
+            )
         for document in documents:
             self._producer.produce(
                 ALERTS_TOPIC, json.dumps(document).encode(), document["fingerprint"].encode()

@@ -18,6 +18,7 @@ from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_afte
 
 from schemas.config import KafkaConfig
 from schemas.flatten import KafkaRecord
+from talonflow.kafka_log import kafka_logger
 
 log = logging.getLogger(__name__)
 Batch = tuple[str, list[KafkaRecord]]  # ("topic:partition", records of one poll)
@@ -197,7 +198,7 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int | None]):
             "max.partition.fetch.bytes": kafka.record_limit_bytes,
             "fetch.max.bytes": max(kafka.record_limit_bytes, 64 * 1024**2),
             "reconnect.backoff.max.ms": 1000,
-            "logger": log,
+            "logger": kafka_logger(log.name),
         }
 
     def list_parts(self) -> list[str]:

@@ -7,7 +7,6 @@ real broker (bench/receiver.py); confluent-kafka is the default because it measu
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from schemas.config import KafkaConfig, ProducerConfig
+from talonflow.kafka_log import kafka_logger
 
 
 class ProduceError(Exception):
@@ -101,7 +101,7 @@ class ConfluentProducer:
                 "queue.buffering.max.messages": 1_000_000,
                 "reconnect.backoff.max.ms": 1000,
                 "partitioner": "murmur2_random",  # the Java client's mapping of keys to partitions
-                "logger": logging.getLogger("receiver.kafka"),
+                "logger": kafka_logger("receiver.kafka"),
             }
         )
         self._linger = settings.linger

@@ -19,6 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from schemas.config import TalonflowConfig
 from schemas.topics import TAILER_POSITIONS_TOPIC
 from tailer.files import Position
+from talonflow.kafka_log import kafka_logger
 
 FORMAT_VERSION = 1
 
@@ -52,7 +53,7 @@ def transactional_producer(config: TalonflowConfig) -> Producer:
         "linger.ms": 5,
         "message.max.bytes": kafka.record_limit_bytes,
         "transaction.timeout.ms": 60_000,
-        "log_level": 3,
+        "logger": kafka_logger("talonflow.tailer"),
     }
     producer = Producer(settings)
     init_transactions(producer, timeout=60)
@@ -90,7 +91,7 @@ def load(config: TalonflowConfig, timeout: float = 60) -> list[Position] | None:
             "isolation.level": "read_committed",
             "enable.partition.eof": True,
             "fetch.message.max.bytes": config.kafka.record_limit_bytes,
-            "log_level": 3,
+            "logger": kafka_logger("talonflow.tailer"),
         }
     )
     try:

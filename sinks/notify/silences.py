@@ -24,6 +24,7 @@ from confluent_kafka import KafkaError, Producer
 from schemas.config import KafkaConfig
 from schemas.topics import SILENCES_TOPIC
 from sinks.notify.tail import TopicTail
+from talonflow.kafka_log import kafka_logger
 
 RETENTION: Final = timedelta(days=5)  # Alertmanager's --data.retention: expired silences are kept this long
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -265,6 +266,7 @@ class KafkaSilences(Silences):
                     "bootstrap.servers": self._kafka.bootstrap_servers,
                     "acks": "all",
                     "enable.idempotence": True,
+                    "logger": kafka_logger("talonflow.silences"),
                 }
             )
         failures: list[str] = []

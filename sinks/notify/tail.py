@@ -14,6 +14,7 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.config import KafkaConfig
+from talonflow.kafka_log import kafka_logger
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class TopicTail:
                 "group.id": f"talonflow-tail-{uuid.uuid4()}",  # every reader reads everything
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
+                "logger": kafka_logger(log.name),
             }
         )
         try:
