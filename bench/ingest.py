@@ -12,8 +12,9 @@ and the flow's CPU µs per item from the first file commit to the last (use `--r
 more, so that there are many commits). `--before DIR` runs the flow of another source tree (say
 `git archive HEAD | tar -x -C DIR`) on the same topic right after, each with its config defaults
 unless `--flow-poll`, `--roll-bytes`, `--buffer-bytes` or `--prefetch-bytes` set them.
-`--profile DIR` samples each flow run with py-spy (raw stacks in DIR) and prints its share of
-samples per stage: poll, resend screening, decode, concat/sort, Parquet write, commit, start-up.
+`--rounds N` runs each tree's flow N times, alternating, on a machine whose load comes and
+goes. `--profile DIR` samples each flow run with py-spy (raw stacks in DIR) and prints its share
+of samples per stage: poll, resend screening, decode, concat/sort, Parquet write, commit, start-up.
 
 Before that, in this process and on the same requests cut into polls of `--poll` records, side by
 side: the decode floor (Python's protobuf parsing each request, nothing more), `flatten` (the
@@ -151,16 +152,17 @@ DATASETS = {"spans": SPANS, "metrics": METRICS, "logs": LOGS}
 
 
 def ports(base: int) -> dict[str, Any]:
-    """Ports of this bench's own stack, from `base` on (`--port-base`; 33000 by default, apart from
-    other benches' (bench/stack.py) and the tests'), so that two runs can go side by side."""
+    """Ports of this bench's own stack, `base` to `base + 49` (`--port-base`; 33000 by default, apart
+    from other benches' (bench/stack.py) and the tests'), so that two runs can go side by side and
+    a run fits in a range of 100 ports."""
     return {
-        "kafka": {"bootstrap_servers": f"127.0.0.1:{base + 92}", "controller_port": base + 93},
+        "kafka": {"bootstrap_servers": f"127.0.0.1:{base + 2}", "controller_port": base + 3},
         "minio": {"endpoint": {"port": base}, "console": {"port": base + 1}},
-        "receiver": {"grpc": {"port": base + 317}, "http": {"port": base + 318}, "ops": {"port": base + 133}},
-        "lifecycle": {"ops": {"port": base + 134}},
-        "scrape": {"ops_port": base + 135},
-        "tailer": {"port": base + 140},
-        "console": {"port": base + 300},
+        "receiver": {"grpc": {"port": base + 4}, "http": {"port": base + 5}, "ops": {"port": base + 6}},
+        "lifecycle": {"ops": {"port": base + 7}},
+        "scrape": {"ops_port": base + 10},  # one per scraper shard from here on
+        "tailer": {"port": base + 8},
+        "console": {"port": base + 9},
     }
 
 
@@ -381,6 +383,8 @@ class FlowRun:
             )
         progress = Progress(self.run / "data" / dataset, flow.pid)
         while progress.sample() < items:
+            if flow.poll() is not None:  # a flow that died would never write the rest: say so, not hang
+                raise SystemExit(f"the ingest flow of {self.tree} exited with {flow.returncode}")
             time.sleep(0.25)
         elapsed = time.perf_counter() - started
         rss, cpu = peak_rss_mb(flow.pid), cpu_seconds(flow.pid)
@@ -414,6 +418,7 @@ def main() -> int:
         "--before", help="another source tree (e.g. `git archive HEAD` unpacked): its flow runs next"
     )
     parser.add_argument("--profile", type=Path, help="py-spy each flow run; raw stacks into this folder")
+    parser.add_argument("--rounds", type=int, default=1, help="flow runs per tree, alternating with --before")
     args = parser.parse_args()
     if not args.no_flatten:
         print_flatten_table(args)
@@ -449,13 +454,17 @@ def main() -> int:
                 )
                 fill(bootstrap, topic, bodies)
                 floor = consume_and_decode(bootstrap, topic, message_type, args.records)
-                trees = [("", Path.cwd()), *([("before", Path(args.before))] if args.before else [])]
-                for label, tree in trees:
-                    run = folder / (label or "now")
+                trees = [("now", Path.cwd()), *([("before", Path(args.before))] if args.before else [])]
+                # alternated, so that a load that comes and goes falls on both trees alike
+                for round_, (tree_name, tree) in itertools.product(range(args.rounds), trees):
+                    label = tree_name if args.rounds == 1 else f"{tree_name} {round_ + 1}"
+                    run = folder / label.replace(" ", "-")
                     run.mkdir(exist_ok=True)
                     config = run / "talonflow.yaml"
                     config.write_text(yaml.safe_dump({**document, "data_dir": str(run / "data")}))
-                    profile = args.profile / f"{dataset}-{label or 'now'}.txt" if args.profile else None
+                    profile = (
+                        args.profile / f"{dataset}-{label.replace(' ', '-')}.txt" if args.profile else None
+                    )
                     flow = FlowRun(tree, run, config, args.workers, profile)
                     items = args.records * args.items
                     elapsed, rss, cpu, (steady_rate, steady_cpu) = flow.until_written(dataset, items)
@@ -468,7 +477,7 @@ def main() -> int:
                     )
                     rows.append(
                         Row(
-                            dataset=f"{dataset} {label}".strip(),
+                            dataset=f"{dataset} {label}",
                             items=items,
                             otlp_mb=otlp_bytes / 1e6,
                             floor_items_per_s=items / floor,
@@ -483,13 +492,13 @@ def main() -> int:
                         )
                     )
     print(
-        f"{'dataset':<16}{'items':>9}{'OTLP MB':>9}{'floor items/s':>15}{'ingest items/s':>16}"
+        f"{'dataset':<18}{'items':>9}{'OTLP MB':>9}{'floor items/s':>15}{'ingest items/s':>16}"
         f"{'steady items/s':>16}{'MB/s':>7}{'parquet B/item':>16}{'OTLP B/item':>13}{'peak RSS MB':>13}"
         f"{'flow CPU s':>12}{'items/CPU-s':>13}{'steady CPU µs/item':>20}"
     )
     for r in rows:
         print(
-            f"{r.dataset:<16}{r.items:>9}{r.otlp_mb:>9.1f}{r.floor_items_per_s:>15.0f}{r.ingest_items_per_s:>16.0f}"
+            f"{r.dataset:<18}{r.items:>9}{r.otlp_mb:>9.1f}{r.floor_items_per_s:>15.0f}{r.ingest_items_per_s:>16.0f}"
             f"{r.steady_items_per_s:>16.0f}{r.ingest_mb_per_s:>7.1f}{r.parquet_bytes_per_item:>16.1f}"
             f"{r.otlp_bytes_per_item:>13.1f}{r.peak_rss_mb:>13.1f}{r.flow_cpu_s:>12.1f}"
             f"{r.items / r.flow_cpu_s:>13.0f}{r.steady_cpu_us_per_item:>20.2f}"

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from talonflow_native import Decoder
@@ -175,6 +174,10 @@ def reject_out_of_bounds(
     )
     if ok.all():
         return table, record_of_row
+    # imported here, on this rare path only: polars is the ingest flow's only user of it, and costs
+    # it about 30 MB of RSS and a third of a second of start-up (bench/ingest.py)
+    import polars as pl
+
     rejected = table.filter(pa.array(~ok))
     rejected_records = record_of_row[~ok]
     for record_index in np.unique(rejected_records):

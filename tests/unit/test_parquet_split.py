@@ -1,5 +1,5 @@
 """sinks/parquet.py: one sort per flush splits rows by hour exactly as a filter per hour did, and
-the random ids are written without a dictionary."""
+the random ids are written without a dictionary or statistics, delta-length encoded."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import io
 import random
 from pathlib import Path
 
+import duckdb
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -77,3 +79,37 @@ def test_flat_columns_keep_their_statistics_and_nested_ones_have_none(tmp_path: 
     assert stats["start_time"] is not None and stats["start_time"].has_min_max
     assert stats["service_name"].has_min_max and stats["name"].min == "chat"
     assert stats["attributes.key_value.key"] is None or not stats["attributes.key_value.key"].has_min_max
+
+
+def test_ids_are_delta_length_encoded_without_statistics_and_read_back_alike(tmp_path: Path) -> None:
+    table = _spans(300, seed=5)
+    ids = ["", None, *(f"{i:032x}" for i in range(298))]  # no trace context, and a null, read back too
+    table = table.set_column(table.schema.get_field_index("trace_id"), "trace_id", pa.array(ids))
+    links = [
+        [{"trace_id": f"{i:032x}", "span_id": f"{i:016x}", "attributes": []}] if i % 2 else []
+        for i in range(300)
+    ]
+    links_field = SPANS.schema.field("links")
+    table = table.set_column(
+        table.schema.get_field_index("links"), links_field, pa.array(links, links_field.type)
+    )
+    path = tmp_path / "spans.parquet"
+    write_atomically(table, path, 1024)
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    link_ids = ["links.list.element.trace_id", "links.list.element.span_id"]
+    for column in [*RANDOM_ID_COLUMNS, *link_ids]:
+        assert "DELTA_LENGTH_BYTE_ARRAY" in chunks[column].encodings
+        assert "RLE_DICTIONARY" not in chunks[column].encodings
+        assert chunks[column].statistics is None or not chunks[column].statistics.has_min_max
+    assert chunks["name"].statistics.has_min_max  # the sort keys keep theirs
+    assert pq.read_table(path)["links"].to_pylist() == table["links"].to_pylist()
+    expected = {c: table[c].to_pylist() for c in RANDOM_ID_COLUMNS}
+    assert {c: pq.read_table(path)[c].to_pylist() for c in RANDOM_ID_COLUMNS} == expected
+    assert pl.read_parquet(path).select(RANDOM_ID_COLUMNS).to_dict(as_series=False) == expected
+    read = (
+        duckdb.connect()
+        .execute(f"SELECT {', '.join(RANDOM_ID_COLUMNS)} FROM read_parquet('{path}')")
+        .fetchall()
+    )
+    assert [list(row) for row in read] == [list(row) for row in zip(*expected.values(), strict=True)]
