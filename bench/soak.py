@@ -35,7 +35,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ WRITTEN = "wundr_queue_depth"  # bench.scrape's remote-write metric (job wundr; 
 SCRAPE_EVERY = timedelta(seconds=5)
 SHARDS = 2  # scrape.processes: the scraper's parent process and its two shard processes
 RW_SERIES = 100  # series per remote-write request, one request a second
+SOAK_CACHES = {"index_cache": 256 * 1024, "partial_cache": 1024**2, "catalogue_cache": 1024**2}  # bytes
 
 
 def soak_settings(folder: Path, base: int, commit: float) -> dict[str, Any]:
@@ -72,7 +73,9 @@ def soak_settings(folder: Path, base: int, commit: float) -> dict[str, Any]:
     document["minio"] = {"endpoint": {"port": base}, "console": {"port": base + 1}}
     document["receiver"] = {"grpc": {"port": base + 4}, "http": {"port": base + 5}, "ops": {"port": base + 6}}
     document["lifecycle"] = {"ops": {"port": base + 7}}
-    document["console"] = {"port": base + 8}
+    # The console's in-memory caches bounded low enough to fill during the warm-up: what grows
+    # after it is then not a cache filling up (console/frame_memory.py; README, "Soak").
+    document["console"] = {"port": base + 8, **SOAK_CACHES}
     document["scrape"] = {"ops_port": base + 9, "processes": SHARDS}  # a parent and its shard processes
     document["scrape_configs"] = [
         {
@@ -205,6 +208,9 @@ class Sample:
     rss_mb: float
     cpu_s: float
     fds: int
+    # RSS but the file-backed pages (shared libraries' code: Polars' is 170 MB, paged in as new
+    # code paths run; clean, bounded by the files, droppable): what a leak would grow.
+    anon_mb: float = 0.0
 
 
 def part_processes(pid: int, recursive: bool = True) -> list[psutil.Process]:
@@ -214,7 +220,7 @@ def part_processes(pid: int, recursive: bool = True) -> list[psutil.Process]:
 
 def sample_part(at: float, part: str, pid: int, recursive: bool = True) -> Sample | None:
     """The part's process and all its descendants, summed; None if it is gone meanwhile."""
-    rss, cpu, fds, alive = 0, 0.0, 0, 0
+    rss, anon, cpu, fds, alive = 0, 0, 0.0, 0, 0
     try:
         processes = part_processes(pid, recursive)
     except psutil.NoSuchProcess:
@@ -222,14 +228,16 @@ def sample_part(at: float, part: str, pid: int, recursive: bool = True) -> Sampl
     for process in processes:
         try:
             with process.oneshot():
-                rss += process.memory_info().rss
+                memory = process.memory_info()
+                rss += memory.rss
+                anon += memory.rss - memory.shared  # shared: RssFile + RssShmem
                 times = process.cpu_times()
                 cpu += times.user + times.system
                 fds += process.num_fds()
             alive += 1
         except psutil.NoSuchProcess:  # a child that ended between listing and reading
             continue
-    return Sample(at, part, pid, alive, rss / 1024**2, cpu, fds)
+    return Sample(at, part, pid, alive, rss / 1024**2, cpu, fds, anon / 1024**2)
 
 
 def sample_stack(stack: Stack, at: float) -> list[Sample]:
@@ -328,6 +336,7 @@ class PartFigures:
     rss_warm: float
     rss_end: float
     slope: float  # MB per 10 minutes, least squares after warm-up
+    anon_slope: float  # the same of the RSS but file-backed pages (Sample.anon_mb)
     cpu_percent: float
     fds_min: int
     fds_max: int
@@ -340,8 +349,10 @@ def part_figures(samples: list[Sample], warmup: float) -> list[PartFigures]:
         mine = [s for s in samples if s.part == part]
         after = [s for s in mine if s.at >= warmup] or mine[-1:]
         minutes = np.array([s.at for s in after]) / 600
-        rss = np.array([s.rss_mb for s in after])
-        slope = float(np.polyfit(minutes, rss, 1)[0]) if len(after) > 2 else 0.0
+        slope, anon_slope = (
+            (float(np.polyfit(minutes, np.array(mb), 1)[0]) if len(after) > 2 else 0.0)
+            for mb in ([s.rss_mb for s in after], [s.anon_mb for s in after])
+        )
         cpu = sum(b.cpu_s - a.cpu_s for a, b in itertools.pairwise(after) if a.pid == b.pid)
         elapsed = after[-1].at - after[0].at
         restarts = sum(a.pid != b.pid for a, b in itertools.pairwise(mine))
@@ -353,6 +364,7 @@ def part_figures(samples: list[Sample], warmup: float) -> list[PartFigures]:
                 after[0].rss_mb,
                 after[-1].rss_mb,
                 slope,
+                anon_slope,
                 100 * cpu / elapsed if elapsed else 0.0,
                 min(fds),
                 max(fds),
@@ -373,11 +385,11 @@ def lag_unbounded(series: list[tuple[float, int]], warmup: float) -> bool:
 
 def render(figures: list[PartFigures], lags: dict[str, list[tuple[float, int]]], warmup: float,
            delivered: list[Delivery], max_slope: float) -> str:  # fmt: skip
-    header = f"{'part':<13}{'procs':>6}{'RSS warm MB':>13}{'RSS end MB':>12}{'MB/10min':>10}{'CPU %':>7}"
-    lines = [header + f"{'fds':>10}{'restarts':>9}"]
+    header = f"{'part':<13}{'procs':>6}{'RSS warm MB':>13}{'RSS end MB':>12}{'MB/10min':>10}{'anon':>7}"
+    lines = [header + f"{'CPU %':>7}{'fds':>10}{'restarts':>9}"]
     for f in figures:
         flag = " <- over" if f.slope > max_slope else ""
-        rss = f"{f.rss_warm:>13.1f}{f.rss_end:>12.1f}{f.slope:>10.2f}"
+        rss = f"{f.rss_warm:>13.1f}{f.rss_end:>12.1f}{f.slope:>10.2f}{f.anon_slope:>7.2f}"
         row = f"{f.part:<13}{f.processes:>6}{rss}{f.cpu_percent:>7.1f}{f'{f.fds_min}-{f.fds_max}':>10}"
         lines.append(row + f"{f.restarts:>9}{flag}")
     lines += ["", f"{'group':<22}{'lag max':>8}{'lag last':>9}  bounded"]
@@ -395,7 +407,7 @@ def write_samples(out: Path, samples: list[Sample], lag_rows: list[tuple[float, 
     with (out / "samples.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(Sample.__dataclass_fields__)
-        writer.writerows((s.at, s.part, s.pid, s.processes, s.rss_mb, s.cpu_s, s.fds) for s in samples)
+        writer.writerows(astuple(s) for s in samples)
     with (out / "lag.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(("at", "group", "lag"))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -30,8 +29,10 @@ from typing import Final, NamedTuple
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from cachetools import LRUCache
 
 from console.disk_bound import forget_gone, read_renewed
+from console.frame_memory import bounded, keep
 from console.scan import file_key, files_in
 from console.timerange import TimeRange
 from promql.ast import Matcher
@@ -54,13 +55,13 @@ FILE: Final = "_file"
 FIRST_MS, LAST_MS = "_first_ms", "_last_ms"
 INFO: Final = "_info"  # the source's target_info labels; null when it has none
 _SEED: Final = 0x7A11
-_KEPT: Final = 4096  # file catalogues kept, the least recently used dropped first
 _MAPS: Final = ("resource_attributes", "attributes")
 _PER_POINT_LABELS: Final = ("le", "quantile")  # from the point, not the source: never pruned on
 _CANDIDATE: Final = "_labels"
 ROOT: Final = "series_catalogue"  # under state_dir
 _FOLDER: Final = f"{ROOT}/polars-{pl.__version__}"  # Polars' hash may change between versions
-_cache: OrderedDict[tuple[str, str], pl.DataFrame] = OrderedDict()  # (dataset:kind, file_key)
+# (dataset:kind, file_key) -> catalogue, in memory: `console.catalogue_cache` bytes (_memory)
+_cache: LRUCache[tuple[str, str], pl.DataFrame] = LRUCache(1)
 _lock = threading.Lock()  # requests (worker threads) and console/warmer.py share the cache
 
 Build = Callable[[pl.LazyFrame], pl.LazyFrame]
@@ -136,8 +137,9 @@ def _load(
     """Each file's catalogue of this kind: from memory, else from disk, else built from the file
     and stored (and kept in memory: recent files are the likeliest to be asked for)."""
     keys = {u: (f"{dataset}:{kind}", file_key(u)) for u in uris}
+    cache = _memory(config)
     with _lock:
-        found = {u: _cache[key] for u, key in keys.items() if key in _cache}
+        found = {u: frame for u, key in keys.items() if (frame := cache.get(key)) is not None}
     for uri in [u for u in uris if u not in found]:
         if (stored := read_renewed(_stored(config, keys[uri]), pl.read_parquet)) is not None:
             found[uri] = stored
@@ -149,11 +151,15 @@ def _load(
         _store(_stored(config, keys[uri]), found[uri])
     with _lock:
         for uri, key in keys.items():
-            _cache[key] = found[uri]
-            _cache.move_to_end(key)
-        while len(_cache) > _KEPT:
-            _cache.popitem(last=False)
+            keep(cache, key, found[uri])
     return found
+
+
+def _memory(config: TalonflowConfig) -> LRUCache[tuple[str, str], pl.DataFrame]:
+    global _cache
+    with _lock:
+        _cache = bounded(_cache, config.console.catalogue_cache)
+        return _cache
 
 
 def catalogue(
@@ -227,13 +233,13 @@ def ensure(config: TalonflowConfig, dataset: str, uris: list[str], kinds: Sequen
     """Builds the catalogues of the files that have none in memory or stored, and loads nothing
     else: console/warmer.py's part (loading a week of them every pass would churn the bounded
     memory). Returns how many it built."""
-    built = 0
+    built, cache = 0, _memory(config)
     for build, kind, labelled in kinds:
         missing = []
         for uri in uris:
             key = (f"{dataset}:{kind}", file_key(uri))
             with _lock:
-                known = key in _cache
+                known = key in cache
             if not known and not _stored(config, key).exists():
                 missing.append(uri)
         built += len(_load(config, dataset, missing, build, kind, labelled)) if missing else 0
@@ -245,9 +251,10 @@ def prune(config: TalonflowConfig, dataset: str, uris: list[str], before: float)
     in memory and on disk; folders changed after `before` (epoch s) are kept, as a request may just
     have built one for a file that landed after `uris` was listed. Returns for how many files."""
     live = {file_key(u) for u in uris}
+    cache = _memory(config)
     with _lock:
-        for key in [k for k in _cache if k[0].partition(":")[0] == dataset and k[1] not in live]:
-            del _cache[key]
+        for key in [k for k in cache if k[0].partition(":")[0] == dataset and k[1] not in live]:
+            del cache[key]
     return forget_gone(config.state_dir / _FOLDER / dataset, "*", {_sha1(key) for key in live}, before)
 
 

@@ -23,6 +23,10 @@ class ConsoleConfig(Strict):
     tls: TlsConfig | None = None
     # console/warmer.py: trace indexes, partial aggregates and series catalogues built as files land
     index_cache: Bytes = 256 * 1024**2  # trace index entries kept in memory (LRU); the rest on disk
+    # Per-file frames kept in memory (LRU, by Polars' estimate of their bytes; RSS takes more: README
+    # "Soak"); the rest on disk
+    partial_cache: Bytes = 32 * 1024**2  # partial aggregates (console/partials.py)
+    catalogue_cache: Bytes = 32 * 1024**2  # series catalogues (console/series_catalogue.py)
     warm_interval: Seconds = 10.0  # how often new and compacted files are looked for; 0: only on requests
     warm_lookback: Seconds = 7 * 86400.0  # files this recent are built ahead (the trace page's default range)
     disk_cache: Bytes = 4 * 1024**3  # caches under state_dir (indexes, partials, catalogues); LRU beyond

@@ -38,6 +38,7 @@ FLOWS = (
     "alerts",
     "heartbeats",
 )  # bytewax dataflows under flows/, each with its recovery store
+PRETOUCH = "-XX:+AlwaysPreTouch"  # a broker's JVM flag (see _kafka_command)
 
 
 class StackError(Exception):
@@ -224,6 +225,15 @@ class Stack:
             "java",
             f"-Xms{heap}",
             f"-Xmx{heap}",
+            # Touch the whole fixed heap at start: RSS is then flat from the first minute instead of
+            # rising region by region for hours (issue 12's soak), at the price of the heap in RSS
+            # at once and a few seconds of start-up (README, "Soak").
+            PRETOUCH,
+            # The JDK copies a heap buffer written to (or read from) a socket or file through a
+            # temporary direct buffer of its size, kept per thread and never freed by default: with
+            # 8 MiB records the request and network threads held hundreds of MB of malloc'd memory
+            # (README, "Soak"). Larger copies are freed after use.
+            "-Djdk.nio.maxCachedBufferSize=262144",
             "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={NATIVE / 'log4j2.properties'}",
             "-cp",
@@ -324,7 +334,8 @@ class Stack:
         if (folder / "data" / "meta.properties").exists():
             return
         command = [
-            *self._kafka_command(node)[:-2],  # the JVM and classpath, without the broker main class
+            # the JVM and classpath, without the broker main class nor the broker's heap pretouch
+            *[arg for arg in self._kafka_command(node)[:-2] if arg != PRETOUCH],
             "kafka.tools.StorageTool",
             "format",
             f"--cluster-id={cluster_id}",  # one token: a base64 id may start with "-"

@@ -39,6 +39,7 @@ def test_a_short_soak_samples_every_part_and_lands_what_it_sent(tmp_path: Path) 
         mine = [row for row in samples if row["part"] == part]
         assert len(mine) >= 10, part  # 90 s every 5 s, from the first sample to the last
         assert all(float(r["rss_mb"]) > 0 and int(r["fds"]) > 0 for r in mine), part
+        assert all(0 < float(r["anon_mb"]) < float(r["rss_mb"]) for r in mine), part  # code is file-backed
     scraper = [int(r["processes"]) for r in samples if r["part"] == "scraper"]
     assert max(scraper) == 3  # the parent and its two shard processes: children are summed in
 
@@ -65,7 +66,7 @@ def test_a_short_soak_samples_every_part_and_lands_what_it_sent(tmp_path: Path) 
 
 
 def sample(at: float, rss: float, pid: int = 1, cpu: float = 0.0) -> Sample:
-    return Sample(at, "part", pid, 1, rss, cpu, 10)
+    return Sample(at, "part", pid, 1, rss, cpu, 10, rss / 2)
 
 
 def test_the_slope_is_per_ten_minutes_after_warm_up_and_cpu_skips_restarts() -> None:
@@ -75,6 +76,7 @@ def test_the_slope_is_per_ten_minutes_after_warm_up_and_cpu_skips_restarts() -> 
     (figures,) = part_figures(samples, warmup=60)
     assert isinstance(figures, PartFigures)
     assert figures.slope == pytest.approx(5.0, rel=0.05)  # 0.5 MB a minute
+    assert figures.anon_slope == pytest.approx(2.5, rel=0.05)  # half of it anonymous
     assert figures.rss_warm == 100.5 and figures.rss_end == 111.0 and figures.restarts == 1
     assert figures.cpu_percent == pytest.approx(100 * 19 / 1200)
 

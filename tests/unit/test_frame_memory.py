@@ -1,0 +1,70 @@
+"""The console's in-memory frame caches are bounded in bytes (console/frame_memory.py), and a
+frame pushed out of memory is read back from disk with the same result."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+from cachetools import LRUCache
+
+from console import partials
+from console.fleet import service_red
+from console.frame_memory import bounded, frame_bytes, keep
+from console.timerange import TimeRange
+from schemas.config import TalonflowConfig
+from tests.console_data import span, write_rows
+
+
+def _frame(rows: int) -> pl.DataFrame:
+    return pl.DataFrame({"x": list(range(rows))}, schema={"x": pl.Int64})
+
+
+def test_the_least_recently_used_frames_go_first_once_their_bytes_pass_the_bound() -> None:
+    cache: LRUCache[str, pl.DataFrame] = bounded(LRUCache(1), 3 * 8 * 100)  # three frames of 100 Int64
+    for key in "abc":
+        keep(cache, key, _frame(100))
+    assert cache.get("a") is not None  # used: "b" is now the least recently used
+    keep(cache, "d", _frame(100))
+    assert sorted(cache) == ["a", "c", "d"]
+    assert cache.currsize == 3 * frame_bytes(_frame(100))
+
+
+def test_a_frame_larger_than_the_bound_is_not_kept_and_an_empty_one_counts() -> None:
+    cache: LRUCache[str, pl.DataFrame] = bounded(LRUCache(1), 100)
+    keep(cache, "big", _frame(1000))
+    keep(cache, "empty", _frame(0))
+    assert list(cache) == ["empty"]
+    assert cache.currsize == 1
+
+
+def test_the_bound_follows_the_config() -> None:
+    cache: LRUCache[str, pl.DataFrame] = bounded(LRUCache(1), 1000)
+    assert bounded(cache, 1000) is cache
+    assert bounded(cache, 2000).maxsize == 2000
+
+
+def test_partials_stay_within_their_bound_and_evicted_ones_come_back_from_disk(tmp_path: Path) -> None:
+    now = datetime.now(UTC).replace(minute=20, second=0, microsecond=0)
+    window = TimeRange(now - timedelta(hours=6), now, "6h")
+    for hour in range(7):
+        start = now - timedelta(hours=hour, minutes=50)
+        rows = [
+            span(f"agent-{i % 5}", "chat", f"{hour:08x}{i:024x}", f"{i:016x}", start, 10.0 + i)
+            for i in range(50)
+        ]
+        write_rows(tmp_path / "data", "spans", rows)
+    unbounded = TalonflowConfig(data_dir=tmp_path / "data", state_dir=tmp_path / "state")
+    partials._cache.clear()
+    expected = service_red(unbounded, window).sort("service_name")
+    one_file = max(frame_bytes(f) for f in partials._cache.values())
+    assert len(partials._cache) == 5  # the window's whole hours
+    small = unbounded.model_copy(
+        update={"console": unbounded.console.model_copy(update={"partial_cache": 2 * one_file})}
+    )
+    for _ in range(2):  # the second time, three of the five hours are read back from disk
+        partials._merged.clear()  # else the five hours come merged, none read
+        assert service_red(small, window).sort("service_name").equals(expected)
+        assert 0 < partials._cache.currsize <= 2 * one_file
+        assert len(partials._cache) <= 2
