@@ -6,17 +6,33 @@ this module only reads the form and lays the intervals out for drawing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
 
-from console.partials import aggregate
+from console.partials import Partial, aggregate
 from console.scan import scan
 from console.timerange import TimeRange
 from schemas.config import TalonflowConfig
 from schemas.prices import PriceTable
-from talonflow.compare import COHORTS, Cohort, Comparison, Method, Scope, cohort_counts, judge
+from talonflow.compare import (
+    VALUE,
+    Cohort,
+    Comparison,
+    Method,
+    Scope,
+    cohort_counts,
+    judge,
+    value_cohorts,
+    value_counts,
+)
+
+# The rows come narrowed to the window by the scan; a file's kept counts serve every later range.
+_FIRST, _LAST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+WARM_ATTRIBUTES = ("service.version",)  # compared by value: console/warmer.py keeps their counts
 
 
 def compare_page(config: TalonflowConfig, params: Mapping[str, str], window: TimeRange) -> dict[str, Any]:
@@ -35,23 +51,44 @@ def compare_window(
     """`talonflow compare` over the window, its counts summed from each file's (console/partials.py).
 
     A whole file's counts do not depend on the range, only on the cohorts and the scope's
-    service and span name, so those name the kept counts.
+    service and span name, so those name the kept counts. Two values of one attribute (two
+    versions, two models) are read from the counts of all its values (`value_queries`), which
+    console/warmer.py keeps for WARM_ATTRIBUTES: a comparison never asked before costs a merge.
     """
-    name = f"compare {baseline} | {candidate} | {scope.service} | {scope.span_name}"
-
-    def histogram(spans: pl.LazyFrame) -> pl.LazyFrame:
-        return cohort_counts(spans, baseline, candidate, scope)[0]
-
-    def sums(spans: pl.LazyFrame) -> pl.LazyFrame:
-        return cohort_counts(spans, baseline, candidate, scope)[1]
-
-    parts = aggregate(config, "spans", window, {f"{name} histogram": histogram, f"{name} sums": sums})
-    counts = parts[f"{name} histogram"].group_by("bucket").agg(pl.col(COHORTS).sum()).sort("bucket")
-    per_model = parts[f"{name} sums"].group_by("model").agg(pl.exclude("model").sum())
+    if baseline.attribute == candidate.attribute:
+        queries = value_queries(baseline.attribute, scope.service, scope.span_name)
+    else:
+        name = f"compare {baseline} | {candidate} | {scope.service} | {scope.span_name}"
+        whenever = dataclasses.replace(scope, since=_FIRST, until=_LAST)  # the scan gives the range
+        queries = {
+            f"{name} histogram": lambda spans: cohort_counts(spans, baseline, candidate, whenever)[0],
+            f"{name} sums": lambda spans: cohort_counts(spans, baseline, candidate, whenever)[1],
+        }
+    histograms, sums = aggregate(config, "spans", window, queries).values()
+    if baseline.attribute == candidate.attribute:
+        by_value = _summed(histograms, VALUE, "bucket"), _summed(sums, VALUE, "model")
+        counts, per_model = value_cohorts(*by_value, baseline.value, candidate.value)
+    else:
+        counts, per_model = _summed(histograms, "bucket"), _summed(sums, "model")
     prices = PriceTable.with_defaults(config.rollups.prices)
     return judge(
         scan(config, "spans", window), counts, per_model, prices, baseline, candidate, scope, Method()
     )
+
+
+def value_queries(key: str, service: str | None, span_name: str | None) -> dict[str, Partial]:
+    """The per-file counts of every value of attribute `key` (talonflow.compare.value_counts),
+    by name: a histogram and per-model sums."""
+    name = f"compare values {key} | {service} | {span_name}"
+    return {
+        f"{name} histogram": lambda spans: value_counts(spans, key, service, span_name)[0],
+        f"{name} sums": lambda spans: value_counts(spans, key, service, span_name)[1],
+    }
+
+
+def _summed(parts: pl.DataFrame, *by: str) -> pl.DataFrame:
+    """Files' counts added up per group."""
+    return parts.group_by(*by).agg(pl.exclude(*by).sum()).sort(*by)
 
 
 def intervals(result: Comparison) -> list[dict[str, Any]]:

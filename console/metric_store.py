@@ -4,29 +4,28 @@ A selector reads only what it can match: the hive partitions of its time range (
 and of the files there only the series its matchers accept, found from each file's series
 catalogue (console/series_catalogue.py) before any point is read. The read filters on the
 sorted `service_name` and `metric_name` columns, which Parquet's row-group statistics prune, and
-on the series source's hash only in files where a rejected series shares both with a chosen one:
-memory is bounded by the chosen series' points, not the metric's. The cost is per query, not per
-file (a hot partition holds a file per few-second commit): matchers run once on the window's
-distinct sources and the chosen files are read in one scan.
+on the series source's hash: memory is bounded by the chosen series' points, not the metric's.
+The cost is per query, not per file (a hot partition holds a file per few-second commit):
+matchers run once on the window's distinct sources and consecutive files are read in one scan. A
+file the console's warmer copied narrow (console/point_copies.py) is read from its copy, without
+its attribute maps, and the points are labelled from the catalogue (console/point_series.py)
+instead of converted one by one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from functools import reduce
-from itertools import groupby
-from operator import or_
-from typing import Final
+from typing import Final, TypeVar
 
 import polars as pl
 
-from console.scan import scan_files
+from console import point_copies
+from console.point_copies import CATALOGUE_COLUMNS, SOURCE_COLUMNS
+from console.point_series import columns, series_frame, storage
 from console.series_catalogue import (
     FIRST_MS,
     LAST_MS,
-    ORDER,
-    SOURCE,
     Kind,
     Presence,
     catalogue,
@@ -39,21 +38,10 @@ from promql import Series
 from promql.ast import Matcher
 from schemas.config import TalonflowConfig
 from schemas.datasets import METRICS
-from schemas.prometheus_names import INPUT_COLUMNS, NAME, SeriesStorage, names_of, prometheus_series
+from schemas.prometheus_names import NAME, SERIES_SCHEMA, names_of
 
-# What names a metric: the catalogue's columns (its description too, for /api/v1/metadata).
-CATALOGUE_COLUMNS = (
-    "metric_name",
-    "unit",
-    "type",
-    "temporality",
-    "is_monotonic",
-    "scope_name",
-    "metric_description",
-)
-# What a series' names and labels follow from: its source in a file's series catalogue.
-SOURCE_COLUMNS = (*CATALOGUE_COLUMNS, "service_name", "resource_attributes", "attributes")
-
+T = TypeVar("T")
+Build = Callable[[pl.DataFrame, pl.DataFrame, Sequence[Matcher]], T]
 
 _MS: Final = pl.col("time").dt.epoch("ms")
 MINUTE_MS: Final = 60_000
@@ -130,48 +118,30 @@ class MetricStore:
                 names = names.filter(pl.col(NAME).is_in(accepted))
         return names["metric_name"].unique().to_list()
 
-    def points(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> pl.DataFrame:
-        """The raw points in the range of the series sources the matchers may select. A file gone
-        since the listing (compacted, or moved to MinIO by sinks/lifecycle.py) is read where the
-        listing now finds its rows: the read is retried once over a fresh listing."""
+    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Series]:
+        found = self._read(storage, matchers, start_ms, end_ms)
+        return [] if found is None else found.select(matchers, start_ms, end_ms)
+
+    def series(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> pl.DataFrame:
+        """The series the matchers may select, as the conversion's frame (SERIES_SCHEMA)."""
+        found = self._read(series_frame, matchers, start_ms, end_ms)
+        return pl.DataFrame(schema=SERIES_SCHEMA) if found is None else found
+
+    def _read(self, build: Build[T], matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> T | None:
+        """`build` of the raw points in the range of the series sources the matchers may select
+        (None: there are none). A file gone since the listing (compacted, or moved to MinIO by
+        sinks/lifecycle.py) is read where the listing now finds its rows: the read is retried once
+        over a fresh listing."""
         try:
-            return self._points(matchers, start_ms, end_ms)
+            return self._built(build, matchers, start_ms, end_ms)
         except FileNotFoundError:
             self.catalogues.clear()
-            return self._points(matchers, start_ms, end_ms)
+            return self._built(build, matchers, start_ms, end_ms)
 
-    def _points(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> pl.DataFrame:
+    def _built(self, build: Build[T], matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> T | None:
         found = self.sources(start_ms, end_ms)
         chosen = matching(found.sources, matchers)
         if chosen.is_empty():
-            return pl.DataFrame(METRICS.schema.empty_table().select(list(INPUT_COLUMNS)))
-        return _read(self.config, found, chosen, window(start_ms, end_ms))
-
-    def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[Series]:
-        points = self.points(matchers, start_ms, end_ms)
-        if points.is_empty():
-            return []
-        return SeriesStorage(prometheus_series(points)).select(matchers, start_ms, end_ms)
-
-
-def _read(config: TalonflowConfig, found: Presence, chosen: pl.DataFrame, span: TimeRange) -> pl.DataFrame:
-    """The chosen sources' points in the span, in one scan of the files holding them (not one per
-    file: a day of 5 s commits is thousands of files), in listing order. Filtered by name and
-    service, which row-group statistics prune (files are sorted by them), and by source hash in
-    the files where a rejected source shares both (consecutive files alike share one scan)."""
-    names, services = chosen["metric_name"].unique(), chosen["service_name"].unique()
-    # Equalities, not is_in: Polars prunes row groups by statistics for these only (2.1).
-    service = [pl.col("service_name") == s for s in services.drop_nulls()]
-    service += [pl.col("service_name").is_null()] if services.has_nulls() else []
-    same = reduce(or_, [pl.col("metric_name") == n for n in names]) & reduce(or_, service)
-    picked = pl.col(SOURCE).is_in(chosen[SOURCE].implode())
-    rejected = found.sources.filter(same.fill_null(False), ~picked)[SOURCE].implode()
-    files = found.files.filter(picked | pl.col(SOURCE).is_in(rejected))
-    hashed = set(files.filter(~picked)[ORDER].to_list())
-    frames = []
-    for mixed, run in groupby(sorted(set(files[ORDER].to_list())), key=hashed.__contains__):
-        frame = scan_files(config, METRICS.name, [found.uris[i] for i in run], span).filter(same)
-        if mixed:
-            frame = frame.filter(source_hash(SOURCE_COLUMNS).is_in(chosen[SOURCE].implode()))
-        frames.append(frame.select(INPUT_COLUMNS))
-    return pl.concat(frames, how="vertical").collect()
+            return None
+        points = point_copies.read(self.config, found, chosen, window(start_ms, end_ms), columns(chosen))
+        return build(points, chosen, matchers)

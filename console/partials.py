@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Final
 
 import polars as pl
+from cachetools import LRUCache
 
 from console.disk_bound import forget_gone, read_renewed
+from console.frame_memory import bounded, keep
 from console.scan import file_hour, file_key, files_in, of_dataset, scan_files
 from console.timerange import TimeRange
 from schemas.config import TalonflowConfig
@@ -32,8 +34,11 @@ from talonflow.compare import bucket_ms
 
 Partial = Callable[[pl.LazyFrame], pl.LazyFrame]
 Merge = Callable[[pl.DataFrame], pl.DataFrame]
-_KEPT: Final = 50_000  # partial results kept (file x query), the oldest dropped first
-_cache: OrderedDict[tuple[str, str], pl.DataFrame] = OrderedDict()
+# The rows of some of a dataset's files within a window: by default the files (scan_files); a
+# narrower copy that holds every row the query can match (console/trace_rows.py) costs less.
+Reader = Callable[[list[str], TimeRange], pl.LazyFrame]
+# Partial results (file key, query name) kept in memory: `console.partial_cache` bytes (_memory)
+_cache: LRUCache[tuple[str, str], pl.DataFrame] = LRUCache(1)
 _RECENT: Final = 32  # queries the warmer also computes for new files: the last used over all files
 _recent: OrderedDict[tuple[str, str], tuple[Partial, datetime]] = OrderedDict()  # -> query, since
 _MERGED: Final = 64  # whole files' results merged per query and set of files (`aggregate`'s merges)
@@ -61,11 +66,18 @@ def _stored(config: TalonflowConfig, dataset: str, key: str, name: str) -> Path:
     return _folder(config, dataset) / _sha1(key) / f"{_sha1(name)}.arrow"
 
 
+def _memory(config: TalonflowConfig) -> LRUCache[tuple[str, str], pl.DataFrame]:
+    global _cache
+    with _lock:
+        _cache = bounded(_cache, config.console.partial_cache)
+        return _cache
+
+
 def _keep(config: TalonflowConfig, dataset: str, key: str, name: str, result: pl.DataFrame) -> None:
     """In memory, and on disk written then renamed (a crash never leaves half a file)."""
+    cache = _memory(config)
     with _lock:
-        _cache[(key, name)] = result
-        _cache.move_to_end((key, name))
+        keep(cache, (key, name), result)
     path = _stored(config, dataset, key, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
@@ -78,24 +90,18 @@ def _recall(
 ) -> dict[tuple[str, str], pl.DataFrame]:
     """The kept results of these files (uri -> file_key) for these queries, from memory or disk."""
     found = {}
+    cache = _memory(config)
     for uri, key in keys.items():
         for name in names:
             with _lock:
-                if (in_memory := _cache.get((key, name))) is not None:
-                    _cache.move_to_end((key, name))  # in use: the last to be dropped
+                in_memory = cache.get((key, name))  # in use: the last to be dropped
             if in_memory is not None:
                 found[(uri, name)] = in_memory
             elif (stored := read_renewed(_stored(config, dataset, key, name), pl.read_ipc)) is not None:
                 found[(uri, name)] = stored
                 with _lock:
-                    _cache[(key, name)] = stored
+                    keep(cache, (key, name), stored)
     return found
-
-
-def _trim() -> None:
-    with _lock:
-        while len(_cache) > _KEPT:
-            _cache.popitem(last=False)
 
 
 def _used(dataset: str, queries: Mapping[str, Partial], since: datetime) -> None:
@@ -122,6 +128,7 @@ def aggregate(
     queries: Mapping[str, Partial],
     files: list[str] | None = None,
     merges: Mapping[str, Merge] | None = None,
+    read: Reader | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Each query's partial results over the window's files (or those of `files` in it),
     concatenated: the caller merges them. With a `merges` entry for a query, its whole files'
@@ -130,8 +137,10 @@ def aggregate(
     rows for Fleet) cost more than the rest of the page. A merge must be one the caller's own
     merge can merge again (sums, minimums, maximums per group).
 
-    A query's name must say everything it depends on besides the rows (filters, cohorts, step).
+    A query's name must say everything it depends on besides the rows (filters, cohorts, step);
+    `read` must give each query the same result as the files would.
     """
+    read = read or (lambda some, within: scan_files(config, dataset, some, within))
     uris = files_in(config, dataset, window)
     if files is not None:
         uris = [u for u in uris if u in set(files)]
@@ -147,8 +156,8 @@ def aggregate(
     unmerged = [name for name in queries if name not in premerged]
     kept = _recall(config, dataset, keys, unmerged)
     missing = [(u, name) for u in whole for name in unmerged if (u, name) not in kept]
-    work = [queries[name](scan_files(config, dataset, [u], window)) for u, name in missing]
-    live = {name: query(scan_files(config, dataset, edges, window)) for name, query in queries.items()}
+    work = [queries[name](read([u], window)) for u, name in missing]
+    live = {name: query(read(edges, window)) for name, query in queries.items()}
     results = pl.collect_all([*work, *live.values()])
     for (uri, name), result in zip(missing, results, strict=False):
         kept[(uri, name)] = result
@@ -159,7 +168,6 @@ def aggregate(
             _merged[merged_as[name]] = premerged[name]
             while len(_merged) > _MERGED:
                 _merged.popitem(last=False)
-    _trim()
     return {
         name: pl.concat(
             [*([premerged[name]] if name in premerged else (kept[(u, name)] for u in whole)), result],
@@ -182,7 +190,6 @@ def fill(config: TalonflowConfig, dataset: str, uris: list[str], queries: Mappin
     work = [queries[name](scan_files(config, dataset, [u], windows[u])) for u, name in missing]
     for (uri, name), result in zip(missing, pl.collect_all(work), strict=True):
         _keep(config, dataset, keys[uri], name, result)
-    _trim()
     return len(missing)
 
 
@@ -191,9 +198,10 @@ def prune(config: TalonflowConfig, dataset: str, uris: list[str], before: float)
     memory and on disk; folders changed after `before` (epoch s) are kept, as a request may just
     have computed a file that landed after `uris` was listed. Returns for how many files."""
     live = {file_key(u) for u in uris}
+    cache = _memory(config)
     with _lock:
-        for key in [k for k in _cache if of_dataset(k[0], dataset) and k[0] not in live]:
-            del _cache[key]
+        for key in [k for k in cache if of_dataset(k[0], dataset) and k[0] not in live]:
+            del cache[key]
         for merged in [k for k in _merged if any(of_dataset(f, dataset) and f not in live for f in k[1:])]:
             del _merged[merged]
     return forget_gone(_folder(config, dataset), "*", {_sha1(key) for key in live}, before)
@@ -208,7 +216,13 @@ def bucket_quantile(q: float, counts: str = "calls") -> pl.Expr:
 
 
 def newest_first(
-    config: TalonflowConfig, dataset: str, window: TimeRange, name: str, query: Partial, enough: int
+    config: TalonflowConfig,
+    dataset: str,
+    window: TimeRange,
+    name: str,
+    query: Partial,
+    enough: int,
+    read: Reader | None = None,
 ) -> pl.DataFrame:
     """`query` over the window's current hour, then the hour before, then the 2, 4, 8... hours
     before those, until its rows number `enough` or the window is read; the rows of every slice,
@@ -224,7 +238,8 @@ def newest_first(
     start = start if start < end else start - timedelta(hours=1)
     while True:
         start = max(start, window.start)
-        found.append(aggregate(config, dataset, TimeRange(start, end, None), {name: query})[name])
+        slice_ = TimeRange(start, end, None)
+        found.append(aggregate(config, dataset, slice_, {name: query}, read=read)[name])
         if sum(len(f) for f in found) >= enough or start <= window.start:
             return pl.concat(found, how="vertical_relaxed")
         end, start, hours = start, start - timedelta(hours=hours), hours * 2

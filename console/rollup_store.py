@@ -63,7 +63,6 @@ from schemas.prometheus_names import (
     VALUE,
     SeriesStorage,
     names_of,
-    prometheus_series,
 )
 from schemas.topics import SERVICE_INSTANCE_ID, SERVICE_NAME
 
@@ -145,7 +144,7 @@ class RollupMetricStore(MetricStore):
         return SeriesStorage(frame).select(matchers, start_ms, end_ms)
 
     def _raw(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> pl.DataFrame:
-        return prometheus_series(self.points(matchers, start_ms, end_ms))
+        return self.series(matchers, start_ms, end_ms)
 
     def _complete(self, minutes: pl.DataFrame, names: list[str], first_ms: int, last_ms: int) -> bool:
         """Whether the rollups folded every raw point of their minutes (each metric's raw count

@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from console import slow_spans
 from console.partials import Partial, aggregate, newest_first
 from console.scan import scan_files
 from console.timeline import lay_out
@@ -40,12 +41,8 @@ def span_filters(params: Mapping[str, str]) -> list[pl.Expr]:
         filters.append(pl.col("name").str.contains(params["name"], literal=True))
     if params.get("status"):
         filters.append(pl.col("status_code") == params["status"].upper())
-    if params.get("min_ms"):
-        try:
-            minimum = float(params["min_ms"])
-        except ValueError:
-            raise SearchError(f"min_ms: {params['min_ms']!r} is not a number of milliseconds") from None
-        filters.append(pl.col("duration_ns") >= minimum * 1e6)
+    if (minimum := min_duration_ns(params)) is not None:
+        filters.append(pl.col("duration_ns") >= minimum)
     if params.get("session"):
         filters.append(attribute("session.id") == params["session"])
     if params.get("trace"):
@@ -58,6 +55,16 @@ def span_filters(params: Mapping[str, str]) -> list[pl.Expr]:
             )
         filters.append(attribute(key.strip()) == value.strip())
     return filters
+
+
+def min_duration_ns(params: Mapping[str, str]) -> float | None:
+    """The search's minimum span duration in nanoseconds (`min_ms`), None without one."""
+    if not params.get("min_ms"):
+        return None
+    try:
+        return float(params["min_ms"]) * 1e6
+    except ValueError:
+        raise SearchError(f"min_ms: {params['min_ms']!r} is not a number of milliseconds") from None
 
 
 def _id_files(config: TalonflowConfig, params: Mapping[str, str], window: TimeRange) -> list[str] | None:
@@ -92,7 +99,9 @@ def newest_traces(config: TalonflowConfig, params: Mapping[str, str], window: Ti
     name, first_matches = search_query(params)
     files = _id_files(config, params, window)
     if files is None:
-        found = newest_first(config, "spans", window, name, first_matches, SEARCH_LIMIT)
+        minimum = min_duration_ns(params)
+        slow = None if minimum is None else slow_spans.reader(config, minimum)  # each file's slowest rows
+        found = newest_first(config, "spans", window, name, first_matches, SEARCH_LIMIT, slow)
     else:
         found = first_matches(scan_files(config, "spans", files, window)).collect()
     newest = found.group_by("trace_id").agg(pl.col("start_time").min()).sort("start_time", descending=True)
@@ -125,7 +134,11 @@ def search(config: TalonflowConfig, params: Mapping[str, str], window: TimeRange
     ids = sorted(newest_traces(config, params, window))
     name = f"trace summaries {hashlib.sha1(','.join(ids).encode()).hexdigest()}"
     files = files_holding(config, "spans", ids, window)
-    parts = aggregate(config, "spans", window, {name: _summaries(ids)}, files)[name]
+
+    def by_trace(uris: list[str], within: TimeRange) -> pl.LazyFrame:  # a few row groups a file, not its hour
+        return trace_rows(config, uris, ids, within)
+
+    parts = aggregate(config, "spans", window, {name: _summaries(ids)}, files, read=by_trace)[name]
     summary = (
         parts.sort("start")
         .group_by("trace_id")

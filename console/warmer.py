@@ -5,11 +5,13 @@ aggregates (console/partials.py) of every file in its range: seconds on a day of
 console process runs one `Warmer` thread instead: at start-up and every `console.warm_interval`
 it indexes the spans (trace and session ids) and logs (trace ids) of the last
 `console.warm_lookback` and writes each spans file's rows sorted by trace
-(console/trace_rows.py), computes the partials of the queries the pages open on (Fleet's RED and
-tokens, the unfiltered trace and log lists) and of the last ones pages ran (a Service page, a
-comparison, a filtered list: `partials.recent`) for every file whose hour is over, builds the
+(console/trace_rows.py) and its slowest rows (console/slow_spans.py), computes the partials of
+the queries the pages open on (Fleet's RED and tokens, the unfiltered trace and log lists, the
+counts of each service.version a comparison reads) and of the last ones pages ran (a Service
+page, a comparison, a filtered list: `partials.recent`) for every file whose hour is over, builds the
 series catalogues query_range reads first (console/series_catalogue.py: of metrics and rollups_1m
-files, the attribute maps of a day took a cold query_range 10-116 s), and forgets what it kept for
+files, the attribute maps of a day took a cold query_range 10-116 s) and each metrics file's
+narrow copy of its points (console/point_copies.py), and forgets what it kept for
 files that are gone (moved to MinIO, compacted, expired). The caches are on disk under
 `state_dir`, so a restarted console starts warm; a request builds only what landed since the last
 pass. They take at most `console.disk_cache` bytes there: a pass stops building at the bound and
@@ -28,13 +30,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from console import (
+    cohorts,
     disk_bound,
     fleet,
     logs,
     metric_store,
     partials,
+    point_copies,
     rollup_store,
     series_catalogue,
+    slow_spans,
     trace_index,
     trace_rows,
     traces,
@@ -56,9 +61,11 @@ CATALOGUES: Final[dict[str, tuple[Kind, ...]]] = {  # what query_range reads of 
 }
 CACHES: Final = (
     partials.ROOT,
+    point_copies.ROOT,
     series_catalogue.ROOT,
     trace_index.ROOT,
     trace_rows.ROOT,
+    slow_spans.ROOT,
 )  # under state_dir, bounded
 _log = logging.getLogger("console.warmer")
 
@@ -66,8 +73,10 @@ _log = logging.getLogger("console.warmer")
 def default_partials() -> dict[str, dict[str, Partial]]:
     """Per dataset, the partials every console computes first: the pages people open on."""
     search, first_matches = traces.search_query({})
+    compared = [cohorts.value_queries(key, None, None) for key in cohorts.WARM_ATTRIBUTES]
+    spans = {fleet.RED: fleet.red_partial, fleet.TOKENS: fleet.tokens_partial, search: first_matches}
     return {
-        "spans": {fleet.RED: fleet.red_partial, fleet.TOKENS: fleet.tokens_partial, search: first_matches},
+        "spans": {**spans, **{name: query for queries in compared for name, query in queries.items()}},
         "logs": {logs.lines_name({}): logs.newest_lines([])},
     }
 
@@ -75,7 +84,8 @@ def default_partials() -> dict[str, dict[str, Partial]]:
 @dataclass(frozen=True)
 class Pass:
     """What one pass did: files looked at, indexes built, partial results computed, series
-    catalogues built, files forgotten, cache files removed for the disk bound, seconds."""
+    catalogues and point copies built, files forgotten, cache files removed for the disk bound,
+    seconds."""
 
     files: int
     indexed: int
@@ -115,7 +125,9 @@ def warm_once(
             for kind in INDEXES.get(dataset, ()):
                 indexed += trace_index.ensure(config, dataset, kind, batch)
             if dataset == "spans":
-                indexed += trace_rows.ensure(config, batch)
+                indexed += trace_rows.ensure(config, batch) + slow_spans.ensure(config, batch)
+            if dataset == METRICS.name:
+                catalogued += point_copies.ensure(config, batch)
             computed += partials.fill(config, dataset, batch, defaults)
             for name, (query, since) in used.items():
                 newer = [u for u in batch if (hour := file_hour(u)) is not None and hour >= since]
@@ -131,6 +143,9 @@ def warm_once(
         forgotten += partials.prune(config, dataset, everything, started)
         if dataset == "spans":
             forgotten += trace_rows.prune(config, everything, started)
+            forgotten += slow_spans.prune(config, everything, started)
+        if dataset == METRICS.name:
+            forgotten += point_copies.prune(config, everything, started)
         forgotten += series_catalogue.prune(config, dataset, everything, started)
         files += len(recent)
     evicted = disk_bound.bound(roots, limit)

@@ -506,10 +506,14 @@ class SeriesStorage:
     """A promql Storage over a `prometheus_series` frame: each series' samples as numpy slices of
     two columns, found by metric name, so a query costs only the series it selects."""
 
-    def __init__(self, frame: pl.DataFrame) -> None:
-        heads = frame.group_by(SERIES, maintain_order=True).agg(
-            pl.col(NAME).first(), pl.col(LABELS).first(), pl.len()
-        )
+    def __init__(self, frame: pl.DataFrame, heads: pl.DataFrame | None = None) -> None:
+        """`frame` is a `prometheus_series` frame, or only its TIMESTAMP_MS and VALUE with `heads`:
+        each series' NAME, LABELS and `len`, the length of its run of rows (console/point_series.py
+        labels points so, without a label list on every row)."""
+        if heads is None:
+            heads = frame.group_by(SERIES, maintain_order=True).agg(
+                pl.col(NAME).first(), pl.col(LABELS).first(), pl.len()
+            )
         timestamps = frame[TIMESTAMP_MS].to_numpy()
         values = frame[VALUE].to_numpy()
         ends = np.cumsum(heads["len"].to_numpy())

@@ -38,6 +38,7 @@ from typing import Any, Final
 
 import numpy as np
 import polars as pl
+import polars.selectors as cs
 from pydantic import TypeAdapter, ValidationError
 from scipy import stats
 
@@ -49,6 +50,7 @@ from talonflow.query import dataset_frame
 
 BETTER, WORSE, SAME, NO_DATA = "better", "worse", "no detectable difference", "not enough data"
 COHORTS: Final = ("baseline", "candidate")
+VALUE: Final = "value"  # value_counts' column: the attribute's value a row counts
 PERCENTILES: Final = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 _BUCKETS_PER_OCTAVE: Final = 128
 # Attributes with a typed column of their own (the first-choice key of each): read without the maps.
@@ -193,20 +195,51 @@ def cohort_counts(
     (the console keeps each file's counts: console/partials.py) and summed by `bucket` / `model`."""
     if scope.since >= scope.until:
         raise CompareError(f"empty range: since {scope.since.isoformat()} is not before until")
-    flagged = (
-        _in_scope(spans, scope)
-        .select(
-            (attribute(baseline.attribute) == baseline.value).fill_null(False).alias("baseline"),
-            (attribute(candidate.attribute) == candidate.value).fill_null(False).alias("candidate"),
-            pl.col("duration_ns"),
-            (pl.col("status_code") == "ERROR").alias("error"),
-            pl.coalesce("gen_ai_request_model", "gen_ai_response_model").fill_null("").alias("model"),
-            pl.col("gen_ai_usage_input_tokens").alias("inp"),
-            pl.col("gen_ai_usage_output_tokens").alias("out"),
-        )
-        .filter(pl.col("baseline") | pl.col("candidate"))
-    )
+    flags = (attribute(c.attribute) == c.value for c in (baseline, candidate))
+    flagged = _flagged(_in_scope(spans, scope), *(f.fill_null(False) for f in flags))
     return _histogram(flagged), _sums(flagged)
+
+
+def value_counts(
+    spans: pl.LazyFrame, key: str, service: str | None, span_name: str | None
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """`cohort_counts` of every value of attribute `key` at once, per `value` (both cohort columns
+    count the value's spans): the counts of any two of its values are slices of these
+    (`value_cohorts`), so the console keeps one table per attribute, not one per comparison.
+    No time range: the caller gives the spans of its range."""
+    value = attribute(key)
+    selected = _of_service(spans, service, span_name)
+    flagged = _flagged(selected, value.is_not_null(), value.is_not_null(), value.alias(VALUE))
+    return _histogram(flagged, VALUE), _sums(flagged, VALUE)
+
+
+def value_cohorts(
+    histogram: pl.DataFrame, sums: pl.DataFrame, baseline: str, candidate: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`cohort_counts`' two tables for two values of one attribute, from `value_counts`' (summed)."""
+    tables = []
+    for table, key in ((histogram, "bucket"), (sums, "model")):
+        baseline_part, candidate_part = (
+            table.filter(pl.col(VALUE) == value).select(key, cs.starts_with(name))
+            for value, name in zip((baseline, candidate), COHORTS, strict=True)
+        )
+        joined = baseline_part.join(candidate_part, on=key, how="full", coalesce=True)
+        tables.append(joined.fill_null(0).sort(key))
+    return tables[0], tables[1]
+
+
+def _flagged(selected: pl.LazyFrame, baseline: pl.Expr, candidate: pl.Expr, *kept: pl.Expr) -> pl.LazyFrame:
+    """The columns every measure needs (and `kept`), of the spans in either cohort, flagged by cohort."""
+    return selected.select(
+        baseline.alias("baseline"),
+        candidate.alias("candidate"),
+        *kept,
+        pl.col("duration_ns"),
+        (pl.col("status_code") == "ERROR").alias("error"),
+        pl.coalesce("gen_ai_request_model", "gen_ai_response_model").fill_null("").alias("model"),
+        pl.col("gen_ai_usage_input_tokens").alias("inp"),
+        pl.col("gen_ai_usage_output_tokens").alias("out"),
+    ).filter(pl.col("baseline") | pl.col("candidate"))
 
 
 def judge(
@@ -240,12 +273,12 @@ def _in_scope(spans: pl.LazyFrame, scope: Scope) -> pl.LazyFrame:
     """The range, by hive partition first (files outside it are never opened), then by start time."""
     days = pl.col("date").is_between(scope.since.date(), scope.until.date())
     times = (pl.col("start_time") >= scope.since) & (pl.col("start_time") < scope.until)
-    selected = spans.filter(days & times)
-    if scope.service is not None:
-        selected = selected.filter(pl.col("service_name") == scope.service)
-    if scope.span_name is not None:
-        selected = selected.filter(pl.col("name") == scope.span_name)
-    return selected
+    return _of_service(spans.filter(days & times), scope.service, scope.span_name)
+
+
+def _of_service(spans: pl.LazyFrame, service: str | None, span_name: str | None) -> pl.LazyFrame:
+    selected = spans if service is None else spans.filter(pl.col("service_name") == service)
+    return selected if span_name is None else selected.filter(pl.col("name") == span_name)
 
 
 def _hint(selected: pl.LazyFrame, cohort: Cohort) -> str:
@@ -267,17 +300,17 @@ def bucket_ms() -> pl.Expr:
     return pl.lit(2.0).pow((pl.col("bucket") + 0.5) / _BUCKETS_PER_OCTAVE) / 1e6
 
 
-def _histogram(flagged: pl.LazyFrame) -> pl.LazyFrame:
-    """Span counts per log-spaced duration bucket and cohort."""
+def _histogram(flagged: pl.LazyFrame, *by: str) -> pl.LazyFrame:
+    """Span counts per log-spaced duration bucket and cohort (and `by`)."""
     return (
         flagged.filter(pl.col("duration_ns").is_not_null())
-        .group_by(duration_bucket().alias("bucket"))
+        .group_by(*by, duration_bucket().alias("bucket"))
         .agg(pl.col(name).sum().alias(name) for name in COHORTS)
-        .sort("bucket")
+        .sort(*by, "bucket")
     )
 
 
-def _sums(flagged: pl.LazyFrame) -> pl.LazyFrame:
+def _sums(flagged: pl.LazyFrame, *by: str) -> pl.LazyFrame:
     """Per model and cohort: spans, errors, LLM calls and the token sums that give means and variances."""
     inp, out = pl.col("inp").fill_null(0).cast(pl.Float64), pl.col("out").fill_null(0).cast(pl.Float64)
     llm = pl.col("inp").is_not_null() | pl.col("out").is_not_null()
@@ -300,7 +333,7 @@ def _sums(flagged: pl.LazyFrame) -> pl.LazyFrame:
                 )
             ),
         ]
-    return flagged.group_by("model").agg(columns)
+    return flagged.group_by(*by, "model").agg(columns)
 
 
 # -- latency -------------------------------------------------------------------------------------

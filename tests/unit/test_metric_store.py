@@ -15,7 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import console.metric_store
+import console.point_copies
 from console.metric_store import MetricStore
+from console.point_series import storage
 from console.scan import scan_files
 from promql import Series, parse
 from promql.ast import Matcher
@@ -61,17 +63,17 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> TalonflowConfig:
 def test_only_the_selected_series_points_are_converted(
     config: TalonflowConfig, selector: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every point handed to the conversion belongs to a selected series, and the answer is the
-    one converting every point gives."""
+    """Every point handed to the labelling (console/point_series.py) belongs to a selected series,
+    and the answer is the one converting every point gives."""
     matchers = _matchers(selector)
     expected = SeriesStorage(prometheus_series(_points())).select(matchers, START_MS, END_MS)
     converted: list[int] = []
 
-    def recording(table: pl.DataFrame) -> object:
-        converted.append(len(table))
-        return prometheus_series(table)
+    def recording(points: pl.DataFrame, chosen: pl.DataFrame, matchers: list[Matcher]) -> SeriesStorage:
+        converted.append(len(points))
+        return storage(points, chosen, matchers)
 
-    monkeypatch.setattr(console.metric_store, "prometheus_series", recording)
+    monkeypatch.setattr(console.metric_store, "storage", recording)
     found = MetricStore(config).select(matchers, START_MS, END_MS)
     assert _as_dict(found) == _as_dict(expected)
     assert sum(converted) == sum(len(s.timestamps) for s in expected), selector
@@ -143,7 +145,7 @@ def test_many_small_files_are_read_in_one_scan(
         scans.append(len(args[2]))
         return scan_files(*args)
 
-    monkeypatch.setattr(console.metric_store, "scan_files", counted)
+    monkeypatch.setattr(console.point_copies, "scan_files", counted)
     matchers = _matchers(selector)
     end_ms = START_MS + TEN_MINUTES_MS - 1
     expected = SeriesStorage(prometheus_series(_ten_minutes())).select(matchers, START_MS, end_ms)

@@ -15,6 +15,7 @@ from console.fleet import service_red
 from console.logs import LIMIT, log_lines
 from console.scan import file_hour, scan
 from console.timerange import TimeRange
+from console.warmer import warm_once
 from schemas.config import TalonflowConfig
 from schemas.prices import PriceTable
 from talonflow.compare import Cohort, Method, Scope, compare_spans
@@ -107,6 +108,28 @@ def test_the_compare_page_equals_the_cli_comparison(tmp_path: Path) -> None:
     for _ in range(2):
         page = compare_window(config, baseline, candidate, scope, WINDOW)
         assert page == cli
+
+
+@pytest.mark.parametrize(
+    "candidate", [Cohort("service.version", "1.1"), Cohort("service.name", "agent-1")], ids=["values", "pair"]
+)
+def test_counts_the_warmer_keeps_for_later_files_equal_the_cli_comparison(
+    tmp_path: Path, candidate: Cohort
+) -> None:
+    """A comparison's per-file counts, kept by console/warmer.py for files landing after the
+    range it was first asked over, count those files' spans (not only the first range's)."""
+    config = TalonflowConfig(data_dir=tmp_path / "data", state_dir=tmp_path / "state")
+    _spans(config, 3)
+    baseline = Cohort("service.version", "1.0")
+    earlier = TimeRange(WINDOW.start, WINDOW.start + timedelta(hours=2), None)
+    compare_window(config, baseline, candidate, Scope(earlier.start, earlier.end), earlier)
+    warm_once(config)  # the later hours' counts, of the query just asked (or of every version)
+    prices = PriceTable.with_defaults(config.rollups.prices)
+    scope = Scope(WINDOW.start, WINDOW.end)
+    cli = compare_spans(scan(config, "spans", WINDOW), prices, baseline, candidate, scope, Method())
+    partials._cache.clear()
+    partials._merged.clear()
+    assert compare_window(config, baseline, candidate, scope, WINDOW) == cli
 
 
 def test_log_lines_are_the_newest_matching_ones_read_newest_hours_first(tmp_path: Path) -> None:

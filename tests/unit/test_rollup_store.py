@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -81,13 +80,13 @@ def test_rollups_answer_as_raw_points_do(config: TalonflowConfig, query: str, st
 def _raw_reads(store: MetricStore) -> list[tuple[int, int]]:
     """The (start, end) of each raw point read the store makes from now on."""
     read: list[tuple[int, int]] = []
-    points = store.points
+    series = store.series
 
-    def recorded(matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> pa.Table:
+    def recorded(matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> pl.DataFrame:
         read.append((start_ms, end_ms))
-        return points(matchers, start_ms, end_ms)
+        return series(matchers, start_ms, end_ms)
 
-    store.points = recorded  # type: ignore[method-assign]
+    store.series = recorded  # type: ignore[method-assign]
     return read
 
 

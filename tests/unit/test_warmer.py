@@ -93,7 +93,8 @@ def test_after_a_pass_and_after_a_restart_views_build_nothing(
     _fill(config)
     done = warmer.warm_once(config)
     assert done.files == 2 * HOURS and done.forgotten == 0
-    assert done.computed == (HOURS - 1) * (3 + 1)  # hours over (not the growing one) x default partials
+    defaults = sum(len(queries) for queries in warmer.default_partials().values())
+    assert done.computed == (HOURS - 1) * defaults  # hours over (not the growing one) x default partials
     with monkeypatch.context() as patched:
         patched.setattr(trace_index, "_build", _refuse)
         patched.setattr(partials, "_keep", _refusing(partials._keep))
@@ -113,7 +114,8 @@ def test_the_queries_pages_ran_are_computed_for_files_that_land_later(
     service_page(config, "agent-1", DAY)  # its per-file counts are computed now, then known to the warmer
     late = NOW - timedelta(hours=2, minutes=40)  # a file landing late in an hour that is over
     write_rows(config.data_dir, "spans", [span("agent-1", "chat", "f" * 32, "1" * 16, late, 5.0)])
-    assert warmer.warm_once(config).computed == 3 + 1  # the defaults and the Service page's query
+    defaults = len(warmer.default_partials()["spans"])
+    assert warmer.warm_once(config).computed == defaults + 1  # the defaults and the Service page's query
     with monkeypatch.context() as patched:
         patched.setattr(partials, "_keep", _refuse)
         page = service_page(config, "agent-1", DAY)
@@ -156,9 +158,9 @@ def test_what_was_kept_for_gone_files_is_forgotten(tmp_path: Path) -> None:
     recent_pass = warmer.warm_once(config, before=time.time() - 3600)  # files newer than that are kept
     assert recent_pass.forgotten == 0
     done = warmer.warm_once(config)
-    assert done.forgotten == 5  # its trace and session indexes, partials' folder, copy by trace, sessions
+    assert done.forgotten == 6  # trace, session indexes; partials' folder; copy by trace, sessions; slowest
     assert len(list((state / "trace_index").rglob("*.npy"))) == indexed - 2
-    assert len(list((state / "partials").rglob("*.arrow"))) == kept - 3
+    assert len(list((state / "partials").rglob("*.arrow"))) == kept - len(warmer.default_partials()["spans"])
     assert not [key for key in trace_index._cache if str(gone) in key]
     assert not [key for key in partials._cache if str(gone) in key[0]]
     assert not [key for key in partials._merged if any(str(gone) in k for k in key)]
