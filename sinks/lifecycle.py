@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from schemas.config import TalonflowConfig, TierPolicy
 from schemas.datasets import DATASETS, Dataset
+from sinks.parquet import write_options
 from sinks.tiers import COLD, WARM, Manifest, Partition, StoredObject, ensure_bucket, exclusive, minio_client
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def compact(tables: Iterable[pa.Table], dataset: Dataset, folder: Path, level: i
     table = pa.concat_tables(list(tables), promote_options="default")
     table = table.sort_by([(column, "ascending") for column in dataset.sort_by])
     path = folder / "compacted.parquet"
-    pq.write_table(table, path, compression="zstd", compression_level=level, row_group_size=128 * 1024)
+    pq.write_table(table, path, **write_options(table.schema, 128 * 1024, level))
     md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):

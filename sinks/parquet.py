@@ -28,6 +28,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -85,6 +86,18 @@ def id_encodings(schema: pa.Schema) -> dict[str, str]:
     return dict.fromkeys(_leaf_paths(schema)[0], "DELTA_LENGTH_BYTE_ARRAY")
 
 
+def write_options(schema: pa.Schema, row_group_rows: int, compression_level: int | None) -> dict[str, Any]:
+    """`pq.write_table`'s options for a dataset file, the sink's and compaction's alike."""
+    return {
+        "compression": "zstd",
+        "compression_level": compression_level,
+        "row_group_size": row_group_rows,
+        "use_dictionary": list(dictionary_columns(schema)),
+        "write_statistics": list(statistics_columns(schema)),
+        "column_encoding": id_encodings(schema),
+    }
+
+
 def write_atomically(
     table: pa.Table, path: Path, row_group_rows: int, compression_level: int | None = None
 ) -> None:
@@ -93,16 +106,7 @@ def write_atomically(
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with temporary.open("wb") as handle:
-            pq.write_table(
-                table,
-                handle,
-                compression="zstd",
-                compression_level=compression_level,
-                row_group_size=row_group_rows,
-                use_dictionary=list(dictionary_columns(table.schema)),
-                write_statistics=list(statistics_columns(table.schema)),
-                column_encoding=id_encodings(table.schema),
-            )
+            pq.write_table(table, handle, **write_options(table.schema, row_group_rows, compression_level))
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:  # a full disk, say: give back the space the partial file took

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.datasets import RANDOM_ID_COLUMNS, SPANS
+from sinks.lifecycle import compact
 from sinks.parquet import dictionary_columns, split_by_hour, write_atomically
 
 HOUR_NS = 3_600_000_000_000
@@ -113,3 +114,18 @@ def test_ids_are_delta_length_encoded_without_statistics_and_read_back_alike(tmp
         .fetchall()
     )
     assert [list(row) for row in read] == [list(row) for row in zip(*expected.values(), strict=True)]
+
+
+def test_compaction_writes_ids_as_the_sink_does(tmp_path: Path) -> None:
+    """Warm and cold files (sinks/lifecycle.py's compaction) keep the sink's id encoding."""
+    table = _spans(300, seed=6)
+    ids = pa.array([f"{i:032x}" for i in range(300)])
+    table = table.set_column(table.schema.get_field_index("trace_id"), "trace_id", ids)
+    compacted = compact([table.slice(0, 100), table.slice(100)], SPANS, tmp_path, level=3)
+    group = pq.ParquetFile(compacted.path).metadata.row_group(0)
+    chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    for column in RANDOM_ID_COLUMNS:
+        assert "DELTA_LENGTH_BYTE_ARRAY" in chunks[column].encodings
+        assert "RLE_DICTIONARY" not in chunks[column].encodings
+    assert chunks["name"].statistics.has_min_max
+    assert sorted(pq.read_table(compacted.path)["trace_id"].to_pylist()) == ids.to_pylist()
