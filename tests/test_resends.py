@@ -82,7 +82,9 @@ def rollups(data: Path, instance: str, timeout: float = 150) -> tuple[pl.DataFra
         if frame.height:
             mine = frame.filter(pl.col("service_name") == f"resender-{instance}")
             counter = mine.filter(pl.col("metric_name") == "resent.counter")
-            if counter.height == POINTS + 1:
+            # the span series may sit on another shard, whose windows close on their own watermark
+            spans_counted = mine.filter(pl.col("metric_name") == SPAN_DURATION)["count"].sum()
+            if counter.height == POINTS + 1 and spans_counted >= SPANS + 1:
                 time.sleep(3)  # a commit later: a second fold would show now
                 frame = pl.read_parquet(list(data.glob("rollups_1m/date=*/hour=*/*.parquet")))
                 mine = frame.filter(pl.col("service_name") == f"resender-{instance}")
