@@ -34,15 +34,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +47,7 @@ import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from bench.stack import bench_stack, stack_settings
+from bench.webhook import Arrival, Webhook
 
 EXPORTER, HOOK, PROMETHEUS, AM_DEFAULT, AM_ZERO = 31401, 31480, 31490, 31493, 31494
 INTERVAL_MS, FOR_MS = 15_000, 30_000
@@ -81,36 +79,8 @@ RECEIVERS = {
 GROUP_BY = ["alertname", "episode"]  # one group per episode: each first notification waits group_wait
 
 
-@dataclass
-class Arrival:
-    path: str
-    at_ms: int
-    alert: dict[str, Any]
-
-
-class Webhook:
-    """The bench's Alertmanager-webhook receiver: each alert of each POST, with its arrival time."""
-
-    def __init__(self, port: int) -> None:
-        self.arrivals: list[Arrival] = []
-        self.lock = threading.Lock()
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                at_ms = int(time.time() * 1000)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with hook.lock:
-                    hook.arrivals.extend(Arrival(self.path, at_ms, a) for a in body["alerts"])
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+class LatencyHook(Webhook):
+    """The webhook, asked for each episode's first firing notification per receiver path."""
 
     def first_firing(self, path: str, episode: str) -> Arrival | None:
         with self.lock:
@@ -277,7 +247,7 @@ def run(args: argparse.Namespace, folder: Path) -> int:
     for episode in episodes:
         depth.labels(episode).set(LOW)
     exporter, _thread = start_http_server(EXPORTER, addr="127.0.0.1", registry=registry)
-    hook = Webhook(HOOK)
+    hook = LatencyHook(HOOK)
     document = talonflow_document(folder, rules)
     stopped = ("ingest", "rollups", "heartbeats", "lifecycle")
     started = time.time()
@@ -304,11 +274,13 @@ def run(args: argparse.Namespace, folder: Path) -> int:
                 highs, offset = first_high_ms(window), prometheus_offset_ms(window)
     finally:
         exporter.shutdown()
-        hook.server.shutdown()
+        hook.close()
     return report(hook, episodes, highs, offset, sorted(pending))
 
 
-def report(hook: Webhook, episodes: list[str], highs: dict[str, int], offset: int, missed: list[str]) -> int:
+def report(
+    hook: LatencyHook, episodes: list[str], highs: dict[str, int], offset: int, missed: list[str]
+) -> int:
     print(f"\n{len(episodes)} episodes; Prometheus' evaluation offset {offset} ms; "
           f"notifications never received for {missed or 'none'}\n")  # fmt: skip
     header = f"{'receiver':<52} {'n':>3} {'p50 s':>8} {'p99 s':>8} {'max s':>8} {'startsAt as expected':>21}"

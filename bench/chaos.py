@@ -17,6 +17,8 @@ that did not recover.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import random
 import signal
@@ -44,7 +46,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from bench.chaos_alerts import AGENTS, STARTUP_GRACE_S, Beaters, Flipper, Outage, Schedule, alerting_verdict
+from bench.chaos_alerts import render as render_alerting
+from bench.chaos_alerts import settings as alerting_settings
 from bench.stack import bench_stack, stack_settings
+from bench.webhook import Webhook
 from schemas.config import TalonflowConfig
 from talonflow.health import part_problem
 from talonflow.stack import Stack
@@ -54,6 +60,7 @@ SIGNALS = ("spans", "metrics", "logs")  # also the Parquet datasets they land in
 ROLLUPS = ("rollups_1m", "rollups_1h", "rollups_1d")
 BASE_PORT = 27000  # below Linux's ephemeral ports (32768 on), where a client socket could take one
 EXPORT_TIMEOUT_S = 30  # the SDK exporters retry retryable answers until this deadline
+HOOK_PORT = 400  # from the base port: the harness's webhook, which the stack's notifier calls
 
 
 def chaos_settings(folder: Path, brokers: int, base_port: int = BASE_PORT) -> dict[str, Any]:
@@ -390,24 +397,58 @@ def run(args: argparse.Namespace, folder: Path) -> int:
     config_file = folder / "chaos.yaml"
     ledger = Ledger()
     recoveries: dict[str, list[float | None]] = {}
-    with bench_stack(config_file, chaos_settings(folder, args.brokers)) as stack:
-        parts = sorted(p.name for p in stack.programs())
-        load = Load(stack.config, args.rate, ledger)
-        load.start()
-        try:
-            for round_number, part in enumerate(victims(parts, args.rounds, args.seed), start=1):
-                time.sleep(args.every)
-                took = kill_and_time(stack, part)
-                recoveries.setdefault(part, []).append(took)
-                state = f"back in {took:.1f}s" if took is not None else "DID NOT RECOVER"
-                print(f"round {round_number}: killed {part}, {state}", file=sys.stderr, flush=True)
-        finally:
-            load.finish()
-        quiesce(stack.config.data_dir, ledger, quiet=args.quiet, timeout=args.settle)
-        result = verdict(stack.config.data_dir, ledger)
+    outages: list[Outage] = []
+    document = chaos_settings(folder, args.brokers)
+    rule_files = document["alerts"]["rule_files"]
+    document.update(alerting_settings(folder, BASE_PORT + HOOK_PORT, AGENTS))
+    document["alerts"]["rule_files"] = rule_files + document["alerts"]["rule_files"]
+    hook = Webhook(BASE_PORT + HOOK_PORT)
+    try:
+        with bench_stack(config_file, document) as stack:
+            parts = sorted(p.name for p in stack.programs())
+            schedule = Schedule(time.time() + STARTUP_GRACE_S + 5, AGENTS)  # heartbeats judge by then
+            loads: list[Load | Flipper | Beaters] = [
+                Load(stack.config, args.rate, ledger),
+                Flipper(stack.config, schedule, EXPORT_TIMEOUT_S),
+                Beaters(stack.config, schedule, EXPORT_TIMEOUT_S),
+            ]
+            for load in loads:
+                load.start()
+            try:
+                for round_number, part in enumerate(victims(parts, args.rounds, args.seed), start=1):
+                    time.sleep(args.every)
+                    killed = time.time()
+                    took = kill_and_time(stack, part)
+                    recoveries.setdefault(part, []).append(took)
+                    outages.append(Outage(part, killed, time.time()))
+                    state = f"back in {took:.1f}s" if took is not None else "DID NOT RECOVER"
+                    print(f"round {round_number}: killed {part}, {state}", file=sys.stderr, flush=True)
+                time.sleep(args.after)
+            finally:
+                stopped = time.time()
+                for load in loads:
+                    load.finish()
+            quiesce(stack.config.data_dir, ledger, quiet=args.quiet, timeout=args.settle)
+            result = verdict(stack.config.data_dir, ledger)
+            alerting = alerting_verdict(stack.config.data_dir, hook, schedule, stopped, outages)
+    finally:
+        hook.close()
+    if args.keep:  # what the webhook received, beside the logs and data, for a second look
+        arrivals = [dataclasses.asdict(a) for a in hook.received()]
+        (folder / "notifications.json").write_text(
+            json.dumps(
+                {
+                    "outages": [dataclasses.asdict(o) for o in outages],
+                    "stopped": stopped,
+                    "t0": schedule.t0,
+                    "arrivals": arrivals,
+                }
+            )
+        )
     print(render(args.rounds, recoveries, result), flush=True)
+    print("\n".join(render_alerting(alerting)), flush=True)
     unrecovered = any(t is None for times in recoveries.values() for t in times)
-    return 0 if result.clean and not unrecovered else 1
+    return 0 if result.clean and alerting.clean and not unrecovered else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,12 +465,17 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="Kafka brokers: only changes the config document written (kafka.brokers, bootstrap list)",
     )
+    parser.add_argument(
+        "--after", type=float, default=25, help="seconds of load after the last round: episodes to count"
+    )
     parser.add_argument("--quiet", type=float, default=15, help="seconds without new rows: quiescence")
     parser.add_argument("--settle", type=float, default=240, help="longest wait for quiescence, seconds")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it (logs, data) afterwards")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.every <= 0 or args.rate <= 0 or args.brokers < 1:
-        parser.error("--rounds, --brokers must be at least 1; --every and --rate above 0")
+    if args.rounds < 1 or args.every <= 0 or args.rate <= 0 or args.brokers < 1 or args.after < 0:
+        parser.error(
+            "--rounds, --brokers must be at least 1; --every and --rate above 0; --after not below 0"
+        )
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         return run(args, args.keep.resolve())

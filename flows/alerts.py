@@ -29,7 +29,10 @@ resumes from the snapshot and replays the same samples through the same evaluati
 transition (schemas/alert_events.py) is written to Parquet exactly once (sequence-named files,
 as in flows/rollups.py), produced to the topic at least once (deduplicate on fingerprint, state
 and time), and firing/resolved ones are handed to the notifier (sinks/notify), which groups,
-silences, deduplicates and delivers them off the dataflow's thread.
+silences, deduplicates and delivers them off the dataflow's thread. The notifier lives in the
+process and starts empty: a resumed stream hands it its firing alerts again (as Prometheus re-sends
+active alerts to Alertmanager), so their resolution is notified, and so is a firing alert that was
+still in group_wait when the process died; its notifications are at least once.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -57,6 +60,7 @@ from bytewax.operators import StatefulLogic
 from flows.kafka_batches import Batch, KafkaBatchSource
 from flows.lazy import lazy_flow, sequenced_sink
 from promql import Labels
+from rules.evaluation import Transition
 from rules.loader import load_groups
 from rules.stream import GroupStream, GroupTransition, StreamState, components, group_id, metric_names
 from rules.templates import TemplateContext
@@ -204,6 +208,7 @@ class StreamLogic(StatefulLogic[tuple[str, Poll], tuple[int, list[Event]], Keyed
         streams: dict[str, list[Group]],
         parts: dict[str, tuple[str, ...]],
         state: KeyedState | None,
+        resend: Callable[[list[Event]], None] = lambda _events: None,
     ) -> None:
         self._config, self._streams, self._parts = config, streams, parts
         self._settings: AlertsConfig = config.alerts
@@ -214,6 +219,10 @@ class StreamLogic(StatefulLogic[tuple[str, Poll], tuple[int, list[Event]], Keyed
         self._labels: dict[str, Labels] = {}  # a cache, not state: series -> labels
         if state is not None and state.key in streams:
             self._stream = self._open(state)
+            # The notifier is the process's and starts empty: tell it again what fires, as Prometheus
+            # re-sends its active alerts to Alertmanager, or their resolution (and a firing alert
+            # still in group_wait when the process died) would never be notified.
+            resend(firing_events(self._stream, config.console.url))
 
     def _open(self, state: KeyedState) -> GroupStream:
         """The stream's groups, loaded with a template context of their own (workers are threads)."""
@@ -299,6 +308,21 @@ def transition_event(change: GroupTransition, external_url: str) -> Event:
     }
 
 
+def firing_events(stream: GroupStream, external_url: str) -> list[Event]:
+    """The stream's firing alerts as events (evaluated at the time they fired): for the notifier only."""
+    events = []
+    for group in stream.groups:
+        for rule in stream.evaluators[group_id(group)].states:
+            for labels, alert in rule.active.items():
+                if alert.state == "firing":
+                    fired = alert.fired_at if alert.fired_at is not None else alert.active_at
+                    transition = Transition(rule.rule.name, labels, "firing", "firing", fired)
+                    events.append(
+                        transition_event(GroupTransition(group, transition, alert, "firing"), external_url)
+                    )
+    return events
+
+
 def notify(notifier: Notifier, events: list[Event]) -> None:
     """Hand firing and resolved transitions to the notifier; it never blocks the flow."""
     for event in events:
@@ -347,7 +371,11 @@ def build(config: TalonflowConfig) -> Dataflow:
     parts = {key: tuple(p for p in every if topic_of(p) in read_topics(w)) for key, w in names.items()}
     polls = op.map("series", op.input("kafka", flow, source), lambda batch: read_poll(batch, bounds))
     keyed = op.flat_map("to-groups", polls, lambda poll: route(poll, names))
-    transitions = op.stateful("groups", keyed, lambda state: StreamLogic(config, streams, parts, state))
+    transitions = op.stateful(
+        "groups",
+        keyed,
+        lambda state: StreamLogic(config, streams, parts, state, lambda e: notify(notifier, e)),
+    )
 
     def to_chunk(item: tuple[str, tuple[int, list[Event]]]) -> tuple[str, Chunk]:
         key, (sequence, events) = item

@@ -18,8 +18,10 @@ A restart must not page anyone: for `startup_grace` after a (re)start, while the
 the records since the last snapshot, no component gets worse; verdicts catch up after that.
 Each transition is a `heartbeats` row and a `talon_heartbeats` JSON document; down fires a
 `HeartbeatDown` alert (Parquet `alerts`, `talon_alerts`, notifications) and the return resolves
-it. Every minute each component also gets `heartbeat.active`, `heartbeat.stale` and
-`heartbeat.age_seconds` rollups, so alert rules and queries see them like any other series.
+it; a restarted flow hands the notifier (which starts empty) every HeartbeatDown still firing, so
+that the return is notified too. Every minute each component also gets `heartbeat.active`,
+`heartbeat.stale` and `heartbeat.age_seconds` rollups, so alert rules and queries see them like
+any other series.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -177,10 +179,23 @@ Item = tuple[str, Any]  # ("beats", {component: Beat}) or ("tick", (now in ns, s
 
 
 class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
-    def __init__(self, config: HeartbeatsConfig, seeds: dict[str, Beat], state: ShardState | None) -> None:
+    def __init__(
+        self,
+        config: HeartbeatsConfig,
+        seeds: dict[str, Beat],
+        state: ShardState | None,
+        resend: Callable[[dict[str, Any]], None] = lambda _alert: None,
+    ) -> None:
         self._config, self._seeds = config, seeds
         self.state = state or ShardState()
         self._guard_until = time.time_ns() + int(config.startup_grace * 1e9)  # not state: each start
+        # The notifier is the process's and starts empty: tell it again what is down, as Prometheus
+        # re-sends its active alerts to Alertmanager, or the resolution (and a firing alert still
+        # in group_wait when the process died) would never be notified.
+        now = time.time_ns()
+        for watch in self.state.watches.values():
+            if watch.state == "down":
+                resend(self._alert_event(watch, "down", now))
 
     def on_item(self, value: Item) -> tuple[Iterable[tuple[int, Output]], bool]:
         kind, payload = value
@@ -251,10 +266,14 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
         return outputs
 
     def _alert(self, watch: Watch, previous: str, now: int) -> dict[str, Any]:
+        if watch.state == "down":
+            watch.down_since_ns = now
+        return self._alert_event(watch, previous, now)
+
+    def _alert_event(self, watch: Watch, previous: str, now: int) -> dict[str, Any]:
+        """HeartbeatDown for a watch: firing while it is down (since `down_since_ns`), else resolved."""
         beat = watch.beat
         firing = watch.state == "down"
-        if firing:
-            watch.down_since_ns = now
         labels = {
             "alertname": ALERT_NAME,
             "severity": "critical",
@@ -405,7 +424,7 @@ def build(config: TalonflowConfig) -> Dataflow:
     items = op.flat_map("by-shard", polls, by_shard)
 
     def build_logic(key_state: ShardState | None) -> ShardWatch:
-        return ShardWatch(settings, seeded, key_state)
+        return ShardWatch(settings, seeded, key_state, notifier.submit)
 
     watched = op.stateful("watch", items, build_logic)
 

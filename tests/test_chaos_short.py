@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from bench.chaos import ID, Ledger, replayed, verdict
+from bench.chaos_alerts import ALERT, Outage, Schedule, alerting_verdict
+from bench.chaos_alerts import render as render_alerting
+from bench.webhook import Arrival, Webhook
+from flows.heartbeats import ALERT_NAME as HEARTBEAT_ALERT
+from schemas.alert_events import ACTIVE_ENDS_AT, alert_rows
+from schemas.datasets import DATASETS
 
 
 def table_rows(output: str, header: str) -> dict[str, list[str]]:
@@ -34,9 +42,10 @@ def table_rows(output: str, header: str) -> dict[str, list[str]]:
 def test_three_rounds_of_kills_lose_and_duplicate_nothing() -> None:
     """Nothing acknowledged is lost and nothing is in Parquet twice: not a record written twice,
     nor a request the SDK sent again because a kill took its first answer (two Kafka records with
-    the same bytes: the flows drop the second, flows/resends.py)."""
+    the same bytes: the flows drop the second, flows/resends.py). Every alert episode and heartbeat
+    silence not excused by the Kafka or receiver kill has each transition once and is notified."""
     command = [sys.executable, "-m", "bench.chaos", "--rounds", "3", "--every", "3", "--seed", "132"]
-    command += ["--rate", "10", "--quiet", "8"]
+    command += ["--rate", "10", "--quiet", "8", "--after", "75"]  # episodes after Kafka is back
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0 and "signal" in run.stdout, run.stdout + run.stderr[-3000:]
     parts = table_rows(run.stdout, "part")
@@ -49,6 +58,16 @@ def test_three_rounds_of_kills_lose_and_duplicate_nothing() -> None:
         assert int(acked) > 0 and lost == "0" and duplicated == resent == "0", run.stdout
     assert signals["rollups"][-2] == "0"  # rollup rows beyond one per (series, window, resolution)
     assert signals["rollup_pts"][-2] == "0"  # the load's counter points folded more than once
+    episodes = table_rows(run.stdout, "episodes")  # expected, exact, lost, doubled, excused
+    assert int(episodes["alert_transitions"][0]) > 0, run.stdout  # some not excused by the Kafka kill
+    for name in (
+        "alert_transitions",
+        "heartbeat_verdicts",
+        "heartbeat_alerts",
+        "alert_notified",
+        "heartbeat_notified",
+    ):
+        assert episodes[name][2:4] == ["0", "0"], run.stdout  # no transition or notification lost, doubled
 
 
 def test_the_count_finds_a_lost_and_a_doubled_item_and_a_doubled_rollup_window(tmp_path: Path) -> None:
@@ -98,3 +117,75 @@ def test_two_kafka_records_are_a_resend_and_one_record_twice_a_replay() -> None:
     assert not replayed([first, second])
     assert replayed([first, "otlp_metrics-3-00000000000000000340-00000000000000000342"])
     assert not replayed([first, first.replace("-3-", "-2-")])
+
+
+def test_the_alerting_count_finds_lost_doubled_unsent_and_excused_episodes(tmp_path: Path) -> None:
+    """Alert transitions, heartbeat verdicts and notifications counted per scheduled episode, on
+    hand-written rows and webhook arrivals: it can fail, and excuses only what an outage owns.
+    An episode never notified whose firing and resolved rows one output of the flow wrote is
+    unsent (the notifier, as Alertmanager, sends nothing for an alert resolved before its flush)."""
+    schedule = Schedule(t0=1_800_000_000.0, agents=1, period=20.0, high=8.0, low=6.0, silent=12.0)
+    t0, stop = schedule.t0, schedule.t0 + 45  # episodes 0 and 1 of each kind end before the stop
+
+    def at(seconds: float) -> str:
+        return datetime.fromtimestamp(t0 + seconds, UTC).isoformat()
+
+    def alert(labels: dict[str, str], state: str, seconds: float, starts: float) -> dict[str, Any]:
+        ends = ACTIVE_ENDS_AT if state != "resolved" else at(seconds)
+        return {
+            **{"labels": labels, "annotations": {}, "fingerprint": "f", "state": state, "value": 1.0},
+            **{"previous_state": "", "evaluatedAt": at(seconds), "startsAt": at(starts), "endsAt": ends},
+        }
+
+    def write(dataset: str, table: pa.Table, outputs: str = "1-1") -> None:
+        """As the flows' writers name files: `<dataset>-<writer>-<first>-<last output>`."""
+        folder = tmp_path / dataset / "date=2027-01-15" / "hour=08"
+        folder.mkdir(parents=True, exist_ok=True)
+        first, last = (f"{int(n):020d}" for n in outputs.split("-"))
+        pq.write_table(table, folder / f"{dataset}-7-{first}-{last}.parquet")
+
+    level = [{"alertname": ALERT, "agent": "a0", "episode": str(k)} for k in (0, 1)]
+    down = {"alertname": HEARTBEAT_ALERT, "component": "beat-0"}
+    write("alerts", alert_rows([alert(level[0], s, t, 2) for s, t in (("pending", 1), ("firing", 3))]))
+    write("alerts", alert_rows([alert(level[0], "resolved", 9, 2)]), "4-4")
+    events = [alert(level[1], s, t, 22) for s, t in (("pending", 21), ("firing", 23), ("firing", 24))]
+    write("alerts", alert_rows([*events, alert(level[1], "resolved", 29, 23)]), "7-8")  # at once
+    events = [alert(down, "firing", 6, 6), alert(down, "resolved", 13, 6)]
+    events.append(alert(down, "firing", 26, 26))  # window 1: never resolved, but heartbeats was down
+    write("alerts", alert_rows(events), "9-9")
+    verdicts = [("up", "new", -4), ("late", "up", 3), ("down", "late", 6), ("up", "down", 12.5)]
+    verdicts += [("late", "up", 23), ("down", "late", 26)]
+    rows = [{"time": int((t0 + t) * 1e9), "component": "beat-0", "state": s, "previous_state": p}
+            for s, p, t in verdicts]  # fmt: skip
+    write("heartbeats", pa.Table.from_pylist(rows, DATASETS["heartbeats"].schema))
+    outages = [Outage("alerts", t0 + 2, t0 + 4), Outage("heartbeats", t0 + 30, t0 + 31)]
+
+    def arrival(labels: dict[str, str], status: str, seconds: float, starts: float) -> Arrival:
+        body = {"labels": labels, "status": status, "startsAt": at(starts).replace("+00:00", "Z")}
+        return Arrival("/chaos", int((t0 + seconds) * 1000), body)
+
+    arrivals = [arrival(level[0], "firing", 4, 2), arrival(level[0], "firing", 6, 2)]  # 2 s apart
+    arrivals += [arrival(level[0], "resolved", 10, 2), arrival(down, "firing", 7, 6)]  # never resolved
+    hook = Webhook(0)  # port 0: any free port, never called
+    hook.arrivals.extend(arrivals)
+    try:
+        result = alerting_verdict(tmp_path, hook, schedule, stop, outages)
+    finally:
+        hook.close()
+    alerts, beats, down_alerts = (result.transitions[k] for k in ("alert", "heartbeat", "HeartbeatDown"))
+    assert (alerts.expected, alerts.exact, alerts.lost, alerts.doubled, alerts.excused) == (2, 1, 0, 1, [])
+    assert (beats.expected, beats.exact, beats.lost, beats.doubled) == (1, 1, 0, 0)
+    assert beats.excused == ["beat-0/1: heartbeats down +10s..+11s from its start"]
+    assert (down_alerts.expected, down_alerts.exact, len(down_alerts.excused)) == (1, 1, 1)
+    notified, down_notified = result.notifications["alert"], result.notifications["HeartbeatDown"]
+    assert (notified.expected, notified.exact, notified.lost, notified.doubled, notified.unsent) == (
+        2,
+        0,
+        0,
+        1,
+        1,
+    )
+    assert (down_notified.expected, down_notified.lost, down_notified.excused) == (1, 1, ["beat-0/1"])
+    assert not result.clean
+    report = "\n".join(render_alerting(result))
+    assert "alert_transitions" in report and "a0/1 doubled" in report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
 from flows.heartbeats import ALERT_NAME, Beat, Matcher, ShardState, ShardWatch, seeds, shard_of
+from schemas.alert_events import rfc3339
 from schemas.config import HeartbeatsConfig, load_config
 from schemas.flatten import KafkaRecord
 from schemas.topics import LOGS_TOPIC, METRICS_TOPIC
@@ -98,6 +100,23 @@ def test_a_restart_does_not_page_while_it_catches_up() -> None:
     after = ShardWatch(CONFIG, seeded, pickle.loads(pickle.dumps(restarted.snapshot())))
     verdicts = {r["component"]: r["state"] for r in tick(after, t0 + 500 * S)["heartbeats"]}
     assert verdicts == {"main_agent": "down"}  # email_processor never reported: still new
+
+
+def test_a_restart_tells_the_notifier_again_what_is_down() -> None:
+    """The notifier starts empty after a kill -9: without HeartbeatDown again, the return of a
+    component that went down before the kill was never notified as resolved (bench/chaos.py)."""
+    seeded = seeds(CONFIG)
+    t0 = seeded["main_agent"].seen_ms * 1_000_000
+    watch = ShardWatch(CONFIG, seeded, None)
+    (fired,) = tick(watch, t0 + 91 * S)["alerts"]
+    state: ShardState = pickle.loads(pickle.dumps(watch.snapshot()))
+    resent: list[dict[str, Any]] = []
+    ShardWatch(CONFIG, seeded, state, resent.append)
+    assert [(a["status"], a["labels"]["component"]) for a in resent] == [("firing", "main_agent")]
+    assert resent[0]["fingerprint"] == fired["fingerprint"]
+    assert resent[0]["startsAt"] == rfc3339(datetime.fromtimestamp(fired["starts_at"] / S, UTC))
+    ShardWatch(CONFIG, seeded, None, resent.append)
+    assert len(resent) == 1  # a first start resends nothing
 
 
 def test_a_component_that_never_reported_is_new_until_its_first_beat() -> None:
