@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
+import functools
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TypeVar
+
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.config import TalonflowConfig
 from schemas.topics import ALL_TOPICS, TOPIC_OVERRIDES
+
+T = TypeVar("T")
+
+
+def admin_result(request: Callable[[], Future[T]], attempts: int = 5) -> T:
+    """An admin request's result, asked again when librdkafka dropped the connection it went on.
+
+    librdkafka (2.10+) decommissions its bootstrap connection once metadata names the brokers, and
+    a request in flight on it fails with _DESTROY_BROKER: a client-side hiccup, not an answer."""
+    for attempt in range(attempts):
+        try:
+            return request().result()
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError._DESTROY_BROKER or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def ensure_topics(config: TalonflowConfig) -> list[str]:
@@ -32,10 +53,14 @@ def ensure_topics(config: TalonflowConfig) -> list[str]:
     ]
     if not wanted:
         return []
-    for future in admin.create_topics(wanted, request_timeout=15).values():
+    for topic in wanted:
         try:
-            future.result()
+            admin_result(functools.partial(_create, admin, topic))
         except KafkaException as err:
             if err.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
     return [t.topic for t in wanted]
+
+
+def _create(admin: AdminClient, topic: NewTopic) -> Future[None]:
+    return admin.create_topics([topic], request_timeout=15)[topic.topic]

@@ -32,6 +32,7 @@ from schemas.topics import SPANS_TOPIC
 from sinks.lifecycle import hot_files
 from sinks.tiers import WARM, Manifest, minio_client
 from talonflow.health import kafka_healthy
+from talonflow.provision import admin_result
 from talonflow.query import run_query
 from talonflow.stack import kafka_cluster_id, kafka_node_dir
 from tests.conftest import LocalStack, stack_root
@@ -174,8 +175,9 @@ def test_the_cluster_is_replicated(replicated: LocalStack, tmp_path: Path) -> No
     assert sorted(metadata.brokers) == [1, 2, 3]
     partitions = metadata.topics[SPANS_TOPIC].partitions.values()
     assert all(sorted(p.replicas) == [1, 2, 3] for p in partitions)
-    [described] = admin.describe_configs([ConfigResource("topic", SPANS_TOPIC)]).values()
-    assert described.result()["min.insync.replicas"].value == "2"
+    resource = ConfigResource("topic", SPANS_TOPIC)
+    described = admin_result(lambda: admin.describe_configs([resource])[resource])
+    assert described["min.insync.replicas"].value == "2"
     parts = {p["name"]: p for p in replicated.status()["parts"]}
     assert {"kafka-1", "kafka-2", "kafka-3", "minio"} <= parts.keys()
     assert all(parts[name]["healthy"] for name in ("kafka-1", "kafka-2", "kafka-3", "minio"))
