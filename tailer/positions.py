@@ -80,6 +80,25 @@ def init_transactions(producer: Producer, timeout: float) -> None:
             time.sleep(0.5)
 
 
+_NOT_YET = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE)
+
+
+def _partitions(consumer: Consumer, timeout: float) -> set[int]:
+    """The positions topic's partitions. Just after `up` created it, a broker may not know it yet
+    (UNKNOWN_TOPIC_OR_PART, LEADER_NOT_AVAILABLE): ask again until `timeout` rather than end the tailer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        metadata = consumer.list_topics(TAILER_POSITIONS_TOPIC, timeout=max(deadline - time.monotonic(), 1.0))
+        topic = metadata.topics[TAILER_POSITIONS_TOPIC]
+        if topic.error is None and topic.partitions:
+            return set(topic.partitions)
+        not_yet = topic.error is None or topic.error.code() in _NOT_YET
+        if not not_yet or time.monotonic() >= deadline:
+            raise RuntimeError(f"topic {TAILER_POSITIONS_TOPIC}: {topic.error or 'no partitions'}")
+        log.info("tailer: %s not ready yet (%s), retrying", TAILER_POSITIONS_TOPIC, topic.error)
+        time.sleep(0.5)
+
+
 def load(config: TalonflowConfig, timeout: float = 60) -> list[Position] | None:
     """The latest committed positions of this tailer; None when it never committed any."""
     key = positions_key(config)
@@ -95,11 +114,7 @@ def load(config: TalonflowConfig, timeout: float = 60) -> list[Position] | None:
         }
     )
     try:
-        metadata = consumer.list_topics(TAILER_POSITIONS_TOPIC, timeout=timeout)
-        topic = metadata.topics[TAILER_POSITIONS_TOPIC]
-        if topic.error is not None:
-            raise RuntimeError(f"topic {TAILER_POSITIONS_TOPIC}: {topic.error}")
-        pending = set(topic.partitions)
+        pending = _partitions(consumer, timeout)
         consumer.assign([TopicPartition(TAILER_POSITIONS_TOPIC, p, OFFSET_BEGINNING) for p in pending])
         latest: bytes | None = None
         while pending:

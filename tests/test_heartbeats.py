@@ -128,21 +128,38 @@ def test_a_stall_is_down_within_grace_and_back_on_return_across_a_restart(local_
     assert mine.sort("time")["state"].to_list() == ["firing", "resolved", "firing"]
 
 
+def _has_verdict(data: Path, component: str, state: str) -> bool:
+    files = list(data.glob("heartbeats/date=*/hour=*/*.parquet"))
+    if not files:
+        return False
+    rows = pl.read_parquet(files)
+    return rows.filter((pl.col("component") == component) & (pl.col("state") == state)).height > 0
+
+
 @pytest.mark.parametrize(("processes", "workers"), [(1, 2), (2, 1)], ids=["-w 2", "two processes"])
 def test_verdicts_are_the_same_across_workers_and_processes(
     local_stack: LocalStack, tmp_path: Path, processes: int, workers: int
 ) -> None:
     """Shards spread over workers: the clock reaches every one, and each verdict is written once."""
-    service = f"hb-{uuid.uuid4().hex[:8]}"
+    service, warm = f"hb-{uuid.uuid4().hex[:8]}", f"hb-warm-{uuid.uuid4().hex[:8]}"
     component = {"match": {"service.name": service}, "expected_interval": "1s", "grace_period": "1s"}
-    heartbeats = {"components": {"spread": component}, "tick": "200ms", "startup_grace": "1s"}
+    warming = {"match": {"service.name": warm}, "expected_interval": "1s", "grace_period": "1s"}
+    components = {"spread": component, "warm": warming}
+    heartbeats = {"components": components, "tick": "200ms", "startup_grace": "1s"}
     flows, data = isolated_flows(
         local_stack, tmp_path, "heartbeats", {"heartbeats": heartbeats}, processes, workers
     )
     flows.start()
     try:
         with grpc.insecure_channel(local_stack.grpc_endpoint) as channel:
-            time.sleep(8)  # the flow is up and past its start-up grace
+            # The flow is up, reading and past its start-up grace once another component's beat got
+            # its verdict: a fixed sleep was too short for two workers on a loaded machine.
+            deadline = time.monotonic() + 120
+            while not _has_verdict(data, "warm", "up") and time.monotonic() < deadline:
+                grpc_export(channel, "traces", span_request([(warm, "i-1")], spans_per_agent=1))
+                time.sleep(0.5)
+            assert _has_verdict(data, "warm", "up"), flows.log_tail()
+            time.sleep(2)
             first = time.time()
             for _ in range(6):
                 grpc_export(channel, "traces", span_request([(service, "i-1")], spans_per_agent=1))
