@@ -10,20 +10,18 @@ topic, keyed by the tailer's id: every line is shipped exactly once.
 from __future__ import annotations
 
 import json
-import logging
-import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from tenacity import stop_after_delay
 
 from schemas.config import TalonflowConfig
 from schemas.topics import TAILER_POSITIONS_TOPIC
 from tailer.files import Position
 from talonflow.kafka_log import kafka_logger
+from talonflow.kafka_retry import init_transactions, topic_partitions
 
 FORMAT_VERSION = 1
-
-log = logging.getLogger("talonflow.tailer")
 
 
 def positions_key(config: TalonflowConfig) -> bytes:
@@ -60,45 +58,6 @@ def transactional_producer(config: TalonflowConfig) -> Producer:
     return producer
 
 
-def init_transactions(producer: Producer, timeout: float) -> None:
-    """librdkafka's `init_transactions`, retried while its error is retriable.
-
-    On a broker just started, the transaction coordinator may not be elected yet
-    (`NOT_COORDINATOR`, `COORDINATOR_LOAD_IN_PROGRESS`): librdkafka marks these retriable and
-    says to call again, rather than ending the tailer for supervisord to restart.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            producer.init_transactions(max(deadline - time.monotonic(), 1.0))
-            return
-        except KafkaException as exc:
-            error = exc.args[0]
-            if not error.retriable() or time.monotonic() >= deadline:
-                raise
-            log.info("tailer: Kafka transactions not ready yet (%s), retrying", error.str())
-            time.sleep(0.5)
-
-
-_NOT_YET = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE)
-
-
-def _partitions(consumer: Consumer, timeout: float) -> set[int]:
-    """The positions topic's partitions. Just after `up` created it, a broker may not know it yet
-    (UNKNOWN_TOPIC_OR_PART, LEADER_NOT_AVAILABLE): ask again until `timeout` rather than end the tailer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        metadata = consumer.list_topics(TAILER_POSITIONS_TOPIC, timeout=max(deadline - time.monotonic(), 1.0))
-        topic = metadata.topics[TAILER_POSITIONS_TOPIC]
-        if topic.error is None and topic.partitions:
-            return set(topic.partitions)
-        not_yet = topic.error is None or topic.error.code() in _NOT_YET
-        if not not_yet or time.monotonic() >= deadline:
-            raise RuntimeError(f"topic {TAILER_POSITIONS_TOPIC}: {topic.error or 'no partitions'}")
-        log.info("tailer: %s not ready yet (%s), retrying", TAILER_POSITIONS_TOPIC, topic.error)
-        time.sleep(0.5)
-
-
 def load(config: TalonflowConfig, timeout: float = 60) -> list[Position] | None:
     """The latest committed positions of this tailer; None when it never committed any."""
     key = positions_key(config)
@@ -114,7 +73,7 @@ def load(config: TalonflowConfig, timeout: float = 60) -> list[Position] | None:
         }
     )
     try:
-        pending = _partitions(consumer, timeout)
+        pending = set(topic_partitions(consumer, TAILER_POSITIONS_TOPIC, stop_after_delay(timeout)))
         consumer.assign([TopicPartition(TAILER_POSITIONS_TOPIC, p, OFFSET_BEGINNING) for p in pending])
         latest: bytes | None = None
         while pending:

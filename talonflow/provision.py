@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from concurrent.futures import Future
-from typing import TypeVar
-
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from schemas.config import TalonflowConfig
 from schemas.topics import ALL_TOPICS, TOPIC_OVERRIDES
-
-T = TypeVar("T")
-
-
-def admin_result(request: Callable[[], Future[T]], attempts: int = 5) -> T:
-    """An admin request's result, asked again when librdkafka dropped the connection it went on.
-
-    librdkafka (2.10+) decommissions its bootstrap connection once metadata names the brokers, and
-    a request in flight on it fails with _DESTROY_BROKER: a client-side hiccup, not an answer."""
-    for attempt in range(attempts):
-        try:
-            return request().result()
-        except KafkaException as err:
-            if err.args[0].code() != KafkaError._DESTROY_BROKER or attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
+from talonflow.kafka_retry import destroyed_broker
 
 
 def ensure_topics(config: TalonflowConfig) -> list[str]:
@@ -53,14 +34,25 @@ def ensure_topics(config: TalonflowConfig) -> list[str]:
     ]
     if not wanted:
         return []
-    for topic in wanted:
-        try:
-            admin_result(functools.partial(_create, admin, topic))
-        except KafkaException as err:
-            if err.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise
+    pending = {topic.topic: topic for topic in wanted}
+    retrying = Retrying(retry=retry_if_exception(destroyed_broker), stop=stop_after_attempt(5), reraise=True)
+    retrying(_create, admin, pending)
     return [t.topic for t in wanted]
 
 
-def _create(admin: AdminClient, topic: NewTopic) -> Future[None]:
-    return admin.create_topics([topic], request_timeout=15)[topic.topic]
+def _create(admin: AdminClient, pending: dict[str, NewTopic]) -> None:
+    """Ask for every pending topic in one request. A topic created (or already there) leaves
+    `pending`, so when librdkafka dropped the connection under some of them only those are asked
+    again; a broker's refusal is raised before a dropped connection, and is not retried."""
+    futures = admin.create_topics(list(pending.values()), request_timeout=15)
+    errors: list[KafkaException] = []
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as err:
+            if err.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                errors.append(err)
+                continue
+        del pending[name]
+    if errors:
+        raise min(errors, key=destroyed_broker)

@@ -32,7 +32,7 @@ from schemas.topics import SPANS_TOPIC
 from sinks.lifecycle import hot_files
 from sinks.tiers import WARM, Manifest, minio_client
 from talonflow.health import kafka_healthy
-from talonflow.provision import admin_result
+from talonflow.kafka_retry import admin_result
 from talonflow.query import run_query
 from talonflow.stack import kafka_cluster_id, kafka_node_dir
 from tests.conftest import LocalStack, stack_root

@@ -12,9 +12,11 @@ import uuid
 from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from tenacity import stop_when_event_set
 
 from schemas.config import KafkaConfig
 from talonflow.kafka_log import kafka_logger
+from talonflow.kafka_retry import TopicNotReady, topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,13 @@ class TopicTail:
             }
         )
         try:
-            pending = set(self._partitions(consumer))
+            try:
+                pending = set(topic_partitions(consumer, self._topic, stop_when_event_set(self._stop)))
+            except (TopicNotReady, KafkaException):  # stopped while the broker was away: nothing to read
+                return
+            except RuntimeError as err:  # the broker refuses the topic (authorization, say)
+                log.error("%s: %s", self._topic, err)
+                return
             consumer.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in pending])
             if not pending:
                 ready.set()
@@ -80,15 +88,3 @@ class TopicTail:
         finally:
             consumer.close()
             ready.set()
-
-    def _partitions(self, consumer: Consumer) -> list[int]:
-        """The topic's partitions, once the broker answers and the topic exists; [] when stopped."""
-        while not self._stop.is_set():
-            try:
-                found = consumer.list_topics(self._topic, timeout=1).topics.get(self._topic)
-            except KafkaException:  # the broker is away: a reader waits for it, like the flows do
-                found = None
-            if found is not None and found.error is None and found.partitions:
-                return sorted(found.partitions)
-            self._stop.wait(1)
-        return []
