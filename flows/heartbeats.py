@@ -12,7 +12,10 @@ any other resource that has reported, with the default interval and grace. A bea
 signal, or only a named metric or log event when the component says so; its time is the
 record's Kafka timestamp (when the receiver took it), so a replay sees the same beats. Verdicts
 run on ticks of the system clock, so a silent pipeline is still judged; components spread over
-`shards` keyed states, and every tick reaches every shard.
+`shards` keyed states, and every tick reaches every shard. A flow that falls behind its topics
+(a poll comes back full) judges no later than the Kafka time it has read up to on its slowest
+partition, so beats still waiting in Kafka do not make their components look late; its judging
+clock never goes back.
 
 A restart must not page anyone: for `startup_grace` after a (re)start, while the source replays
 the records since the last snapshot, no component gets worse; verdicts catch up after that.
@@ -175,7 +178,28 @@ class ShardState:
     sequence: int = 0
 
 
-Item = tuple[str, Any]  # ("beats", {component: Beat}) or ("tick", (now in ns, shard))
+# ("beats", {component: Beat}), ("tick", (now in ns, shard)), or ("reading", (part, Kafka ms read up
+# to while the part is behind, None once it caught up)).
+Item = tuple[str, Any]
+POLL_RECORDS: Final = 500
+
+
+class SourceLag:
+    """Which of a worker's source partitions are behind: a poll that came back full has more to
+    read after its last record; one that came back short, or the source's mark that the partition
+    is read to its end (`idle_after`), has caught up. Reports changes only."""
+
+    def __init__(self, poll_records: int) -> None:
+        self._poll = poll_records
+        self._behind: dict[str, int] = {}
+
+    def observe(self, part: str, records: list[KafkaRecord]) -> tuple[str, int | None] | None:
+        if len(records) >= self._poll:
+            self._behind[part] = max(record.timestamp_ms for record in records)
+            return part, self._behind[part]
+        if self._behind.pop(part, None) is not None:
+            return part, None
+        return None
 
 
 class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
@@ -188,6 +212,10 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
     ) -> None:
         self._config, self._seeds = config, seeds
         self.state = state or ShardState()
+        # Not state: after a restart the source says again what is behind, and `startup_grace`
+        # covers the replay.
+        self._reading: dict[str, int] = {}  # partitions behind -> Kafka time read up to, ms
+        self._clock = 0  # the judging time, ns: never goes back
         self._guard_until = time.time_ns() + int(config.startup_grace * 1e9)  # not state: each start
         # The notifier is the process's and starts empty: tell it again what is down, as Prometheus
         # re-sends its active alerts to Alertmanager, or the resolution (and a firing alert still
@@ -201,7 +229,7 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
         kind, payload = value
         changes: list[tuple[Watch, str]] = []
         if kind == "beats":
-            now = time.time_ns()
+            now = self._judging_time(time.time_ns())
             for name, beat in payload.items():
                 watch = self.state.watches.get(name)
                 if watch is None:
@@ -210,14 +238,29 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
                     watch.beat, watch.seeded = beat, False
             changes = self._judge(now, better_only=True)
             return self._emit(self._transitions(changes, now)), StatefulLogic.RETAIN
-        now, shard = payload
+        if kind == "reading":
+            part, read_to = payload
+            if read_to is None:
+                self._reading.pop(part, None)
+            else:
+                self._reading[part] = read_to
+            return [], StatefulLogic.RETAIN
+        wall, shard = payload
+        now = self._judging_time(wall)
         for name, seed in self._seeds.items():  # configured components are watched from the first tick
             if shard_of(name, self._config.shards) == shard and name not in self.state.watches:
                 first = "up" if self._config.components[name].required else "new"
                 self.state.watches[name] = Watch(seed, first, now, seeded=True)
-        changes = self._judge(now, better_only=now < self._guard_until)
+        changes = self._judge(now, better_only=wall < self._guard_until)
         outputs = self._transitions(changes, now) + self._rollups(now)
         return self._emit(outputs), StatefulLogic.RETAIN
+
+    def _judging_time(self, wall: int) -> int:
+        """The wall clock, or the Kafka time the slowest lagging partition has been read up to."""
+        read_to = min(self._reading.values(), default=None)
+        at = wall if read_to is None else min(wall, read_to * 1_000_000)
+        self._clock = max(self._clock, at)
+        return self._clock
 
     def snapshot(self) -> ShardState:
         return self.state
@@ -408,18 +451,23 @@ def build(config: TalonflowConfig) -> Dataflow:
 
     flow = Dataflow("heartbeats")
     tick = timedelta(seconds=settings.tick)
-    polls = op.input("kafka", flow, KafkaBatchSource(config.kafka, OTLP_TOPICS, CONSUMER_GROUP, 500, tick))
+    source = KafkaBatchSource(config.kafka, OTLP_TOPICS, CONSUMER_GROUP, POLL_RECORDS, tick, idle_after=tick)
+    polls = op.input("kafka", flow, source)
+    lag = SourceLag(POLL_RECORDS)  # of this worker's partitions: a partition is read by one worker
 
     def by_shard(batch: Batch) -> list[tuple[str, Item]]:
-        """A tick reaches every shard; a poll's beats go to the shards of their components."""
+        """A tick reaches every shard, and so does a partition falling behind or catching up; a
+        poll's beats go to the shards of their components."""
         part, records = batch
         if part == CLOCK_PART:
             now = time.time_ns()
             return [(str(s), ("tick", (now, s))) for s in range(shards)]
+        change = lag.observe(part, records)
+        items = [] if change is None else [(str(s), ("reading", change)) for s in range(shards)]
         found: dict[int, dict[str, Beat]] = {}
         for name, beat in matcher.beats(records).items():
             found.setdefault(shard_of(name, shards), {})[name] = beat
-        return [(str(shard), ("beats", beats)) for shard, beats in found.items()]
+        return items + [(str(shard), ("beats", beats)) for shard, beats in found.items()]
 
     items = op.flat_map("by-shard", polls, by_shard)
 

@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
-from flows.heartbeats import ALERT_NAME, Beat, Matcher, ShardState, ShardWatch, seeds, shard_of
+from flows.heartbeats import ALERT_NAME, Beat, Matcher, ShardState, ShardWatch, SourceLag, seeds, shard_of
 from schemas.alert_events import rfc3339
 from schemas.config import HeartbeatsConfig, load_config
 from schemas.flatten import KafkaRecord
@@ -194,3 +194,36 @@ def test_the_default_config_ships_no_fleet_and_the_example_loads() -> None:
         600,
     )
     assert not any(c.required for c in example.values())
+
+
+def test_a_flow_behind_its_topics_judges_no_later_than_it_has_read() -> None:
+    """Beats still waiting in Kafka must not make their component look late: while a partition's
+    polls come back full, verdicts wait for the Kafka time it has read up to; the clock never goes back."""
+    seeded = seeds(CONFIG)
+    t0 = seeded["main_agent"].seen_ms * 1_000_000
+    watch = ShardWatch(CONFIG, seeded, None)
+    assert watch.on_item(("reading", ("otlp_logs:3", (t0 + 10 * S) // 1_000_000)))[0] == []
+    assert tick(watch, t0 + 91 * S).get("heartbeats") is None  # judged at t0 + 10 s: still up
+    watch.on_item(("reading", ("otlp_logs:3", (t0 + 40 * S) // 1_000_000)))
+    late = tick(watch, t0 + 92 * S)["heartbeats"]
+    assert [(r["state"], r["age_seconds"]) for r in late] == [("late", 40.0)]
+    watch.on_item(("reading", ("otlp_spans:0", (t0 + 5 * S) // 1_000_000)))  # another falls behind
+    assert tick(watch, t0 + 93 * S).get("heartbeats") is None  # the clock stays, not back to "up"
+    watch.on_item(("reading", ("otlp_logs:3", None)))
+    watch.on_item(("reading", ("otlp_spans:0", None)))  # both caught up: the wall clock again
+    down = tick(watch, t0 + 94 * S)["heartbeats"]
+    assert [(r["state"], r["age_seconds"]) for r in down] == [("down", 94.0)]
+
+
+def test_a_partition_is_behind_while_its_polls_come_back_full() -> None:
+    lag = SourceLag(poll_records=3)
+
+    def records(*stamps: int) -> list[KafkaRecord]:
+        return [KafkaRecord(LOGS_TOPIC, 0, i, ms, b"k", b"") for i, ms in enumerate(stamps)]
+
+    assert lag.observe("otlp_logs:0", records(1, 2)) is None  # short: caught up, as it was
+    assert lag.observe("otlp_logs:0", records(5, 9, 7)) == ("otlp_logs:0", 9)  # full: more to read
+    assert lag.observe("otlp_logs:0", records(10, 12, 11)) == ("otlp_logs:0", 12)
+    assert lag.observe("otlp_logs:1", []) is None
+    assert lag.observe("otlp_logs:0", []) == ("otlp_logs:0", None)  # the source's end-of-partition mark
+    assert lag.observe("otlp_logs:0", records(13)) is None
