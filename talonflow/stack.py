@@ -38,7 +38,8 @@ FLOWS = (
     "alerts",
     "heartbeats",
 )  # bytewax dataflows under flows/, each with its recovery store
-PRETOUCH = "-XX:+AlwaysPreTouch"  # a broker's JVM flag (see _kafka_command)
+PRETOUCH = "-XX:+AlwaysPreTouch"  # a broker's JVM flags (see _kafka_command; compose's KAFKA_OPTS)
+NIO_BUFFER_CAP = "-Djdk.nio.maxCachedBufferSize=262144"
 
 
 class StackError(Exception):
@@ -233,7 +234,7 @@ class Stack:
             # temporary direct buffer of its size, kept per thread and never freed by default: with
             # 8 MiB records the request and network threads held hundreds of MB of malloc'd memory
             # (README, "Soak"). Larger copies are freed after use.
-            "-Djdk.nio.maxCachedBufferSize=262144",
+            NIO_BUFFER_CAP,
             "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={NATIVE / 'log4j2.properties'}",
             "-cp",

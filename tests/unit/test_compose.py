@@ -15,7 +15,7 @@ import yaml
 
 from schemas.config import TalonflowConfig, load_config
 from schemas.topics import ALL_TOPICS
-from talonflow.stack import FLOWS, Stack, pinned_versions
+from talonflow.stack import FLOWS, NIO_BUFFER_CAP, PRETOUCH, Stack, pinned_versions
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose"
 DOCKER_CONFIG = COMPOSE / "talonflow.docker.yaml"
@@ -86,3 +86,8 @@ def test_console_service_runs_what_talonflow_up_runs_on_the_configured_port(
     assert console["ports"] == [f"127.0.0.1:{port}:{port}"]
     assert f"http://127.0.0.1:{port}/healthz" in console["healthcheck"]["test"][-1]
     assert services["grafana"]["depends_on"]["console"]["condition"] == "service_healthy"
+
+
+def test_the_broker_gets_the_jvm_flags_talonflow_up_gives_it(services: dict[str, Any]) -> None:
+    """A pretouched heap and freed large NIO buffers: flat RSS in the soak (README, "Soak")."""
+    assert set(services["kafka"]["environment"]["KAFKA_OPTS"].split()) == {PRETOUCH, NIO_BUFFER_CAP}
