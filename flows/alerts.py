@@ -252,7 +252,8 @@ class StreamLogic(StatefulLogic[tuple[str, Poll], tuple[int, list[Event]], Keyed
             self._labels.clear()  # series come and go: the cache holds about what the storage does
         late = 0
         if poll.spans is not None:
-            spans = prometheus_series(self._state.spans.add(poll.spans))
+            expire_ms = int(self._config.alerts.spanmetrics_expiration * 1000)
+            spans = prometheus_series(self._state.spans.add(poll.spans, expire_ms))
             late += self._stream.add(samples(spans, self._labels))
         if poll.series is not None:
             late += self._stream.add(samples(poll.series, self._labels))

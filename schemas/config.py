@@ -281,6 +281,7 @@ class AlertsConfig(_Strict):
     evaluation_interval: Seconds = Field(60.0, gt=0)  # groups without `interval` (Prometheus' global one)
     allowed_lateness: Seconds = Field(1.0, ge=0)  # evaluate once samples this much newer arrived (or idle)
     external_labels: dict[str, str] = Field(default_factory=dict)  # {{ $externalLabels }} in templates
+    spanmetrics_expiration: Seconds = Field(300.0, ge=0)  # a span series this quiet is forgotten; 0: never
     poll_records: int = Field(500, ge=1)
     commit_interval: Seconds = Field(5.0, ge=1)
     workers: int = Field(1, ge=1, le=8)

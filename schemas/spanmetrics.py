@@ -72,8 +72,13 @@ class SpanTotals:
 
     series: dict[Key, tuple[np.ndarray, float, int]] = field(default_factory=dict)  # buckets, sum, time
 
-    def add(self, deltas: pl.DataFrame) -> pa.Table:
-        """Count a poll's deltas in; the touched series' cumulative points, as METRICS rows."""
+    def add(self, deltas: pl.DataFrame, expire_ms: int = 0) -> pa.Table:
+        """Count a poll's deltas in; the touched series' cumulative points, as METRICS rows.
+
+        With `expire_ms`, a series with no span ending within that long of the newest one is
+        forgotten (the Collector connector's `metrics_expiration`): instances come and go for
+        good, so their series must not be kept forever. It stops, as a scraped series goes stale,
+        and starts again from 0 if it comes back, a counter reset `rate` takes in its stride."""
         touched: set[Key] = set()
         for resource, service, name, kind, status, bucket, calls, sum_ms, end_ms in deltas.iter_rows():
             key: Key = (tuple((e["key"], e["value"]) for e in resource), service, name, kind, status)
@@ -82,6 +87,9 @@ class SpanTotals:
             counts[bucket] += calls
             self.series[key] = (counts, total + sum_ms, max(newest, end_ms))
             touched.add(key)
+        if expire_ms and self.series:
+            newest_ms = max(newest for _counts, _total, newest in self.series.values())
+            self.series = {k: v for k, v in self.series.items() if v[2] >= newest_ms - expire_ms}
         rows = []
         for key in sorted(touched, key=repr):
             resource, service, name, kind, status = key

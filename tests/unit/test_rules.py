@@ -349,6 +349,24 @@ def test_spans_count_as_the_spanmetrics_connectors_series() -> None:
     assert not any("STATUS_CODE_ERROR" in series for series in got)  # only the series a poll touched
 
 
+def test_a_span_series_quiet_past_the_expiration_is_forgotten_and_starts_again_from_zero() -> None:
+    totals = SpanTotals()
+    totals.add(span_deltas(spans_table([(100_000, 3.0, "ERROR"), (101_000, 30.0, "UNSET")])), expire_ms=5_000)
+    totals.add(span_deltas(spans_table([(104_000, 30.0, "UNSET")])), expire_ms=5_000)
+    assert len(totals.series) == 2  # the ERROR series ended 4 s before the newest span: kept
+    totals.add(span_deltas(spans_table([(106_000, 30.0, "UNSET")])), expire_ms=5_000)
+    assert len(totals.series) == 1  # 6 s quiet: forgotten
+    back = prometheus_series(totals.add(span_deltas(spans_table([(107_000, 3.0, "ERROR")])), expire_ms=5_000))
+    calls = [
+        v
+        for k, v in zip(back["series"], back["value"], strict=True)
+        if k.startswith("traces_span_metrics_calls")
+    ]
+    assert calls == [1.0]  # from 0 again: a counter reset for rate()
+    totals.add(span_deltas(spans_table([(500_000, 3.0, "UNSET")])))  # no expiration: every series kept
+    assert len(totals.series) == 2
+
+
 @pytest.mark.parametrize("bad", ["depth > ", "rate(depth)"])
 def test_a_bad_rule_file_is_refused_at_load(tmp_path: Path, bad: str) -> None:
     with pytest.raises(PromRuleFileError, match="could not parse expression"):
