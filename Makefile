@@ -64,11 +64,12 @@ bench: setup
 fuzz: setup
 	nice -n 10 $(BIN)/python -m bench.fuzz --cases 1000000
 
-# Random kill -9 of supervised parts under steady SDK load, then a count of every acknowledged
-# item in Parquet (bench/chaos.py; its own stack on ports 27000-27499). Exit 1 on loss or duplicates.
+# Random kill -9 of supervised parts (each at least twice) under steady load on every way in, then
+# a count of every acknowledged item in Parquet across tiers (bench/chaos.py; its own stack on ports
+# 27000-27499). Exit 1 on loss or duplicates.
 .PHONY: chaos
 chaos: setup
-	$(BIN)/python -m bench.chaos --rounds 20 --every 15 --seed 1
+	$(BIN)/python -m bench.chaos --rounds 22 --every 15 --seed 1
 
 # Faults beyond kills under SDK load: Kafka away 60 s, MinIO away 10 min, the data disk full
 # (bench/faults.py; one private stack per scenario on ports 28500-28999; the disk needs root).

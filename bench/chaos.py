@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -29,7 +30,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +52,26 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from bench.chaos_alerts import AGENTS, STARTUP_GRACE_S, Beaters, Flipper, Outage, Schedule, alerting_verdict
 from bench.chaos_alerts import render as render_alerting
 from bench.chaos_alerts import settings as alerting_settings
+from bench.landed import ID, landed_ids, tiered
 from bench.stack import bench_stack, stack_settings
+from bench.ways_in import SCRAPE_EVERY, Delivery, WaysInCounts, scrape_times, ways_in_load, ways_in_settings
+from bench.ways_in import deliveries as ways_in_deliveries
 from bench.webhook import Webhook
 from schemas.config import TalonflowConfig
 from talonflow.health import part_problem
 from talonflow.stack import Stack
 
-ID = "chaos.id"  # the attribute that makes every span, point and log line countable
 SIGNALS = ("spans", "metrics", "logs")  # also the Parquet datasets they land in
 ROLLUPS = ("rollups_1m", "rollups_1h", "rollups_1d")
 BASE_PORT = 27000  # below Linux's ephemeral ports (32768 on), where a client socket could take one
 EXPORT_TIMEOUT_S = 30  # the SDK exporters retry retryable answers until this deadline
 HOOK_PORT = 400  # from the base port: the harness's webhook, which the stack's notifier calls
+TARGET_PORT = 150  # from the base port: the scrape target the scraper scrapes
+SCRAPE_GAP_PARTS = ("scraper", "kafka")  # an outage of these may cost scrapes (a scrape has no ack)
+ROTATE_S = 60  # the tailed file is renamed away this often
+BACKDATE_S = 2 * 3600  # spans and logs land in an hour that ended over an hour ago: due to move
+TIERED = ("spans", "logs")  # the datasets given short tier ages, so that they move while counted
+REMOTE_WRITE_GIVE_UP_S = 180  # Prometheus retries a request until its WAL lets go; longer than any outage
 
 
 def chaos_settings(folder: Path, brokers: int, base_port: int = BASE_PORT) -> dict[str, Any]:
@@ -84,6 +95,14 @@ def chaos_settings(folder: Path, brokers: int, base_port: int = BASE_PORT) -> di
     document["alerts"] = {"rule_files": [str(Path(__file__).resolve().parents[1] / "alerts.yaml")]}
     document["ingest"] = {"commit_interval": "2s"}
     document["rollups"] = {"commit_interval": "2s"}
+    return document
+
+
+def short_tiers(document: dict[str, Any]) -> dict[str, Any]:
+    """Spans and logs move to warm 10 s after their hour ends (the load stamps them two hours
+    back); a moved file's local copy goes 30 s later."""
+    short = {"hot_for": 10, "warm_for": 30 * 86400, "cold_for": 60 * 86400}
+    document["lifecycle"] |= {"grace": 30, "policies": dict.fromkeys(TIERED, short)}
     return document
 
 
@@ -232,31 +251,17 @@ def kill_and_time(stack: Stack, name: str, timeout: float = 180) -> float | None
 
 
 # -- verdict: Polars over the Parquet datasets -------------------------------------------------
-def _scan(data: Path, dataset: str) -> pl.LazyFrame | None:
-    if not list((data / dataset).glob("date=*/hour=*/*.parquet")):
-        return None
-    files = data / dataset / "date=*" / "hour=*" / "*.parquet"
-    return pl.scan_parquet(files, hive_partitioning=True, include_file_paths="file")
-
-
-def landed_ids(data: Path, dataset: str) -> pl.DataFrame:
-    """Rows per unique id in a dataset, and the files (sinks/parquet.py names them
-    `<topic>-<partition>-<first offset>-<last offset>`) holding them."""
-    frame = _scan(data, dataset)
-    if frame is None:
-        schema = pl.Schema({"id": pl.String(), "n": pl.UInt32(), "files": pl.List(pl.String())})
-        return pl.DataFrame({"id": [], "n": [], "files": []}, schema=schema)
-    ids = frame.with_columns(pl.col("attributes").map.get(ID).alias("id")).drop_nulls("id")
-    stems = pl.col("file").str.extract(r"([^/]+)\.parquet$")
-    grouped = ids.select("id", stems.alias("file")).group_by("id")
-    return grouped.agg(pl.len().alias("n"), pl.col("file").alias("files")).collect()
+def hot_file(stem: str) -> bool:
+    """A file the sink wrote (`<topic>-<partition>-<first offset>-<last offset>`), not a MinIO
+    object the lifecycle mover compacted (named by its content's hash)."""
+    return len(stem.rsplit("-", 3)) == 4
 
 
 def replayed(files: list[str]) -> bool:
     """Whether two copies of an item come from overlapping Kafka offset ranges of one partition
     (the same record written twice: the pipeline's fault), rather than from two records (the SDK
     sent the request again after the receiver died before answering: OTLP is at least once)."""
-    ranges = [stem.rsplit("-", 3) for stem in files]
+    ranges = [stem.rsplit("-", 3) for stem in files if hot_file(stem)]
     return any(
         a[:2] == b[:2] and int(a[2]) <= int(b[3]) and int(b[2]) <= int(a[3])
         for i, a in enumerate(ranges)
@@ -264,55 +269,59 @@ def replayed(files: list[str]) -> bool:
     )
 
 
-def rollup_points_doubled(data: Path) -> int:
+def rollup_points_doubled(config: TalonflowConfig) -> int:
     """Series of the load's counter (one per id, one point each) whose 1m rollups folded more than
     one point: a resend counted twice inside an open window, which window counts cannot see."""
-    frame = _scan(data, "rollups_1m")
-    if frame is None:
-        return 0
-    ids = frame.with_columns(pl.col("attributes").map.get(ID).alias("id")).drop_nulls("id")
-    points = ids.group_by("id").agg(pl.col("points").sum())
-    return int(points.filter(pl.col("points") > 1).select(pl.len()).collect().item())
+
+    def doubled(frame: pl.LazyFrame) -> pl.LazyFrame:
+        ids = frame.select(pl.col("attributes").map.get(ID).alias("id"), "points").drop_nulls("id")
+        return ids.group_by("id").agg(pl.col("points").sum()).filter(pl.col("points") > 1).select(pl.len())
+
+    return int(tiered(config, "rollups_1m", doubled).item())
 
 
-def resends_dropped(data: Path) -> tuple[int, int]:
+def resends_dropped(config: TalonflowConfig) -> tuple[int, int]:
     """(records, items) the flows dropped as an SDK's resends, from their dead letters."""
-    frame = _scan(data, "dead_letters")
-    if frame is None:
-        return 0, 0
-    resent = frame.filter(pl.col("reason").str.starts_with("resent"))
-    records, items = resent.select(pl.len(), pl.col("items").sum()).collect().row(0)
+
+    def resent(frame: pl.LazyFrame) -> pl.LazyFrame:
+        return frame.filter(pl.col("reason").str.starts_with("resent")).select(
+            pl.len(), pl.col("items").sum()
+        )
+
+    records, items = tiered(config, "dead_letters", resent).row(0)
     return int(records), int(items or 0)
 
 
-def rollup_duplicates(data: Path) -> int:
+def rollup_duplicates(config: TalonflowConfig) -> int:
     """Rollup rows beyond the first per (series, window, resolution), over all resolutions."""
-    extra = 0
-    for dataset in ROLLUPS:
-        frame = _scan(data, dataset)
-        if frame is not None:
-            keys = frame.group_by("series_id", "window_start", "resolution").len("n")
-            extra += int(keys.select((pl.col("n") - 1).sum()).collect().item() or 0)
-    return extra
+
+    def extra(frame: pl.LazyFrame) -> pl.LazyFrame:
+        keys = frame.group_by("series_id", "window_start", "resolution").len("n")
+        return keys.select((pl.col("n") - 1).sum())
+
+    return sum(int(tiered(config, dataset, extra).item() or 0) for dataset in ROLLUPS)
 
 
-def row_total(data: Path) -> int:
-    frames = [f for f in (_scan(data, d) for d in (*SIGNALS, *ROLLUPS)) if f is not None]
-    return sum(int(f.select(pl.len()).collect().item()) for f in frames)
+def row_total(config: TalonflowConfig) -> int:
+    return sum(int(tiered(config, d, lambda f: f.select(pl.len())).item()) for d in (*SIGNALS, *ROLLUPS))
 
 
-def quiesce(data: Path, ledger: Ledger, quiet: float, timeout: float) -> None:
-    """Until every acknowledged id has landed and the row count has stood still for `quiet`
-    seconds (a replay's duplicates would land within that), or `timeout` seconds passed."""
+def quiesce(
+    config: TalonflowConfig, ledger: Ledger, counts: WaysInCounts, quiet: float, timeout: float
+) -> None:
+    """Until every acknowledged id (and every remote-written sample and tailed line) has landed
+    and the row count has stood still for `quiet` seconds (a replay's duplicates would land within
+    that), or `timeout` seconds passed."""
     started = time.monotonic()
     last, still_since = -1, time.monotonic()
     while time.monotonic() - started < timeout:
-        total = row_total(data)
+        total = row_total(config)
         if total != last:
             last, still_since = total, time.monotonic()
         elif time.monotonic() - still_since >= quiet:
-            landed = {s: set(landed_ids(data, s)["id"]) for s in SIGNALS}
-            if all(set(ledger.acked[s]) <= landed[s] for s in SIGNALS):
+            landed = {s: set(landed_ids(config, s)["id"]) for s in SIGNALS}
+            ways = [d for d in ways_in_deliveries(config, counts) if d.way != "scrapes (up)"]
+            if all(set(ledger.acked[s]) <= landed[s] for s in SIGNALS) and not any(d.missing for d in ways):
                 return
         time.sleep(1)
 
@@ -329,21 +338,40 @@ class Verdict:
     rollup_duplicates: int
     rollup_points_doubled: int = 0
     resends_dropped: tuple[int, int] = (0, 0)  # (records, items) the flows recognised as resends
+    ways_in: list[Delivery] = field(default_factory=list)  # remote-write, tailed lines, scrapes
+    scrape_gaps: list[str] = field(default_factory=list)  # gaps in `up` that no outage explains
+    moved: dict[str, int] = field(default_factory=dict)  # ids counted in a MinIO object (warm or cold)
 
     @property
     def clean(self) -> bool:
         doubled = any(self.duplicated.values()) or self.rollup_duplicates or self.rollup_points_doubled
-        return not any(self.lost.values()) and not doubled
+        doubled = doubled or any(d.duplicated for d in self.ways_in)
+        lost = any(self.lost.values()) or any(d.missing for d in self.ways_in) or self.scrape_gaps
+        return not lost and not doubled
 
 
-def verdict(data: Path, ledger: Ledger) -> Verdict:
-    lost, duplicated, resent, acked = {}, {}, {}, {}
+def unexplained_gaps(times: list[datetime], outages: list[Outage], every: float, slack: float) -> list[str]:
+    """Gaps between scrapes longer than two intervals that no outage of the scraper or Kafka
+    (until `slack` seconds after it) overlaps."""
+    found = []
+    for before, after in itertools.pairwise(times):
+        start, end = before.timestamp(), after.timestamp()
+        if end - start <= 2 * every:
+            continue
+        if not any(o.part in SCRAPE_GAP_PARTS and o.killed < end and o.back + slack > start for o in outages):
+            found.append(f"{before:%H:%M:%S}-{after:%H:%M:%S}")
+    return found
+
+
+def verdict(config: TalonflowConfig, ledger: Ledger, counts: WaysInCounts, outages: list[Outage]) -> Verdict:
+    lost, duplicated, resent, acked, moved = {}, {}, {}, {}, {}
     for name in SIGNALS:
-        counts = landed_ids(data, name)
+        landed = landed_ids(config, name)
+        moved[name] = sum(any(not hot_file(f) for f in files) for files in landed["files"])
         sent = set(ledger.acked[name])
         acked[name] = len(sent)
-        lost[name] = len(sent - set(counts["id"]))
-        doubled = counts.filter(pl.col("n") > 1)
+        lost[name] = len(sent - set(landed["id"]))
+        doubled = landed.filter(pl.col("n") > 1)
         duplicated[name] = doubled.height
         resent[name] = sum(not replayed(files) for files in doubled["files"])
     return Verdict(
@@ -352,9 +380,17 @@ def verdict(data: Path, ledger: Ledger) -> Verdict:
         lost,
         duplicated,
         resent,
-        rollup_duplicates(data),
-        rollup_points_doubled(data),
-        resends_dropped(data),
+        rollup_duplicates(config),
+        rollup_points_doubled(config),
+        resends_dropped(config),
+        ways_in_deliveries(config, counts),
+        unexplained_gaps(
+            scrape_times(config, counts.scrape_window)["k0"].to_list(),
+            outages,
+            SCRAPE_EVERY.total_seconds(),
+            EXPORT_TIMEOUT_S,
+        ),
+        moved,
     )
 
 
@@ -378,6 +414,14 @@ def render(rounds: int, recoveries: dict[str, list[float | None]], result: Verdi
     lines.append(f"{'rollup_pts':<12}{'-':>8}{'-':>8}{'-':>6}{result.rollup_points_doubled:>12}{'-':>8}")
     records, items = result.resends_dropped
     lines += ["", f"resends dropped by the flows (dead_letters): {records} records, {items} items"]
+    lines += ["", f"{'way in':<14}{'sent':>9}{'landed':>9}{'missing':>8}{'duplicated':>11}"]
+    for d in result.ways_in:
+        lines.append(f"{d.way:<14}{d.sent:>9}{d.landed:>9}{d.missing:>8}{d.duplicated:>11}")
+    moved = ", ".join(f"{name} {n}" for name, n in result.moved.items())
+    lines.append("")
+    lines.append(f"ids counted in MinIO objects (moved by the lifecycle mover): {moved}")
+    gaps = ", ".join(result.scrape_gaps) or "none"
+    lines.append(f"scrape gaps no outage of {' or '.join(SCRAPE_GAP_PARTS)} explains: {gaps}")
     return "\n".join(lines)
 
 
@@ -398,22 +442,29 @@ def run(args: argparse.Namespace, folder: Path) -> int:
     ledger = Ledger()
     recoveries: dict[str, list[float | None]] = {}
     outages: list[Outage] = []
-    document = chaos_settings(folder, args.brokers)
+    document = short_tiers(chaos_settings(folder, args.brokers))
     rule_files = document["alerts"]["rule_files"]
     document.update(alerting_settings(folder, BASE_PORT + HOOK_PORT, AGENTS))
+    document.update(ways_in_settings(folder, BASE_PORT + TARGET_PORT, BASE_PORT + 140, 1, BASE_PORT + 141))
     document["alerts"]["rule_files"] = rule_files + document["alerts"]["rule_files"]
     hook = Webhook(BASE_PORT + HOOK_PORT)
     try:
-        with bench_stack(config_file, document) as stack:
+        with bench_stack(config_file, document) as stack, ExitStack() as ways:
             parts = sorted(p.name for p in stack.programs())
             schedule = Schedule(time.time() + STARTUP_GRACE_S + 5, AGENTS)  # heartbeats judge by then
             loads: list[Load | Flipper | Beaters] = [
-                Load(stack.config, args.rate, ledger),
+                Load(stack.config, args.rate, ledger, backdate_s=BACKDATE_S),
                 Flipper(stack.config, schedule, EXPORT_TIMEOUT_S),
                 Beaters(stack.config, schedule, EXPORT_TIMEOUT_S),
             ]
             for load in loads:
                 load.start()
+            counts = ways.enter_context(
+                ways_in_load(
+                    stack.config, folder, BASE_PORT + TARGET_PORT, args.rate, ROTATE_S, REMOTE_WRITE_GIVE_UP_S
+                )
+            )
+            load_started = datetime.now(UTC)
             try:
                 for round_number, part in enumerate(victims(parts, args.rounds, args.seed), start=1):
                     time.sleep(args.every)
@@ -428,8 +479,10 @@ def run(args: argparse.Namespace, folder: Path) -> int:
                 stopped = time.time()
                 for load in loads:
                     load.finish()
-            quiesce(stack.config.data_dir, ledger, quiet=args.quiet, timeout=args.settle)
-            result = verdict(stack.config.data_dir, ledger)
+                ways.close()  # remote-write's last retries end, the file stops growing
+            counts.scrape_window = (load_started, datetime.fromtimestamp(stopped, UTC))
+            quiesce(stack.config, ledger, counts, quiet=args.quiet, timeout=args.settle)
+            result = verdict(stack.config, ledger, counts, outages)
             alerting = alerting_verdict(stack.config.data_dir, hook, schedule, stopped, outages)
     finally:
         hook.close()

@@ -144,8 +144,10 @@ class Schedule:
         return k, now - self.start(agent, k)
 
     def episodes(self, kind: str, until: float) -> list[Episode]:
-        """The episodes that started and ended (their effects included) before `until`."""
-        span = self.high + self.low if kind == "alert" else self.silent + BEAT_INTERVAL_S
+        """The episodes that started and ended (their effects included) before `until`. A silence's
+        verdicts are counted by the window they fall in (`window`), so its span is the whole
+        period: an outage in the beating part of it also makes verdicts there."""
+        span = self.high + self.low if kind == "alert" else self.period
         found = []
         for agent in range(self.agents):
             k = 0

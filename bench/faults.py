@@ -39,24 +39,20 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import polars as pl
 import pyarrow.parquet as pq
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.chaos import ID, SIGNALS, Ledger, Load, chaos_settings, kill_and_time
+from bench.chaos import BACKDATE_S, SIGNALS, TIERED, Ledger, Load, chaos_settings, kill_and_time, short_tiers
+from bench.landed import landed_ids
 from bench.stack import bench_stack
 from schemas.config import TalonflowConfig
 from sinks.tiers import Manifest, minio_client
-from talonflow.query import dataset_frame
 from talonflow.stack import Stack, broker_names
 
 PORT_BASE = 28500  # H4's range, 28500-28999: apart from chaos (27000) and the tests' stack
 TEST_PORT_BASE = 28510  # the tests' scenarios: every port 10 from a bench run's, so both can run
 README_TIMEOUT_S = 120  # OTEL_EXPORTER_OTLP_TIMEOUT as the README advises, for a Kafka outage
-BACKDATE_S = 2 * 3600  # spans and logs land in an hour that ended over an hour ago: due to move
-TIERED = ("spans", "logs")  # the datasets the minio scenario gives short tier ages
 RETRYABLE = ("unavailable", "overloaded")  # the receiver's outcome labels of UNAVAILABLE / 429-503
 SCENARIOS = ("kafka", "minio", "disk")
 
@@ -135,17 +131,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float) -> float | None:
 
 
 def id_counts(config: TalonflowConfig, dataset: str) -> dict[str, int]:
-    """Rows per unique id across all tiers, as `talonflow query` reads them (the manifest decides
-    which copy counts). A file the mover removes while it is read makes the count start over."""
-    for _ in range(5):
-        try:
-            frame = dataset_frame(config, dataset).select(pl.col("attributes").map.get(ID).alias("id"))
-            counted = frame.drop_nulls("id").group_by("id").len("n").collect()
-        except (FileNotFoundError, pl.exceptions.ComputeError):
-            time.sleep(1)
-            continue
-        return dict(zip(counted["id"].to_list(), counted["n"].to_list(), strict=True))
-    raise RuntimeError(f"{dataset}: files kept vanishing while counted")
+    """Rows per unique id across all tiers (bench/landed.py)."""
+    landed = landed_ids(config, dataset)
+    return dict(zip(landed["id"].to_list(), landed["n"].to_list(), strict=True))
 
 
 def all_landed(config: TalonflowConfig, ledger: Ledger) -> bool:
@@ -227,14 +215,6 @@ def kafka_away(stack: Stack, args: argparse.Namespace) -> Outcome:
 
 
 # -- minio away ----------------------------------------------------------------------------------
-def minio_settings(document: dict[str, Any]) -> dict[str, Any]:
-    """Spans and logs move to warm 10 s after their hour ends (they are stamped two hours back);
-    a moved file's local copy goes 30 s later, so the mover has deletions due when MinIO goes."""
-    short = {"hot_for": 10, "warm_for": 30 * 86400, "cold_for": 60 * 86400}
-    document["lifecycle"] |= {"grace": 30, "policies": dict.fromkeys(TIERED, short)}
-    return document
-
-
 def hot_paths(data_dir: Path) -> set[Path]:
     return {p for name in TIERED for p in (data_dir / name).glob("date=*/hour=*/*.parquet")}
 
@@ -425,7 +405,7 @@ def run_scenario(name: str, args: argparse.Namespace, folder: Path) -> Outcome:
     """One scenario on a fresh private stack in `folder`."""
     document = chaos_settings(folder, args.brokers, base_port=args.port_base)
     if name == "minio":
-        document = minio_settings(document)
+        document = short_tiers(document)
     data = Path(document["data_dir"])
     if name == "disk":
         why = mount_tmpfs(data, args.disk_size)

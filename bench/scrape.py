@@ -115,7 +115,9 @@ def measure(sides: dict[str, tuple[int, Callable[[], float]]], duration: float) 
     return figures
 
 
-def write_body(samples: int) -> bytes:
+def write_body(samples: int, stamp_ms: int | None = None) -> bytes:
+    """A snappy WriteRequest of `samples` series, one sample each at `stamp_ms` (now by default)."""
+    stamp = int(time.time() * 1000) if stamp_ms is None else stamp_ms
     write = WriteRequest()
     for i in range(samples):
         series = write.timeseries.add()
@@ -126,7 +128,7 @@ def write_body(samples: int) -> bytes:
             ("i", str(i)),
         ):
             series.labels.add(name=name, value=value)
-        series.samples.add(value=float(i), timestamp=int(time.time() * 1000))
+        series.samples.add(value=float(i), timestamp=stamp)
     return bytes(cramjam.snappy.compress_raw(write.SerializeToString()))
 
 

@@ -36,7 +36,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,22 +46,19 @@ import psutil
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from bench.chaos import ID, Ledger, Load, landed_ids
-from bench.scrape import counter, write_body
+from bench.chaos import Ledger, Load
+from bench.landed import ID, landed_ids
+from bench.scrape import counter
 from bench.stack import bench_stack, stack_settings
+from bench.ways_in import SCRAPE_EVERY, WRITTEN, Delivery, WaysInCounts, ways_in_load, ways_in_settings
+from bench.ways_in import deliveries as ways_in_deliveries
 from schemas.config import TalonflowConfig
 from talonflow.stack import Stack
-from tests.scrape_targets import seed_registry, serve_registry
 
 # The flows' consumer groups (flows/*.py CONSUMER_GROUP; named here, as importing a flow module
 # builds its dataflow from the config).
 GROUPS = ("talonflow-ingest", "talonflow-rollups", "talonflow-alerts", "talonflow-heartbeats")
-TAILED = "soak-tailer"  # service.name of the tailed file's lines
-SCRAPED = "soak-target"  # the scrape job: service.name of what it scrapes
-WRITTEN = "wundr_queue_depth"  # bench.scrape's remote-write metric (job wundr; the seeds scrape one too)
-SCRAPE_EVERY = timedelta(seconds=5)
 SHARDS = 2  # scrape.processes: the scraper's parent process and its two shard processes
-RW_SERIES = 100  # series per remote-write request, one request a second
 SOAK_CACHES = {"index_cache": 256 * 1024, "partial_cache": 1024**2, "catalogue_cache": 1024**2}  # bytes
 
 
@@ -76,18 +73,7 @@ def soak_settings(folder: Path, base: int, commit: float) -> dict[str, Any]:
     # The console's in-memory caches bounded low enough to fill during the warm-up: what grows
     # after it is then not a cache filling up (console/frame_memory.py; README, "Soak").
     document["console"] = {"port": base + 8, **SOAK_CACHES}
-    document["scrape"] = {"ops_port": base + 9, "processes": SHARDS}  # a parent and its shard processes
-    document["scrape_configs"] = [
-        {
-            "job_name": SCRAPED,
-            "scrape_interval": f"{SCRAPE_EVERY.total_seconds()}s",
-            "scrape_timeout": "4s",
-            "static_configs": [{"targets": [f"127.0.0.1:{base + 19}"]}],
-        }
-    ]
-    document["tailer"] = {"port": base + 9 + SHARDS, "id": "soak"}
-    source = {"include": [str(folder / "agent.log*")], "service_name": TAILED, "start_at": "beginning"}
-    document["log_files"] = [source]
+    document.update(ways_in_settings(folder, base + 19, base + 9, SHARDS, base + 9 + SHARDS))
     document["alerts"] = {"rule_files": [str(Path(__file__).resolve().parents[1] / "alerts.yaml")]}
     document["ingest"] = {"commit_interval": f"{commit}s"}
     document["rollups"] = {"commit_interval": f"{commit}s"}
@@ -117,85 +103,36 @@ class SteadyLoad(Load):
 
 
 @dataclass
-class SideCounts:
-    """What the ways in other than the SDK delivered: answered 2xx, or written to the file."""
+class Queries:
+    """The console queries made during the load, and the errors they met."""
 
-    remote_written: int = 0
-    remote_refused: int = 0
-    lines: int = 0
-    scrapes: int = 0  # the scraper's own count over the load (one at start-up may meet Kafka not ready)
-    scrape_window: tuple[datetime, datetime] = (datetime.min.replace(tzinfo=UTC),) * 2  # load, ± a scrape
-    queries: int = 0
-    query_errors: list[str] = field(default_factory=list)
-
-
-def _every(stop: threading.Event, seconds: float, action: Any) -> None:
-    while not stop.wait(seconds):
-        action()
+    done: int = 0
+    errors: list[str] = field(default_factory=list)
 
 
 @contextmanager
-def side_load(
-    config: TalonflowConfig, folder: Path, base: int, line_rate: float, rotate: float
-) -> Iterator[SideCounts]:
-    """A scrape target, remote-write at RW_SERIES samples/s, `line_rate` JSON lines/s appended to
-    the tailed file (renamed to `.1` every `rotate` seconds) and a console query every 15 s."""
-    counts, stop = SideCounts(), threading.Event()
-    target = serve_registry(seed_registry(1), base + 19)
-    url = f"http://{config.receiver.http.address}/api/v1/write"
-    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
-    log = folder / "agent.log"
-
-    def remote_write() -> None:
-        request = urllib.request.Request(url, write_body(RW_SERIES), headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=30):
-                counts.remote_written += RW_SERIES
-        except OSError:  # urllib's HTTPError (4xx/5xx) is an OSError too
-            counts.remote_refused += RW_SERIES
-
-    def append_lines() -> None:
-        started, rotated = time.monotonic(), time.monotonic()
-        while not stop.is_set():
-            if time.monotonic() - rotated >= rotate:
-                log.rename(log.with_name("agent.log.1"))  # replaces the one before: rename rotation
-                rotated = time.monotonic()
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            line = {
-                "time": stamp,
-                "level": "info",
-                "msg": f"tool call {counts.lines}",
-                "request_id": f"r{counts.lines}",
-            }
-            with log.open("a") as out:
-                out.write(json.dumps(line) + "\n")
-            counts.lines += 1
-            stop.wait(max(0.0, started + counts.lines / line_rate - time.monotonic()))
+def console_queries(config: TalonflowConfig, every: float = 15.0) -> Iterator[Queries]:
+    """A PromQL query to the console every `every` seconds, as a dashboard would make."""
+    queries, stop = Queries(), threading.Event()
+    address = f"http://{config.console.host}:{config.console.port}/api/v1/query"
+    wanted = urllib.parse.urlencode({"query": f"sum(rate({WRITTEN}[1m]))"})
 
     def query() -> None:
-        address = f"http://{config.console.host}:{config.console.port}/api/v1/query"
-        wanted = urllib.parse.urlencode({"query": f"sum(rate({WRITTEN}[1m]))"})
-        try:
-            with urllib.request.urlopen(f"{address}?{wanted}", timeout=60) as answer:
-                answer.read()
-            counts.queries += 1
-        except OSError as error:
-            counts.query_errors.append(str(error))
+        while not stop.wait(every):
+            try:
+                with urllib.request.urlopen(f"{address}?{wanted}", timeout=60) as answer:
+                    answer.read()
+                queries.done += 1
+            except OSError as error:
+                queries.errors.append(str(error))
 
-    threads = [
-        threading.Thread(target=_every, args=(stop, 1.0, remote_write), name="soak-remote-write"),
-        threading.Thread(target=append_lines, name="soak-lines"),
-        threading.Thread(target=_every, args=(stop, 15.0, query), name="soak-query"),
-    ]
-    for thread in threads:
-        thread.start()
+    thread = threading.Thread(target=query, name="soak-query")
+    thread.start()
     try:
-        yield counts
+        yield queries
     finally:
         stop.set()
-        for thread in threads:
-            thread.join()
-        target.shutdown()
+        thread.join()
 
 
 # -- sampling --------------------------------------------------------------------------------
@@ -276,53 +213,25 @@ class LagReader:
 
 
 # -- what landed -------------------------------------------------------------------------------
-def _rows(data: Path, dataset: str, where: pl.Expr) -> int:
-    files = list((data / dataset).glob("date=*/hour=*/*.parquet"))
-    if not files:
-        return 0
-    frame = pl.scan_parquet(data / dataset / "date=*" / "hour=*" / "*.parquet", hive_partitioning=True)
-    return int(frame.filter(where).select(pl.len()).collect().item())
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One way in: records acknowledged (or written to the file) against rows in Parquet."""
-
-    way: str
-    sent: int
-    landed: int
-    duplicated: int = 0  # ids in Parquet more than once (SDK spans and logs only)
-
-    @property
-    def missing(self) -> int:
-        return max(0, self.sent - self.landed)
-
-
-def deliveries(data: Path, ledger: Ledger, counts: SideCounts) -> list[Delivery]:
+def deliveries(config: TalonflowConfig, ledger: Ledger, counts: WaysInCounts) -> list[Delivery]:
     result = []
     for signal in ("spans", "logs"):
-        landed = landed_ids(data, signal)
+        landed = landed_ids(config, signal)
         ids = set(ledger.acked[signal]) & set(landed["id"])
         duplicated = landed.filter(pl.col("n") > 1).height
         result.append(Delivery(f"sdk {signal}", len(set(ledger.acked[signal])), len(ids), duplicated))
-    points = int(landed_ids(data, "metrics")["n"].sum() or 0)  # the SDK's points carry the id label
+    points = int(landed_ids(config, "metrics")["n"].sum() or 0)  # the SDK's points carry the id label
     result.append(Delivery("sdk points", len(ledger.acked["metrics"]), points))
-    written = _rows(data, "metrics", (pl.col("metric_name") == WRITTEN) & (pl.col("service_name") == "wundr"))
-    result.append(Delivery("remote-write", counts.remote_written, written))
-    result.append(
-        Delivery("tailed lines", counts.lines, _rows(data, "logs", pl.col("service_name") == TAILED))
-    )
-    up = (pl.col("metric_name") == "up") & (pl.col("service_name") == SCRAPED)
-    ups = _rows(data, "metrics", up & pl.col("time").is_between(*counts.scrape_window))
-    result.append(Delivery("scrapes (up)", counts.scrapes, ups))  # every scrape sends one `up`
-    return result
+    return result + ways_in_deliveries(config, counts)
 
 
-def wait_landed(data: Path, ledger: Ledger, counts: SideCounts, timeout: float) -> list[Delivery]:
+def wait_landed(
+    config: TalonflowConfig, ledger: Ledger, counts: WaysInCounts, timeout: float
+) -> list[Delivery]:
     """Until every way in has landed what it sent (a commit interval or two), or `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
-        result = deliveries(data, ledger, counts)
+        result = deliveries(config, ledger, counts)
         if all(d.missing == 0 for d in result) or time.monotonic() > deadline:
             return result
         time.sleep(5)
@@ -423,12 +332,14 @@ def scrape_count(base: int) -> int:
 def soak(args: argparse.Namespace, folder: Path) -> int:
     ledger, samples, lag_rows = Ledger(), [], []
     document = soak_settings(folder, args.base_port, args.commit)
-    (folder / "agent.log").touch()
     with bench_stack(folder / "soak.yaml", document, timeout=args.up_timeout) as stack:
         programs = sorted(p.name for p in stack.programs())
         reader = LagReader(stack.config.kafka.bootstrap_servers)
         load = SteadyLoad(stack.config, args.rate, ledger, args.series)
-        with side_load(stack.config, folder, args.base_port, args.line_rate, args.rotate) as counts:
+        ways_in = ways_in_load(
+            stack.config, folder, args.base_port + 19, args.line_rate, args.rotate, give_up=60
+        )
+        with ways_in as counts, console_queries(stack.config) as queries:
             scrapes, since = scrape_count(args.base_port), datetime.now(UTC) - SCRAPE_EVERY
             load.start()
             started = time.monotonic()
@@ -449,7 +360,7 @@ def soak(args: argparse.Namespace, folder: Path) -> int:
         counts.scrapes = scrape_count(args.base_port) - scrapes
         counts.scrape_window = (since, datetime.now(UTC) + SCRAPE_EVERY)
         stack.rpc().supervisor.stopProcess("scraper")
-        delivered = wait_landed(stack.config.data_dir, ledger, counts, args.settle)
+        delivered = wait_landed(stack.config, ledger, counts, args.settle)
     figures = part_figures(samples, args.warmup)
     lags: dict[str, list[tuple[float, int]]] = {}
     for at, group, lag in lag_rows:
@@ -463,8 +374,8 @@ def soak(args: argparse.Namespace, folder: Path) -> int:
         "lags": {g: [lag for _, lag in series] for g, series in lags.items()},
         "side": {
             "remote_refused": counts.remote_refused,
-            "queries": counts.queries,
-            "query_errors": counts.query_errors[:5],
+            "queries": queries.done,
+            "query_errors": queries.errors[:5],
         },
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))

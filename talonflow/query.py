@@ -34,25 +34,39 @@ def dataset_files(config: TalonflowConfig, name: str) -> tuple[list[str], list[s
     return local, remote
 
 
-def dataset_frame(config: TalonflowConfig, name: str) -> pl.LazyFrame:
-    return files_frame(config, name, *dataset_files(config, name))
+def dataset_frame(config: TalonflowConfig, name: str, file_column: str | None = None) -> pl.LazyFrame:
+    return files_frame(config, name, *dataset_files(config, name), file_column=file_column)
 
 
-def files_frame(config: TalonflowConfig, name: str, local: list[str], remote: list[str]) -> pl.LazyFrame:
-    """Some of the dataset's files (`dataset_files`) as one lazy table with the hive columns."""
+def files_frame(
+    config: TalonflowConfig, name: str, local: list[str], remote: list[str], file_column: str | None = None
+) -> pl.LazyFrame:
+    """Some of the dataset's files (`dataset_files`) as one lazy table with the hive columns (and
+    each row's file path or URL in `file_column`, when named: which copy a row came from)."""
     frames = []
     if local:
-        frames.append(pl.scan_parquet(local, hive_partitioning=True, hive_schema=_HIVE_SCHEMA))
+        frames.append(
+            pl.scan_parquet(
+                local, hive_partitioning=True, hive_schema=_HIVE_SCHEMA, include_file_paths=file_column
+            )
+        )
     if remote:
         options = storage_options(config.minio)
         frames.append(
-            pl.scan_parquet(remote, hive_partitioning=True, hive_schema=_HIVE_SCHEMA, storage_options=options)
+            pl.scan_parquet(
+                remote,
+                hive_partitioning=True,
+                hive_schema=_HIVE_SCHEMA,
+                storage_options=options,
+                include_file_paths=file_column,
+            )
         )
     if frames:
         return pl.concat(frames, how="vertical")
     empty = pl.from_arrow(pa.Table.from_pylist([], DATASETS[name].schema))
     assert isinstance(empty, pl.DataFrame)
-    return empty.lazy().with_columns(*(pl.lit(None, dtype).alias(c) for c, dtype in _HIVE_SCHEMA.items()))
+    extra = {**_HIVE_SCHEMA, **({file_column: pl.String} if file_column else {})}
+    return empty.lazy().with_columns(*(pl.lit(None, dtype).alias(c) for c, dtype in extra.items()))
 
 
 # Polars SQL cannot index a Map column, so `attributes['session_id']` (DuckDB's syntax, as the

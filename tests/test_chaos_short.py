@@ -1,12 +1,12 @@
 """The chaos harness's short configuration: 3 kill -9 rounds on its own private stack.
 
 bench.chaos runs its own stack on ports 27000-27499 (not the session stack), so this test takes
-no stack lock. Seed 132 kills the receiver, the rollups flow and Kafka: the path every item takes.
+no stack lock. Seed 816 kills the receiver, Kafka, the rollups flow and the tailer: the path every
+item takes, and the one way in that keeps its own positions.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,13 +16,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bench.chaos import ID, Ledger, replayed, verdict
+from bench.chaos import Ledger, replayed, unexplained_gaps, verdict
 from bench.chaos_alerts import ALERT, Outage, Schedule, alerting_verdict
 from bench.chaos_alerts import render as render_alerting
+from bench.landed import ID
+from bench.ways_in import LINE_ID, SCRAPED, TAILED, WRITTEN, WaysInCounts, deliveries
 from bench.webhook import Arrival, Webhook
 from flows.heartbeats import ALERT_NAME as HEARTBEAT_ALERT
 from schemas.alert_events import ACTIVE_ENDS_AT, alert_rows
+from schemas.config import TalonflowConfig
 from schemas.datasets import DATASETS
+from tests.bench_run import run_bench
 
 
 def table_rows(output: str, header: str) -> dict[str, list[str]]:
@@ -38,26 +42,43 @@ def table_rows(output: str, header: str) -> dict[str, list[str]]:
     return rows
 
 
+def data_at(folder: Path) -> TalonflowConfig:
+    """A config whose data (hot tier only: no manifest) is the hand-written partitions in `folder`."""
+    return TalonflowConfig.model_validate({"data_dir": str(folder), "state_dir": str(folder / "state")})
+
+
 @pytest.mark.integration
 def test_three_rounds_of_kills_lose_and_duplicate_nothing() -> None:
     """Nothing acknowledged is lost and nothing is in Parquet twice: not a record written twice,
     nor a request the SDK sent again because a kill took its first answer (two Kafka records with
     the same bytes: the flows drop the second, flows/resends.py). Every alert episode and heartbeat
     silence not excused by the Kafka or receiver kill has each transition once and is notified."""
-    command = [sys.executable, "-m", "bench.chaos", "--rounds", "3", "--every", "3", "--seed", "132"]
+    command = [sys.executable, "-m", "bench.chaos", "--rounds", "4", "--every", "3", "--seed", "816"]
     command += ["--rate", "10", "--quiet", "8", "--after", "75"]  # episodes after Kafka is back
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    run = run_bench(command, timeout=600)
     assert run.returncode == 0 and "signal" in run.stdout, run.stdout + run.stderr[-3000:]
     parts = table_rows(run.stdout, "part")
-    assert sum(int(kills) for kills, *_ in parts.values()) == 3
+    assert sum(int(kills) for kills, *_ in parts.values()) == 4
     assert all(kills == recovered for kills, recovered, *_ in parts.values())
-    assert {"receiver", "kafka", "rollups"} == parts.keys()
+    assert {"receiver", "kafka", "rollups", "tailer"} == parts.keys()
     signals = table_rows(run.stdout, "signal")
     for name in ("spans", "metrics", "logs"):
         acked, _failed, lost, duplicated, resent = signals[name]
         assert int(acked) > 0 and lost == "0" and duplicated == resent == "0", run.stdout
     assert signals["rollups"][-2] == "0"  # rollup rows beyond one per (series, window, resolution)
     assert signals["rollup_pts"][-2] == "0"  # the load's counter points folded more than once
+    ways = table_rows(
+        run.stdout, "way"
+    )  # remote-write, tailed lines, scrapes: sent, landed, missing, doubled
+    assert {"remote-write", "tailed", "scrapes"} == ways.keys(), run.stdout
+    for way, cells in ways.items():
+        assert int(cells[-4]) > 0 and cells[-2:] == ["0", "0"], (way, run.stdout)
+    assert "explains: none" in run.stdout
+    moved = run.stdout.split("(moved by the lifecycle mover): ")[1].splitlines()[
+        0
+    ]  # "spans N, metrics 0, logs N"
+    counted = dict(item.split() for item in moved.split(", "))
+    assert int(counted["spans"]) > 0 and int(counted["logs"]) > 0, run.stdout  # read back from MinIO
     episodes = table_rows(run.stdout, "episodes")  # expected, exact, lost, doubled, excused
     assert int(episodes["alert_transitions"][0]) > 0, run.stdout  # some not excused by the Kafka kill
     for name in (
@@ -100,13 +121,63 @@ def test_the_count_finds_a_lost_and_a_doubled_item_and_a_doubled_rollup_window(t
     ledger = Ledger()
     ledger.book("spans", ["s0", "s1", "s2"], ok=True)
     ledger.book("logs", ["l0"], ok=False)
-    result = verdict(tmp_path, ledger)
+    result = verdict(data_at(tmp_path), ledger, WaysInCounts(), [])
     assert result.acked == {"spans": 3, "metrics": 0, "logs": 0} and result.failed == {"logs": 1}
     assert result.lost == {"spans": 1, "metrics": 0, "logs": 0}
     assert result.duplicated == {"spans": 1, "metrics": 0, "logs": 0}
     assert result.resent == {"spans": 0, "metrics": 0, "logs": 0}
     assert result.rollup_duplicates == 1 and result.rollup_points_doubled == 1 and not result.clean
     assert result.resends_dropped == (1, 4)
+
+
+def test_the_ways_in_count_finds_missing_and_doubled_samples_lines_and_scrapes(tmp_path: Path) -> None:
+    """Remote-written samples by (series, timestamp), tailed lines by id, scrapes by time."""
+    folder = tmp_path / "metrics" / "date=2026-01-01" / "hour=00"
+    folder.mkdir(parents=True)
+    t0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, ms
+    stamps = pa.array([t0 + s for s in (1_000, 1_000, 2_000, 1_000, 5_000, 5_000)], pa.timestamp("ms", "UTC"))
+    metrics = pa.table(
+        {
+            "metric_name": [WRITTEN, WRITTEN, WRITTEN, WRITTEN, "up", "up"],
+            "service_name": ["wundr"] * 4 + [SCRAPED] * 2,
+            "time": stamps.cast(pa.timestamp("ns", "UTC")),
+            "attributes": pa.array(
+                [[("i", "0")], [("i", "1")], [("i", "0")], [("i", "0")], [], []],
+                pa.map_(pa.string(), pa.string()),
+            ),
+        }
+    )
+    pq.write_table(metrics, folder / "otlp_metrics-0-1-6.parquet")
+    folder = tmp_path / "logs" / "date=2026-01-01" / "hour=00"
+    folder.mkdir(parents=True)
+    lines = pa.table(
+        {
+            "service_name": [TAILED, TAILED, TAILED],
+            "attributes": pa.array(
+                [[(LINE_ID, "r0")], [(LINE_ID, "r1")], [(LINE_ID, "r1")]], metrics["attributes"].type
+            ),
+        }
+    )
+    pq.write_table(lines, folder / "otlp_logs-0-1-3.parquet")
+    window = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+    counts = WaysInCounts(written_ms=[t0 + 1_000, t0 + 3_000], lines=3, scrape_window=window)
+    found = {d.way: d for d in deliveries(data_at(tmp_path), counts)}
+    # 2 requests of 100 series acked; 2 distinct samples of the first landed, one twice, none of the
+    # second; the 2 000 ms sample was never acknowledged (its request was given up).
+    assert (found["remote-write"].sent, found["remote-write"].landed, found["remote-write"].duplicated) == (
+        200,
+        2,
+        1,
+    )
+    assert (found["tailed lines"].missing, found["tailed lines"].duplicated) == (1, 1)
+    assert (found["scrapes (up)"].landed, found["scrapes (up)"].duplicated) == (1, 1)
+
+
+def test_a_scrape_gap_is_explained_only_by_an_outage_of_the_scraper_or_kafka() -> None:
+    at = [datetime.fromtimestamp(t, UTC) for t in (0, 5, 10, 40, 45, 90)]
+    outages = [Outage("scraper", 12.0, 20.0), Outage("receiver", 50.0, 55.0)]
+    assert unexplained_gaps(at, outages, every=5, slack=10) == ["00:00:45-00:01:30"]
+    assert unexplained_gaps(at, [*outages, Outage("kafka", 60.0, 61.0)], every=5, slack=10) == []
 
 
 def test_two_kafka_records_are_a_resend_and_one_record_twice_a_replay() -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from bench.soak import PartFigures, Sample, lag_unbounded, part_figures
+from tests.bench_run import run_bench
 
 EVERY_PART = {"kafka", "minio", "receiver", "ingest", "rollups", "alerts", "heartbeats", "scraper"}
 EVERY_PART |= {"tailer", "lifecycle", "console", "supervisord"}
@@ -26,7 +26,7 @@ EVERY_PART |= {"tailer", "lifecycle", "console", "supervisord"}
 def test_a_short_soak_samples_every_part_and_lands_what_it_sent(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "bench.soak", "--minutes", "1.5", "--warmup", "30", "--every", "5"]
     command += ["--rate", "50", "--base-port", "29750", "--out", str(tmp_path)]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=1700, check=False)
+    run = run_bench(command, timeout=1700)
     assert run.returncode in (0, 1) and "way in" in run.stdout, run.stdout + run.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["programs"]) | {"supervisord"} == EVERY_PART
