@@ -30,6 +30,7 @@ any other series.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -65,7 +66,11 @@ from schemas.topics import (
 from sinks.notify import pipeline_notifier
 from sinks.parquet import Chunk
 
+log = logging.getLogger(__name__)
 CONSUMER_GROUP = "talonflow-heartbeats"
+# The wall clock moved this much more (or less) than the monotonic one between two ticks: a step
+# (NTP's, a VM resumed, `date -s`), not a tick late under load (both clocks run on then).
+CLOCK_STEP_NS: Final = 5_000_000_000
 ALERT_NAME: Final = "HeartbeatDown"
 _RANK: Final = {"up": 0, "late": 1, "down": 2, "new": 3}  # any first beat of a new component is better
 _MINUTE_NS: Final = 60_000_000_000
@@ -209,9 +214,11 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
         seeds: dict[str, Beat],
         state: ShardState | None,
         resend: Callable[[dict[str, Any]], None] = lambda _alert: None,
+        monotonic: Callable[[], int] = time.monotonic_ns,
     ) -> None:
-        self._config, self._seeds = config, seeds
+        self._config, self._seeds, self._monotonic = config, seeds, monotonic
         self.state = state or ShardState()
+        self._last_tick: tuple[int, int] | None = None  # (wall, monotonic) ns: to see the clock step
         # Not state: after a restart the source says again what is behind, and `startup_grace`
         # covers the replay.
         self._reading: dict[str, int] = {}  # partitions behind -> Kafka time read up to, ms
@@ -229,12 +236,18 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
         kind, payload = value
         changes: list[tuple[Watch, str]] = []
         if kind == "beats":
-            now = self._judging_time(time.time_ns())
+            wall = time.time_ns()
+            now = self._judging_time(wall)
             for name, beat in payload.items():
                 watch = self.state.watches.get(name)
                 if watch is None:
                     self.state.watches[name] = Watch(beat, "up", now)
-                elif beat.seen_ms > watch.beat.seen_ms or watch.seeded:
+                # A newer beat wins, and any beat wins over one "from the future" (the clock stepped back).
+                elif (
+                    beat.seen_ms > watch.beat.seen_ms
+                    or watch.seeded
+                    or watch.beat.seen_ms > wall // 1_000_000
+                ):
                     watch.beat, watch.seeded = beat, False
             changes = self._judge(now, better_only=True)
             return self._emit(self._transitions(changes, now)), StatefulLogic.RETAIN
@@ -246,6 +259,7 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
                 self._reading[part] = read_to
             return [], StatefulLogic.RETAIN
         wall, shard = payload
+        self._notice_step(wall)
         now = self._judging_time(wall)
         for name, seed in self._seeds.items():  # configured components are watched from the first tick
             if shard_of(name, self._config.shards) == shard and name not in self.state.watches:
@@ -254,6 +268,25 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
         changes = self._judge(now, better_only=wall < self._guard_until)
         outputs = self._transitions(changes, now) + self._rollups(now)
         return self._emit(outputs), StatefulLogic.RETAIN
+
+    def _notice_step(self, wall: int) -> None:
+        """A step of the system clock: beats stamped before and after it do not compare, so, as
+        after a start, no verdict gets worse for `startup_grace`, and the judging clock may follow
+        the wall clock back (a forward step would otherwise make every component down at once, a
+        backward one freeze every verdict for as long as the step)."""
+        monotonic = self._monotonic()
+        last, self._last_tick = self._last_tick, (wall, monotonic)
+        if last is None:
+            return
+        step = (wall - last[0]) - (monotonic - last[1])
+        if abs(step) < CLOCK_STEP_NS:
+            return
+        grace = self._config.startup_grace
+        log.warning(
+            "heartbeats: the system clock stepped %+.1fs; no verdict gets worse for %gs", step / 1e9, grace
+        )
+        self._guard_until = wall + int(grace * 1e9)
+        self._clock = 0
 
     def _judging_time(self, wall: int) -> int:
         """The wall clock, or the Kafka time the slowest lagging partition has been read up to."""

@@ -227,3 +227,49 @@ def test_a_partition_is_behind_while_its_polls_come_back_full() -> None:
     assert lag.observe("otlp_logs:1", []) is None
     assert lag.observe("otlp_logs:0", []) == ("otlp_logs:0", None)  # the source's end-of-partition mark
     assert lag.observe("otlp_logs:0", records(13)) is None
+
+
+class FakeMonotonic:
+    """A monotonic clock the test moves by hand, as the wall clock it passes to ticks."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+def test_a_forward_step_of_the_clock_pages_no_one_and_a_backward_one_freezes_nothing() -> None:
+    guarded = CONFIG.model_copy(update={"startup_grace": 30.0})
+    seeded = seeds(guarded)
+    t0 = seeded["main_agent"].seen_ms * 1_000_000
+    mono = FakeMonotonic()
+    watch = ShardWatch(guarded, seeded, None, monotonic=mono)
+    assert tick(watch, t0 + S).get("heartbeats") is None
+    mono.ns += S  # one real second, but the wall clock jumped an hour ahead
+    assert tick(watch, t0 + 3600 * S).get("heartbeats") is None  # a step: nothing gets worse for 30 s
+    back = Beat("main_agent", "main_agent", "", (t0 + 3610 * S) // 1_000_000, 30, 60)
+    watch.on_item(("beats", {"main_agent": back}))
+    mono.ns += 40 * S
+    assert tick(watch, t0 + 3640 * S).get("heartbeats") is None  # beating since: up, once the guard ended
+
+    # The clock steps back an hour: the judging clock follows it, and the next beat, stamped before
+    # the one "from the future", still counts.
+    mono.ns += S
+    assert tick(watch, t0 + 41 * S).get("heartbeats") is None  # a step again: guarded
+    earlier = Beat("main_agent", "main_agent", "", (t0 + 42 * S) // 1_000_000, 30, 60)
+    watch.on_item(("beats", {"main_agent": earlier}))
+    mono.ns += 76 * S
+    late = tick(watch, t0 + 118 * S)["heartbeats"]
+    assert [(r["state"], r["age_seconds"]) for r in late] == [("late", 76.0)]  # judged after the step
+
+
+def test_without_a_step_a_late_tick_is_no_step() -> None:
+    seeded = seeds(CONFIG)
+    t0 = seeded["main_agent"].seen_ms * 1_000_000
+    mono = FakeMonotonic()
+    watch = ShardWatch(CONFIG, seeded, None, monotonic=mono)
+    tick(watch, t0 + S)
+    mono.ns += 90 * S  # a tick 90 s late (a loaded machine): both clocks moved as much
+    down = tick(watch, t0 + 91 * S)["heartbeats"]
+    assert [r["state"] for r in down] == ["down"]
