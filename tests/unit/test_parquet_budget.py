@@ -10,9 +10,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from schemas.datasets import LOGS
-from sinks.parquet import ParquetSink, files_of
+from sinks.parquet import HOUR_NS, ParquetSink, files_of
 
-HOUR_NS = 3_600_000_000_000
 START_NS = 1_790_000_000_000_000_000 // HOUR_NS * HOUR_NS
 
 

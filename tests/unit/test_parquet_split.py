@@ -15,17 +15,16 @@ import pyarrow.parquet as pq
 
 from schemas.datasets import RANDOM_ID_COLUMNS, SPANS
 from sinks.lifecycle import compact
-from sinks.parquet import dictionary_columns, split_by_hour, write_atomically
-
-HOUR_NS = 3_600_000_000_000
+from sinks.parquet import HOUR_NS, dictionary_columns, split_by_hour, write_atomically
 
 
-def _spans(rows: int, seed: int) -> pa.Table:
-    """Spans over three hours, in chunks, with ties on every sort key so that order is tested."""
+def _spans(rows: int, seed: int, hours: int = 3, start: int = 1_790_000_000_000_000_000) -> pa.Table:
+    """Spans over `hours` hours from `start`'s hour, in chunks, with ties on every sort key so that
+    order is tested."""
     rng = random.Random(seed)
-    start = 1_790_000_000_000_000_000 // HOUR_NS * HOUR_NS
+    start = start // HOUR_NS * HOUR_NS
     columns = {
-        "start_time": [start + rng.randrange(3 * HOUR_NS) // 1000 * 1000 for _ in range(rows)],
+        "start_time": [start + rng.randrange(hours * HOUR_NS) // 1000 * 1000 for _ in range(rows)],
         "service_name": [rng.choice(["a", "b", None]) for _ in range(rows)],
         "name": [rng.choice(["chat", "tool"]) for _ in range(rows)],
         "span_id": [f"{i:016x}" for i in range(rows)],  # tells rows apart
@@ -52,6 +51,14 @@ def test_split_by_hour_matches_a_filter_per_hour() -> None:
     assert [(hour, rows["span_id"].to_pylist()) for hour, rows in parts] == _reference(table)
     assert len(parts) == 3
     assert sum(rows.num_rows for _, rows in parts) == table.num_rows
+
+
+def test_split_by_hour_within_one_hour_and_before_1970() -> None:
+    """The one-hour shortcut, and integer hours floored as `floor_temporal` floors them before 1970."""
+    for table in (_spans(1000, seed=3, hours=1), _spans(1000, seed=5, start=-5 * HOUR_NS - 1)):
+        parts = split_by_hour(table, SPANS)
+        assert [(hour, rows["span_id"].to_pylist()) for hour, rows in parts] == _reference(table)
+    assert len(split_by_hour(_spans(1000, seed=3, hours=1), SPANS)) == 1
 
 
 def test_split_by_hour_of_no_rows() -> None:
