@@ -183,10 +183,15 @@ class ShardState:
     sequence: int = 0
 
 
-# ("beats", {component: Beat}), ("tick", (now in ns, shard)), or ("reading", (part, Kafka ms read up
-# to while the part is behind, None once it caught up)).
+# ("beats", {component: Beat}), ("tick", (wall ns, monotonic ns, shard): both clocks read at once,
+# where the tick is made), or ("reading", (part, Kafka ms read up to while the part is behind, None
+# once it caught up)).
 Item = tuple[str, Any]
 POLL_RECORDS: Final = 500
+# A partition quiet this long is asked whether it is read to its end (one watermark request, on the
+# source's thread): for a partition whose last poll came back full and then nothing came. Not the
+# tick: agents beat every second or so, and every pause of a partition cost a broker round trip.
+CAUGHT_UP_AFTER: Final = timedelta(seconds=10)
 
 
 class SourceLag:
@@ -214,9 +219,8 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
         seeds: dict[str, Beat],
         state: ShardState | None,
         resend: Callable[[dict[str, Any]], None] = lambda _alert: None,
-        monotonic: Callable[[], int] = time.monotonic_ns,
     ) -> None:
-        self._config, self._seeds, self._monotonic = config, seeds, monotonic
+        self._config, self._seeds = config, seeds
         self.state = state or ShardState()
         self._last_tick: tuple[int, int] | None = None  # (wall, monotonic) ns: to see the clock step
         # Not state: after a restart the source says again what is behind, and `startup_grace`
@@ -258,8 +262,8 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
             else:
                 self._reading[part] = read_to
             return [], StatefulLogic.RETAIN
-        wall, shard = payload
-        self._notice_step(wall)
+        wall, monotonic, shard = payload
+        self._notice_step(wall, monotonic)
         now = self._judging_time(wall)
         for name, seed in self._seeds.items():  # configured components are watched from the first tick
             if shard_of(name, self._config.shards) == shard and name not in self.state.watches:
@@ -269,12 +273,11 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
         outputs = self._transitions(changes, now) + self._rollups(now)
         return self._emit(outputs), StatefulLogic.RETAIN
 
-    def _notice_step(self, wall: int) -> None:
+    def _notice_step(self, wall: int, monotonic: int) -> None:
         """A step of the system clock: beats stamped before and after it do not compare, so, as
         after a start, no verdict gets worse for `startup_grace`, and the judging clock may follow
         the wall clock back (a forward step would otherwise make every component down at once, a
         backward one freeze every verdict for as long as the step)."""
-        monotonic = self._monotonic()
         last, self._last_tick = self._last_tick, (wall, monotonic)
         if last is None:
             return
@@ -484,7 +487,7 @@ def build(config: TalonflowConfig) -> Dataflow:
 
     flow = Dataflow("heartbeats")
     tick = timedelta(seconds=settings.tick)
-    source = KafkaBatchSource(config.kafka, OTLP_TOPICS, CONSUMER_GROUP, POLL_RECORDS, tick, idle_after=tick)
+    source = KafkaBatchSource(config.kafka, OTLP_TOPICS, CONSUMER_GROUP, POLL_RECORDS, tick, CAUGHT_UP_AFTER)
     polls = op.input("kafka", flow, source)
     lag = SourceLag(POLL_RECORDS)  # of this worker's partitions: a partition is read by one worker
 
@@ -493,8 +496,8 @@ def build(config: TalonflowConfig) -> Dataflow:
         poll's beats go to the shards of their components."""
         part, records = batch
         if part == CLOCK_PART:
-            now = time.time_ns()
-            return [(str(s), ("tick", (now, s))) for s in range(shards)]
+            now, monotonic = time.time_ns(), time.monotonic_ns()  # one host clock: any process compares
+            return [(str(s), ("tick", (now, monotonic, s))) for s in range(shards)]
         change = lag.observe(part, records)
         items = [] if change is None else [(str(s), ("reading", change)) for s in range(shards)]
         found: dict[int, dict[str, Beat]] = {}

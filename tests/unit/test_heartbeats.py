@@ -47,9 +47,11 @@ def rows(table: pa.Table) -> list[dict[str, Any]]:
     return table.cast(pa.schema(as_ints)).to_pylist()
 
 
-def tick(watch: ShardWatch, at_ns: int) -> dict[str, list[Any]]:
+def tick(watch: ShardWatch, at_ns: int, monotonic_ns: int | None = None) -> dict[str, list[Any]]:
+    """A tick at wall time `at_ns`; the monotonic clock moves with it unless given."""
     outputs: dict[str, list[Any]] = {}
-    for _sequence, (dataset, table, _messages) in watch.on_item(("tick", (at_ns, 0)))[0]:
+    monotonic = at_ns if monotonic_ns is None else monotonic_ns
+    for _sequence, (dataset, table, _messages) in watch.on_item(("tick", (at_ns, monotonic, 0)))[0]:
         outputs.setdefault(dataset, []).extend(rows(table))
     return outputs
 
@@ -229,47 +231,32 @@ def test_a_partition_is_behind_while_its_polls_come_back_full() -> None:
     assert lag.observe("otlp_logs:0", records(13)) is None
 
 
-class FakeMonotonic:
-    """A monotonic clock the test moves by hand, as the wall clock it passes to ticks."""
-
-    def __init__(self) -> None:
-        self.ns = 0
-
-    def __call__(self) -> int:
-        return self.ns
-
-
 def test_a_forward_step_of_the_clock_pages_no_one_and_a_backward_one_freezes_nothing() -> None:
     guarded = CONFIG.model_copy(update={"startup_grace": 30.0})
     seeded = seeds(guarded)
     t0 = seeded["main_agent"].seen_ms * 1_000_000
-    mono = FakeMonotonic()
-    watch = ShardWatch(guarded, seeded, None, monotonic=mono)
-    assert tick(watch, t0 + S).get("heartbeats") is None
-    mono.ns += S  # one real second, but the wall clock jumped an hour ahead
-    assert tick(watch, t0 + 3600 * S).get("heartbeats") is None  # a step: nothing gets worse for 30 s
+    watch = ShardWatch(guarded, seeded, None)
+    assert tick(watch, t0 + S, 0).get("heartbeats") is None
+    # One second later by the monotonic clock, the wall clock an hour ahead: a step, so nothing
+    # gets worse for 30 s.
+    assert tick(watch, t0 + 3600 * S, S).get("heartbeats") is None
     back = Beat("main_agent", "main_agent", "", (t0 + 3610 * S) // 1_000_000, 30, 60)
     watch.on_item(("beats", {"main_agent": back}))
-    mono.ns += 40 * S
-    assert tick(watch, t0 + 3640 * S).get("heartbeats") is None  # beating since: up, once the guard ended
+    assert tick(watch, t0 + 3640 * S, 41 * S).get("heartbeats") is None  # beating since: up after the guard
 
     # The clock steps back an hour: the judging clock follows it, and the next beat, stamped before
     # the one "from the future", still counts.
-    mono.ns += S
-    assert tick(watch, t0 + 41 * S).get("heartbeats") is None  # a step again: guarded
+    assert tick(watch, t0 + 41 * S, 42 * S).get("heartbeats") is None  # a step again: guarded
     earlier = Beat("main_agent", "main_agent", "", (t0 + 42 * S) // 1_000_000, 30, 60)
     watch.on_item(("beats", {"main_agent": earlier}))
-    mono.ns += 76 * S
-    late = tick(watch, t0 + 118 * S)["heartbeats"]
+    late = tick(watch, t0 + 118 * S, 119 * S)["heartbeats"]
     assert [(r["state"], r["age_seconds"]) for r in late] == [("late", 76.0)]  # judged after the step
 
 
 def test_without_a_step_a_late_tick_is_no_step() -> None:
     seeded = seeds(CONFIG)
     t0 = seeded["main_agent"].seen_ms * 1_000_000
-    mono = FakeMonotonic()
-    watch = ShardWatch(CONFIG, seeded, None, monotonic=mono)
-    tick(watch, t0 + S)
-    mono.ns += 90 * S  # a tick 90 s late (a loaded machine): both clocks moved as much
-    down = tick(watch, t0 + 91 * S)["heartbeats"]
+    watch = ShardWatch(CONFIG, seeded, None)
+    tick(watch, t0 + S, 0)
+    down = tick(watch, t0 + 91 * S, 90 * S)["heartbeats"]  # a tick 90 s late: both clocks moved as much
     assert [r["state"] for r in down] == ["down"]
