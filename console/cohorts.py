@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -64,12 +65,16 @@ def compare_window(
             f"{name} histogram": lambda spans: cohort_counts(spans, baseline, candidate, whenever)[0],
             f"{name} sums": lambda spans: cohort_counts(spans, baseline, candidate, whenever)[1],
         }
-    histograms, sums = aggregate(config, "spans", window, queries).values()
-    if baseline.attribute == candidate.attribute:
-        by_value = _summed(histograms, VALUE, "bucket"), _summed(sums, VALUE, "model")
-        counts, per_model = value_cohorts(*by_value, baseline.value, candidate.value)
+    same = baseline.attribute == candidate.attribute
+    groups = ((VALUE, "bucket"), (VALUE, "model")) if same else (("bucket",), ("model",))
+    # Summed once per set of whole files (`aggregate`'s merges), then with the edges at each view.
+    merges = {name: partial(_summed, by=by) for name, by in zip(queries, groups, strict=True)}
+    parts = aggregate(config, "spans", window, queries, merges=merges)
+    histograms, sums = (merges[name](part) for name, part in parts.items())
+    if same:
+        counts, per_model = value_cohorts(histograms, sums, baseline.value, candidate.value)
     else:
-        counts, per_model = _summed(histograms, "bucket"), _summed(sums, "model")
+        counts, per_model = histograms, sums
     prices = PriceTable.with_defaults(config.rollups.prices)
     return judge(
         scan(config, "spans", window), counts, per_model, prices, baseline, candidate, scope, Method()
@@ -86,7 +91,7 @@ def value_queries(key: str, service: str | None, span_name: str | None) -> dict[
     }
 
 
-def _summed(parts: pl.DataFrame, *by: str) -> pl.DataFrame:
+def _summed(parts: pl.DataFrame, by: tuple[str, ...]) -> pl.DataFrame:
     """Files' counts added up per group."""
     return parts.group_by(*by).agg(pl.exclude(*by).sum()).sort(*by)
 

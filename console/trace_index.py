@@ -166,9 +166,19 @@ def files_holding(
 ) -> list[str]:
     """The dataset's files in the window that may hold a row of one of the trace ids (or link to
     one), or with kind SESSION of the session ids."""
+    return list(hashes_held(config, dataset, ids, window, kind))
+
+
+def hashes_held(
+    config: TalonflowConfig, dataset: str, ids: Iterable[str], window: TimeRange, kind: str = TRACE
+) -> dict[str, np.ndarray]:
+    """`files_holding`'s files, each with the hashes of the ids it may hold (sorted): a search's
+    100 traces lie about 4 to an hour file, and reading a file's copy (console/trace_rows.py) for
+    all 100 decoded most of its row groups."""
     wanted = np.unique(id_hashes(ids))
     found = indexes(config, dataset, kind, files_in(config, dataset, window))
-    return [uri for uri, hashes in found.items() if _holds(hashes, wanted)]
+    held = {uri: _held(hashes, wanted) for uri, hashes in found.items()}
+    return {uri: hashes for uri, hashes in held.items() if len(hashes)}
 
 
 def prune(config: TalonflowConfig, dataset: str, kind: str, uris: list[str], before: float) -> int:
@@ -185,8 +195,9 @@ def prune(config: TalonflowConfig, dataset: str, kind: str, uris: list[str], bef
     return forget_gone(_folder(config, dataset, kind), "*.npy", kept, before)
 
 
-def _holds(hashes: np.ndarray, wanted: np.ndarray) -> bool:
+def _held(hashes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Those of the `wanted` hashes that the file's sorted `hashes` hold."""
     if not len(hashes):
-        return False
+        return wanted[:0]
     at = np.minimum(np.searchsorted(hashes, wanted), len(hashes) - 1)
-    return bool(np.any(hashes[at] == wanted))
+    return wanted[hashes[at] == wanted]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -126,11 +126,11 @@ def _rows(
 
 
 def trace_rows(
-    config: TalonflowConfig, uris: list[str], trace_ids: Iterable[str], window: TimeRange
+    config: TalonflowConfig, uris: list[str], held: Mapping[str, np.ndarray], window: TimeRange
 ) -> pl.LazyFrame:
-    """The rows of the files that may belong to the traces or link to them (filter by id)."""
-    keys = np.unique(id_hashes(trace_ids))
-    return _rows(config, uris, window, lambda _uri: keys)
+    """The rows of the files that may belong to the traces or link to them (filter by id), each
+    file's read narrowed to the trace hashes it holds (trace_index.hashes_held)."""
+    return _rows(config, uris, window, lambda uri: held[uri])
 
 
 def session_rows(config: TalonflowConfig, uris: list[str], session: str, window: TimeRange) -> pl.LazyFrame:

@@ -18,7 +18,7 @@ from console.partials import Partial, aggregate, newest_first
 from console.scan import scan_files
 from console.timeline import lay_out
 from console.timerange import TimeRange
-from console.trace_index import SESSION, files_holding
+from console.trace_index import SESSION, files_holding, hashes_held
 from console.trace_rows import trace_rows
 from schemas.config import TalonflowConfig
 from talonflow.compare import attribute
@@ -133,12 +133,12 @@ def search(config: TalonflowConfig, params: Mapping[str, str], window: TimeRange
     the files the trace index names (each file's part kept: console/partials.py)."""
     ids = sorted(newest_traces(config, params, window))
     name = f"trace summaries {hashlib.sha1(','.join(ids).encode()).hexdigest()}"
-    files = files_holding(config, "spans", ids, window)
+    held = hashes_held(config, "spans", ids, window)
 
     def by_trace(uris: list[str], within: TimeRange) -> pl.LazyFrame:  # a few row groups a file, not its hour
-        return trace_rows(config, uris, ids, within)
+        return trace_rows(config, uris, held, within)
 
-    parts = aggregate(config, "spans", window, {name: _summaries(ids)}, files, read=by_trace)[name]
+    parts = aggregate(config, "spans", window, {name: _summaries(ids)}, list(held), read=by_trace)[name]
     summary = (
         parts.sort("start")
         .group_by("trace_id")
@@ -181,7 +181,8 @@ def linked_spans(config: TalonflowConfig, trace_id: str, window: TimeRange) -> p
     found = [scan_files(config, "spans", [], window).collect()]  # the schema, should nothing match
     for hop in range(LINK_HOPS + 1):
         wanted = list(frontier)
-        spans = trace_rows(config, files_holding(config, "spans", wanted, window), wanted, window)
+        held = hashes_held(config, "spans", wanted, window)
+        spans = trace_rows(config, list(held), held, window)
         linking_in = pl.col("links").list.eval(pl.element().struct.field("trace_id").is_in(wanted)).list.any()
         hit = spans.filter(pl.col("trace_id").is_in(wanted) | (linking_in & (hop < LINK_HOPS))).collect()
         mine = hit.filter(pl.col("trace_id").is_in(wanted))

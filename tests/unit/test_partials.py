@@ -9,11 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from console import partials
+from console import partials, service
 from console.cohorts import compare_window
 from console.fleet import service_red
 from console.logs import LIMIT, log_lines
 from console.scan import file_hour, scan
+from console.service import red_charts
 from console.timerange import TimeRange
 from console.warmer import warm_once
 from schemas.config import TalonflowConfig
@@ -96,6 +97,26 @@ def test_a_rewritten_file_counts_with_its_new_rows(tmp_path: Path) -> None:
     rewritten.rename(old_names[0])  # as the sink does: the same name, new content
     after = service_red(config, WINDOW)["calls"].sum()
     assert after == before - removed + 1
+
+
+def test_the_service_charts_are_the_same_computed_kept_and_merged_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Service page's whole hours come summed once per set of files (`aggregate`'s merges):
+    its charts equal those of the per-file counts merged at the view, and of a restarted console."""
+    config = TalonflowConfig(data_dir=tmp_path / "data", state_dir=tmp_path / "state")
+    _spans(config, 4)
+    with monkeypatch.context() as unmerged:  # every file's counts concatenated, merged by the page
+        unmerged.setattr(service, "aggregate", lambda *args, merges, **kw: partials.aggregate(*args, **kw))
+        reference = red_charts(config, "agent-1", WINDOW)
+    partials._cache.clear()
+    computed = red_charts(config, "agent-1", WINDOW)
+    assert computed[0]["series"] and partials._merged  # drawn, and the whole hours' merge kept
+    assert computed == reference
+    assert red_charts(config, "agent-1", WINDOW) == computed
+    partials._cache.clear()
+    partials._merged.clear()
+    assert red_charts(config, "agent-1", WINDOW) == computed
 
 
 def test_the_compare_page_equals_the_cli_comparison(tmp_path: Path) -> None:

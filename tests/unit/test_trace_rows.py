@@ -3,6 +3,7 @@ groups, and a waterfall or session replay is the same as from the files themselv
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from console import trace_index, trace_rows
+from console import partials, trace_index, trace_rows
 from console.scan import files_in
 from console.sessions import session_steps
 from console.timerange import TimeRange
-from console.traces import waterfall
+from console.traces import SEARCH_LIMIT, search, waterfall
 from schemas.config import TalonflowConfig
 from tests.console_data import agent_chain, span, write_rows
 
@@ -69,11 +70,33 @@ def test_a_waterfall_and_a_session_read_through_the_copies_are_the_same(tmp_path
     assert trace_rows.ensure(config, files) == 3
     assert trace_rows.ensure(config, files) == 0  # kept
     assert _pages(config, root) == read_whole
-    narrowed = trace_rows.trace_rows(config, files, [root], DAY).collect()
+    held = trace_index.hashes_held(config, "spans", [root], DAY)
+    narrowed = trace_rows.trace_rows(config, list(held), held, DAY).collect()
     assert 5 <= narrowed.height <= 2 * trace_rows.ROW_GROUP  # not the files' 3 * FILLER rows
     assert set(narrowed["trace_id"]) >= {root}
     session = trace_rows.session_rows(config, files, "s-1", DAY).collect()
     assert session.height <= 2 * trace_rows.ROW_GROUP
+
+
+def test_a_search_reads_the_row_groups_of_each_files_own_traces(tmp_path: Path) -> None:
+    """The list's summaries of the same traces with and without copies; each file's read asks
+    only for the traces its index holds (asking every file for all 100 decoded most of each copy)."""
+    config = _config(tmp_path)
+    root = _day(config)
+    slow = {"min_ms": "20"}  # the chain's spans, across two files
+    listed, chain = search(config, {}, DAY), search(config, slow, DAY)
+    assert len(listed) == SEARCH_LIMIT and {t["trace_id"] for t in chain} >= {root}
+    shutil.rmtree(config.state_dir / partials.ROOT)  # the summaries kept per file: read again
+    partials._cache.clear()
+    files = files_in(config, "spans", DAY)
+    trace_rows.ensure(config, files)
+    assert search(config, {}, DAY) == listed and search(config, slow, DAY) == chain
+    ids = [t["trace_id"] for t in listed]
+    held = trace_index.hashes_held(config, "spans", [*ids, root], DAY)
+    for uri, hashes in held.items():
+        assert set(hashes.tolist()) < set(trace_index.id_hashes([*ids, root]).tolist())
+        narrowed = trace_rows.trace_rows(config, [uri], held, DAY).collect()
+        assert narrowed.height <= len(hashes) * trace_rows.ROW_GROUP  # a row group per trace at most
 
 
 def test_a_rewritten_file_is_read_whole_until_copied_again(tmp_path: Path) -> None:
