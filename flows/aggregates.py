@@ -575,6 +575,14 @@ def _difference_exprs(exponential: bool) -> list[pl.Expr]:
     def minus(column: str) -> pl.Expr:
         return pl.when("_reset").then(pl.col(column)).otherwise(pl.col(column) - prev(column)).alias(column)
 
+    def minus_list(column: str) -> pl.Expr:
+        """`minus` for explicit buckets, the row before masked where its length differs: a change
+        of buckets is a reset (`_resets`), but Polars evaluates the subtraction on every row and
+        refuses lists of two lengths, which crashed the flow on such a histogram."""
+        same_length = pl.col(column).list.len() == pl.col(column).shift(1).list.len()
+        previous = pl.when(pl.col("_same") & same_length).then(pl.col(column).shift(1))
+        return pl.when("_reset").then(pl.col(column)).otherwise(pl.col(column) - previous).alias(column)
+
     def minus_offset_list(column: str, offset: str) -> pl.Expr:
         """Exponential buckets of two points with different offsets: align, then subtract."""
         shift = pl.col(offset) - prev(offset)
@@ -588,7 +596,7 @@ def _difference_exprs(exponential: bool) -> list[pl.Expr]:
 
     return [
         minus("value"), minus("count"), minus("sum"), minus("exp_zero"),
-        minus("buckets"),
+        minus_list("buckets"),
         *(minus_offset_list(side, f"{side}_offset") for side in ("pos", "neg") if exponential),
         pl.when("_reset").then(pl.col("min")).alias("min"),  # cumulative min/max span the whole life
         pl.when("_reset").then(pl.col("max")).alias("max"),

@@ -58,3 +58,23 @@ def test_a_new_start_time_resets_and_other_series_are_untouched() -> None:
     deltas, late = state.to_deltas(pl.concat([gauge, restarted]))
     assert deltas["type"].to_list() == ["gauge", "sum"]
     assert deltas["value"].to_list() == [3.0, 150.0] and late.is_empty()
+
+
+def test_a_histogram_that_changes_its_buckets_resets_and_does_not_crash() -> None:
+    """An agent redeployed with other bucket bounds: the new buckets count whole (a reset), and
+    the other series in the same poll go on."""
+    rows = [
+        {"time": 10, "buckets": [1.0, 2.0], "count": 3.0, "delta_key": 1},
+        {"time": 20, "buckets": [2.0, 3.0, 4.0], "count": 9.0, "delta_key": 1},  # 3 buckets now
+        {"time": 30, "buckets": [3.0, 5.0, 6.0], "count": 14.0, "delta_key": 1},
+        {"time": 20, "buckets": [1.0, 1.0], "count": 2.0, "delta_key": 2},
+    ]
+    template = counter((0, None)).row(0, named=True)
+    histogram = [
+        {**template, "type": "histogram", "value": None, "series_id": r["delta_key"], **r} for r in rows
+    ]
+    deltas, late = CumulativeState().to_deltas(pl.DataFrame(histogram, schema=empty_points().schema))
+    by_time = {(k, t): b for k, t, b in deltas.select("delta_key", "time", "buckets").iter_rows()}
+    assert by_time[1, 20] == [2.0, 3.0, 4.0]  # counted whole
+    assert by_time[1, 30] == [1.0, 2.0, 2.0]  # then differences again
+    assert by_time[2, 20] == [1.0, 1.0] and late.is_empty()
