@@ -15,6 +15,7 @@ from aiohttp import web
 
 from console.alertmanager import add_alertmanager_api
 from console.auth import auth_middleware
+from console.malloc_tuning import pin_mmap_threshold
 from console.pages import CONFIG, add_pages, bad_input
 from console.prometheus_api import add_prometheus_api
 from console.warmer import Warmer
@@ -44,6 +45,7 @@ def build_app(config: TalonflowConfig) -> web.Application:
 
 async def serve(config: TalonflowConfig, stop: asyncio.Event) -> None:
     """Serves until `stop`; meanwhile builds the pages' per-file caches as files land (console/warmer.py)."""
+    pin_mmap_threshold()  # before the warmer's first pass: its growing lists fragmented the heap
     warmer = Warmer(config) if config.console.warm_interval > 0 else None
     if warmer is not None:
         warmer.start()
