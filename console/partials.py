@@ -104,6 +104,20 @@ def _recall(
     return found
 
 
+def _known(
+    config: TalonflowConfig, dataset: str, keys: Mapping[str, str], names: list[str]
+) -> set[tuple[str, str]]:
+    """The (uri, query) pairs with a kept result, in memory or on disk, none of them read: the
+    warmer asks about every file at every pass, and reading each (as a page's `_recall` does) spent
+    CPU, pushed the pages' results out of the memory cache and renewed every stored file's last use,
+    so `console.disk_cache`'s bound could not tell the used ones."""
+    cache = _memory(config)
+    with _lock:
+        found = {(uri, name) for uri, key in keys.items() for name in names if (key, name) in cache}
+    pairs = ((uri, key, name) for uri, key in keys.items() for name in names if (uri, name) not in found)
+    return found | {(uri, name) for uri, key, name in pairs if _stored(config, dataset, key, name).exists()}
+
+
 def _used(dataset: str, queries: Mapping[str, Partial], since: datetime) -> None:
     with _lock:
         for name, query in queries.items():
@@ -184,7 +198,7 @@ def fill(config: TalonflowConfig, dataset: str, uris: list[str], queries: Mappin
     now = datetime.now(UTC)
     hours = {u: h for u in uris if (h := file_hour(u)) is not None and h + timedelta(hours=1) <= now}
     keys = {u: file_key(u) for u in hours}
-    kept = _recall(config, dataset, keys, list(queries))
+    kept = _known(config, dataset, keys, list(queries))
     missing = [(u, name) for u in hours for name in queries if (u, name) not in kept]
     windows = {u: TimeRange(h, h + timedelta(hours=1), None) for u, h in hours.items()}
     work = [queries[name](scan_files(config, dataset, [u], windows[u])) for u, name in missing]

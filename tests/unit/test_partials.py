@@ -153,6 +153,24 @@ def test_counts_the_warmer_keeps_for_later_files_equal_the_cli_comparison(
     assert compare_window(config, baseline, candidate, scope, WINDOW) == cli
 
 
+def test_a_warm_pass_over_kept_files_reads_none_of_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the warmer finds kept on disk it leaves there: not read, not renewed, not in memory."""
+    config = TalonflowConfig(data_dir=tmp_path / "data", state_dir=tmp_path / "state")
+    _spans(config, 4)
+    red_charts(config, "agent-1", WINDOW)  # a page's query, which the warmer then keeps for every file
+    assert warm_once(config).computed > 0
+    partials._cache.clear()
+
+    def refuse(*_args: object, **_kwargs: object) -> pl.DataFrame:
+        raise AssertionError("a kept result was read")
+
+    monkeypatch.setattr(partials.pl, "read_ipc", refuse)
+    assert warm_once(config).computed == 0
+    assert len(partials._cache) == 0
+
+
 def test_log_lines_are_the_newest_matching_ones_read_newest_hours_first(tmp_path: Path) -> None:
     config = TalonflowConfig(data_dir=tmp_path / "data", state_dir=tmp_path / "state")
     lines = [
