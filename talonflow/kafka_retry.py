@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -43,12 +42,13 @@ def destroyed_broker(error: BaseException) -> bool:
     return isinstance(error, KafkaException) and error.args[0].code() == KafkaError._DESTROY_BROKER
 
 
-def admin_result(request: Callable[[], Future[T]], attempts: int = 5) -> T:
-    """An admin request's result, asked again when librdkafka dropped the connection it went on."""
+def again_on_dropped_connection(call: Callable[[], T], attempts: int = 5) -> T:
+    """`call` (an admin request and its result, say), made again when librdkafka dropped the
+    connection its request went on."""
     retrying = Retrying(
         retry=retry_if_exception(destroyed_broker), stop=stop_after_attempt(attempts), reraise=True
     )
-    return retrying(lambda: request().result())
+    return retrying(call)
 
 
 def _retriable(error: BaseException) -> bool:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
-from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from schemas.config import TalonflowConfig
 from schemas.topics import ALL_TOPICS, TOPIC_OVERRIDES
-from talonflow.kafka_retry import destroyed_broker
+from talonflow.kafka_retry import again_on_dropped_connection, destroyed_broker
 
 
 def ensure_topics(config: TalonflowConfig) -> list[str]:
@@ -35,8 +34,7 @@ def ensure_topics(config: TalonflowConfig) -> list[str]:
     if not wanted:
         return []
     pending = {topic.topic: topic for topic in wanted}
-    retrying = Retrying(retry=retry_if_exception(destroyed_broker), stop=stop_after_attempt(5), reraise=True)
-    retrying(_create, admin, pending)
+    again_on_dropped_connection(lambda: _create(admin, pending))
     return [t.topic for t in wanted]
 
 

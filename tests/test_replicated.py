@@ -32,7 +32,7 @@ from schemas.topics import SPANS_TOPIC
 from sinks.lifecycle import hot_files
 from sinks.tiers import WARM, Manifest, minio_client
 from talonflow.health import kafka_healthy
-from talonflow.kafka_retry import admin_result
+from talonflow.kafka_retry import again_on_dropped_connection
 from talonflow.query import run_query
 from talonflow.stack import kafka_cluster_id, kafka_node_dir
 from tests.conftest import LocalStack, stack_root
@@ -176,7 +176,7 @@ def test_the_cluster_is_replicated(replicated: LocalStack, tmp_path: Path) -> No
     partitions = metadata.topics[SPANS_TOPIC].partitions.values()
     assert all(sorted(p.replicas) == [1, 2, 3] for p in partitions)
     resource = ConfigResource("topic", SPANS_TOPIC)
-    described = admin_result(lambda: admin.describe_configs([resource])[resource])
+    described = again_on_dropped_connection(lambda: admin.describe_configs([resource])[resource].result())
     assert described["min.insync.replicas"].value == "2"
     parts = {p["name"]: p for p in replicated.status()["parts"]}
     assert {"kafka-1", "kafka-2", "kafka-3", "minio"} <= parts.keys()

@@ -10,7 +10,12 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from tenacity import stop_after_delay, stop_when_event_set
 
-from talonflow.kafka_retry import TopicNotReady, admin_result, init_transactions, topic_partitions
+from talonflow.kafka_retry import (
+    TopicNotReady,
+    again_on_dropped_connection,
+    init_transactions,
+    topic_partitions,
+)
 from talonflow.provision import _create
 
 NOT_COORDINATOR = KafkaError(KafkaError.NOT_COORDINATOR, "coordinator not ready", retriable=True)
@@ -108,11 +113,11 @@ def _future(error: KafkaError | None) -> Future[None]:
 
 def test_an_admin_request_is_asked_again_only_on_a_dropped_connection() -> None:
     answers = [DESTROYED, DESTROYED, None]
-    assert admin_result(lambda: _future(answers.pop(0))) is None
+    assert again_on_dropped_connection(lambda: _future(answers.pop(0)).result()) is None
     assert answers == []
     refused = [KafkaError(KafkaError.POLICY_VIOLATION, "no"), None]
     with pytest.raises(KafkaException, match="no"):
-        admin_result(lambda: _future(refused.pop(0)))
+        again_on_dropped_connection(lambda: _future(refused.pop(0)).result())
     assert refused == [None]
 
 
