@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from console import partials, series_catalogue, trace_index
+from console.malloc_tuning import pin_mmap_threshold
 from console.server import build_app
 from console.timerange import TimeRange
 from console.warmer import CATALOGUES, warm_once
@@ -407,6 +408,7 @@ def main() -> int:
     parser.add_argument("--no-query-range", action="store_true", help="pages only")
     parser.add_argument("--query-range-only", action="store_true", help="query_range only, no pages")
     args = parser.parse_args()
+    pin_mmap_threshold()  # as `talonflow console` does: its large arrays are mapped afresh each time
     if args.data:
         args.data.mkdir(parents=True, exist_ok=True)
         return run(args.data, args)

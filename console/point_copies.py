@@ -63,7 +63,9 @@ _ENCODINGS: Final = {
     "use_dictionary": ["metric_name", "service_name", SOURCE],
     "column_encoding": {_ROW: "DELTA_BINARY_PACKED", "time": "DELTA_BINARY_PACKED"},
 }
-RUN, POSITION = "_run", "_position"  # `read`'s order: part of the read, then row within it
+RUN, POSITION = "_run", "_position"  # `read`'s order: part of the read and file, then row within it
+_FILES_BITS: Final = 32  # RUN is a part's number above these bits, its file's below
+_PATH: Final = "_path"
 
 
 _small: set[str] = set()  # keys (`file_key`) of files too small to copy: each one's metadata read once
@@ -144,16 +146,27 @@ def read(
     selected: list[str | pl.Expr] = [SOURCE, pl.col("time").dt.epoch("ms").alias(TIMESTAMP_MS), *columns]
     layout = (SOURCE, TIMESTAMP_MS, *columns)  # each part's columns in one order, for the concatenation
     parts = []
-    for is_copy, run in groupby(held, key=copies.__contains__):
+    for part, (is_copy, run) in enumerate(groupby(held, key=copies.__contains__)):
+        first_run = pl.lit(part << _FILES_BITS, pl.UInt64)
         if is_copy:
-            for i in run:
-                frame = pl.scan_parquet(copies[i]).filter(
-                    same, wanted, pl.col("time") >= start, pl.col("time") < end
+            # One scan of consecutive copies (a third faster than a scan each: Polars reads them in
+            # parallel); their rows come file by file, so the path's runs number the files.
+            frame = pl.scan_parquet([copies[i] for i in run], include_file_paths=_PATH).filter(
+                same, wanted, pl.col("time") >= start, pl.col("time") < end
+            )
+            parts.append(
+                frame.select(
+                    *selected,
+                    pl.col(_ROW).cast(pl.Int64).alias(POSITION),
+                    (first_run + pl.col(_PATH).rle_id()).alias(RUN),
                 )
-                parts.append(frame.select(*selected, pl.col(_ROW).cast(pl.Int64).alias(POSITION)))
+            )
         else:
             frame = scan_files(config, METRICS.name, [found.uris[i] for i in run], span).filter(same)
             frame = frame.with_columns(source_hash(SOURCE_COLUMNS)).filter(wanted).select(*selected)
-            parts.append(frame.with_row_index(POSITION).select(*layout, pl.col(POSITION).cast(pl.Int64)))
-    ordered = [part.with_columns(pl.lit(run, pl.UInt32).alias(RUN)) for run, part in enumerate(parts)]
-    return pl.concat(ordered, how="vertical").collect()
+            parts.append(
+                frame.with_row_index(POSITION).select(
+                    *layout, pl.col(POSITION).cast(pl.Int64), first_run.alias(RUN)
+                )
+            )
+    return pl.concat(parts, how="vertical").collect()
