@@ -44,8 +44,8 @@ def bench_stack(
     config_file.write_text(yaml.safe_dump(document))
     cli = [sys.executable, "-m", "talonflow.cli", "--config", str(config_file)]
     print("starting the bench stack (Kafka, MinIO, receiver, flows)", file=sys.stderr)
-    subprocess.run([*cli, "up", "--detach", "--timeout", str(timeout)], check=True)
-    try:
+    try:  # `down` also when `up` is interrupted: supervisord would go on holding the ports
+        subprocess.run([*cli, "up", "--detach", "--timeout", str(timeout)], check=True)
         stack = Stack(load_config(config_file), config_file)
         for program in stack.programs():  # alerts runs only with rule files
             if program.name in stopped:
