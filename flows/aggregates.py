@@ -5,7 +5,8 @@ and every partial merges with any other of the same series and window, in any or
 what lets flows/rollups.py fold batches, replays and finer windows into coarser ones.
 What is a function of the series alone (its labels, `series_id`, the GenAI labels and price of
 derived series) is worked out once per distinct series of the poll and gathered back to its
-points: label lists cost per row, and a poll holds many points of few series. A series is a
+points: label lists cost per row, and a poll holds many points of few series. For metric series
+the flow keeps it from poll to poll in a `SeriesCache` (a cache, not state). A series is a
 metric name and its point attributes plus service.name, service.namespace and
 service.instance.id of the resource (the resource attributes Prometheus makes `job` and
 `instance` of).
@@ -70,6 +71,13 @@ _SERVICE_KEYS = (
 )
 _METRIC_SERIES: Final = ["metric_name", *(column for _, column in _SERVICE_KEYS), "attributes"]
 _SERIES: Final = "_series"  # a point's series among the distinct series of its poll
+# what `metric_points` reads of a metrics table
+_METRIC_COLUMNS: Final = [
+    "time", "start_time", "metric_name", "unit", "type", "temporality", "is_monotonic", "value", "count",
+    "sum", "min", "max", "bucket_counts", "explicit_bounds", "exp_scale", "exp_zero_count",
+    "exp_positive_offset", "exp_positive_counts", "exp_negative_offset", "exp_negative_counts", "quantiles",
+    "quantile_values", "service_name", "service_instance_id", "resource_attributes", "attributes",
+]  # fmt: skip
 
 # Token and cost metrics of the GenAI conventions (a histogram) and of OpenClaw (counters).
 _TOKEN_METRICS: Final = ("gen_ai.client.token.usage", "openclaw.tokens")
@@ -211,9 +219,11 @@ def _gather(series: pl.DataFrame, of_row: pl.Series, columns: list[str]) -> pl.D
     return series.select(pl.col(columns).gather(of_row))
 
 
-def metric_points(metrics: pa.Table, prices: PriceTable) -> pl.DataFrame:
-    """The points of a `metrics` table, plus the GenAI token and cost series derived from them."""
-    frame = pl.from_arrow(metrics)
+def metric_points(metrics: pa.Table, prices: PriceTable, cache: SeriesCache | None = None) -> pl.DataFrame:
+    """The points of a `metrics` table, plus the GenAI token and cost series derived from them
+    (`cache`: the flow's, with the same prices; without one, every series is worked out)."""
+    cache = SeriesCache(prices) if cache is None else cache
+    frame = pl.from_arrow(metrics.select(_METRIC_COLUMNS))  # the others cost half the conversion
     assert isinstance(frame, pl.DataFrame)
     if frame.is_empty():
         return empty_points()
@@ -221,9 +231,7 @@ def metric_points(metrics: pa.Table, prices: PriceTable) -> pl.DataFrame:
         pl.col("resource_attributes").map.get(SERVICE_NAMESPACE).alias("service_namespace")
     )
     series, of_row = _per_series(frame, _METRIC_SERIES)
-    series = series.with_columns(labels=_with_service(_labels_of(pl.col("attributes"))))
-    series = series.with_columns(series_id=_series_hash(pl.col("metric_name"), pl.col("labels")))
-    series = series.with_columns(delta_key=pl.col("series_id"), _text=encoded_labels(pl.col("labels")))
+    series = cache.identify(series)
     points = frame.select(
         pl.col("metric_name"),
         pl.col("unit"),
@@ -249,8 +257,9 @@ def metric_points(metrics: pa.Table, prices: PriceTable) -> pl.DataFrame:
         pl.col("quantiles").alias("q_levels"),
         pl.col("quantile_values").alias("q_values"),
         of_row,
-    ).hstack(_gather(series, of_row, ["_text", "series_id", "delta_key"]).rename({"_text": "labels"}))
-    return pl.concat([_cast(points), *_economy_from_metrics(points, series, prices)], how="diagonal_relaxed")
+    ).hstack(_gather(series, of_row, ["labels", "series_id", "delta_key"]))
+    economy = _economy_from_metrics(points, series, cache)
+    return pl.concat([_cast(points), *economy], how="diagonal_relaxed")
 
 
 def _economy_labels(series: pl.DataFrame, source: str) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
@@ -267,79 +276,152 @@ def _economy_labels(series: pl.DataFrame, source: str) -> tuple[pl.DataFrame, di
     }
 
 
-def _costs(
-    points: pl.DataFrame,
-    series: pl.DataFrame,
-    tokens: pl.Expr,
-    labels: dict[str, pl.Expr],
-    prices: PriceTable,
+def _economy_series(
+    series: pl.DataFrame, labels: dict[str, pl.Expr], prices: PriceTable
 ) -> list[pl.DataFrame]:
-    """The cost series of priced models, and the tokens of unpriced ones apart: never $0 for them."""
+    """The token series of `series`, and their cost series where the model is priced, their
+    unpriced token series apart where it is not: never $0 for them."""
     rated = series.with_columns(_usd=prices.rate(labels[MODEL_LABEL], labels[TOKEN_TYPE_LABEL]))
     priced = rated.filter(pl.col("_usd").is_not_null())
-    unpriced = rated.filter(pl.col("_usd").is_null())
-    out = (
-        [_derived(points, priced, GENAI_COST, tokens * pl.col("_usd"), labels)]
-        if not priced.is_empty()
-        else []
-    )
-    return out + (
-        [_derived(points, unpriced, GENAI_UNPRICED, tokens, labels)] if not unpriced.is_empty() else []
-    )
+    unpriced = rated.filter(pl.col("_usd").is_null()).drop("_usd")
+    out = [_derived_series(series, GENAI_TOKENS, labels)]
+    return out + [
+        _derived_series(frame, name, labels)
+        for frame, name in ((priced, GENAI_COST), (unpriced, GENAI_UNPRICED))
+        if not frame.is_empty()
+    ]
 
 
-def _derived(
-    points: pl.DataFrame, series: pl.DataFrame, name: str, amount: pl.Expr, labels: dict[str, pl.Expr]
-) -> pl.DataFrame:
-    """A monotonic sum series derived from the `points` of `series`, delta-converted against the source.
-
-    `labels` are read from the series' columns, `amount` from the points' (and the series' `_usd`)."""
-    unit = "USD" if name == GENAI_COST else "{token}"
+def _derived_series(series: pl.DataFrame, name: str, labels: dict[str, pl.Expr]) -> pl.DataFrame:
+    """The monotonic sum series `name` derived from each of `series` (by `_SERIES`), with its
+    labels read from the series' columns, its delta key (derived from the source's: it is
+    delta-converted against the source) and `_usd`, what a token costs (null: the amount itself)."""
     derived = series.select(
         _SERIES,
+        pl.lit(name).alias("metric_name"),
+        pl.lit("USD" if name == GENAI_COST else "{token}").alias("unit"),
         _reduced(labels).alias("labels"),
         # crc32, not hash(): str hashes change per process, and this key outlives one in the snapshots
         (pl.col("delta_key") ^ pl.lit(zlib.crc32(name.encode()), dtype=pl.UInt64)).alias("delta_key"),
-        *(["_usd"] if "_usd" in series.columns else []),
-    ).with_columns(
+        pl.col("_usd") if "_usd" in series.columns else pl.lit(None, dtype=pl.Float64).alias("_usd"),
+    )
+    return derived.with_columns(
         series_id=_series_hash(pl.lit(name), pl.col("labels")), labels=encoded_labels(pl.col("labels"))
     )
-    rows = points.select(_SERIES, "cumulative", "service_name", "time", "start_time", "value", "sum")
+
+
+def _derived_points(points: pl.DataFrame, derived: pl.DataFrame, amount: pl.Expr) -> pl.DataFrame:
+    """The points of the `derived` series (by `_SERIES`) of `points`: `amount`, times `_usd` for costs."""
+    rows = points.select(_SERIES, "cumulative", "service_name", "time", "start_time", amount.alias("_amount"))
     out = rows.join(derived, on=_SERIES, how="inner", maintain_order="left").select(
-        pl.lit(name).alias("metric_name"),
-        pl.lit(unit).alias("unit"),
+        "metric_name",
+        "unit",
         pl.lit("sum").alias("type"),
         pl.lit(True).alias("is_monotonic"),
-        pl.col("cumulative"),
-        pl.col("service_name"),
-        pl.col("labels"),
-        pl.col("time"),
-        pl.col("start_time"),
-        amount.alias("value"),
-        pl.col("delta_key"),
-        pl.col("series_id"),
+        "cumulative",
+        "service_name",
+        "labels",
+        "time",
+        "start_time",
+        pl.when(pl.col("_usd").is_null())
+        .then(pl.col("_amount"))
+        .otherwise(pl.col("_amount") * pl.col("_usd"))
+        .alias("value"),
+        "delta_key",
+        "series_id",
     )
     return _cast(out)
 
 
-def _economy_from_metrics(
-    points: pl.DataFrame, series: pl.DataFrame, prices: PriceTable
-) -> list[pl.DataFrame]:
-    out = []
-    for metric in _TOKEN_METRICS:
-        mine = series.filter(pl.col("metric_name") == metric)
-        if mine.is_empty():
-            continue
-        mine, labels = _economy_labels(mine, "metric")
-        tokens = _AMOUNT
-        out.append(_derived(points, mine, GENAI_TOKENS, tokens, labels))
-        out.extend(_costs(points, mine, tokens, labels, prices))
-    for metric in _COST_METRICS:
-        mine = series.filter(pl.col("metric_name") == metric)
-        if not mine.is_empty():
+class SeriesCache:
+    """What one flow works out per metric series: its labels, id and derived GenAI series.
+
+    They are functions of the series as flattened (name, resource service attributes, point
+    attributes) and of the prices, and a poll's series repeat from poll to poll: working them out
+    again per poll (sorted label lists, hashes, JSON, label and price lookups) was most of the
+    Polars queries of a small poll. A cache, not state: a restarted flow works them out again on
+    their first poll, and one that has seen `limit` series starts afresh."""
+
+    def __init__(self, prices: PriceTable, limit: int = 200_000) -> None:
+        self.prices, self._limit = prices, limit
+        self._series = _NO_SERIES  # by `_raw`, a hash of the series' columns as flattened
+        self._derived = _NO_DERIVED  # one row per derived series, by `_source`: its source's series_id
+
+    def identify(self, series: pl.DataFrame) -> pl.DataFrame:
+        """The distinct series of a poll with their `labels` (as text), `series_id` and `delta_key`."""
+        keyed = series.with_columns(_raw=pl.struct(_METRIC_SERIES).hash())
+        known = self._series  # read once: workers of one process share the flow's cache
+        found = keyed.join(known, on="_raw", how="left", maintain_order="left")
+        if found["series_id"].null_count():
+            if known.height > self._limit:
+                known, missing = _NO_SERIES, keyed
+            else:
+                missing = keyed.filter(found["series_id"].is_null())
+            # one row per `_raw` (two series of one hash: the first), or the join adds rows
+            fresh = _identified(missing).unique("_raw", keep="first", maintain_order=True)
+            self._series = known = pl.concat([known, fresh], rechunk=True)
+            found = keyed.join(known, on="_raw", how="left", maintain_order="left")
+        return found.drop("_raw").with_columns(delta_key=pl.col("series_id"))
+
+    def derived(self, series: pl.DataFrame) -> pl.DataFrame:
+        """The derived series of the poll's token and cost `series` (numbered in `_SERIES`)."""
+        sources = series.select(_SERIES, pl.col("series_id").alias("_source"))
+        known = self._derived
+        missing = series.filter(~pl.col("series_id").is_in(known["_source"].implode()))
+        if not missing.is_empty():
+            if known.height > self._limit:
+                known, missing = _NO_DERIVED, series
+            fresh = pl.concat(self._derive(missing), how="diagonal_relaxed").join(sources, on=_SERIES)
+            # two forms of one series (attributes in another order) in a poll: derived once
+            fresh = fresh.select(_NO_DERIVED.columns).unique(["_source", "metric_name"], maintain_order=True)
+            self._derived = known = pl.concat([known, fresh], rechunk=True)
+        return sources.join(known, on="_source", how="inner", maintain_order="left")
+
+    def _derive(self, series: pl.DataFrame) -> list[pl.DataFrame]:
+        series = series.with_columns(labels=decoded_labels(pl.col("labels")))
+        out = []
+        for metrics, name in ((_TOKEN_METRICS, None), (_COST_METRICS, GENAI_COST)):
+            mine = series.filter(pl.col("metric_name").is_in(metrics))
+            if mine.is_empty():
+                continue
             mine, labels = _economy_labels(mine, "metric")
-            out.append(_derived(points, mine, GENAI_COST, _AMOUNT, labels))
-    return out
+            out += (
+                _economy_series(mine, labels, self.prices)
+                if name is None
+                else [_derived_series(mine, name, labels)]
+            )
+        return out
+
+
+def _identified(series: pl.DataFrame) -> pl.DataFrame:
+    """`_raw`, labels (as text) and series_id of `series`: a metric series' labels are its point
+    attributes plus the service attributes of its resource, sorted by key."""
+    labels = series.select("_raw", "metric_name", labels=_with_service(_labels_of(pl.col("attributes"))))
+    return labels.select(
+        "_raw",
+        encoded_labels(pl.col("labels")).alias("labels"),
+        _series_hash(pl.col("metric_name"), pl.col("labels")).alias("series_id"),
+    )
+
+
+_NO_SERIES: Final = pl.DataFrame(
+    schema={"_raw": pl.UInt64(), "labels": pl.String(), "series_id": pl.UInt64()}
+)
+_NO_DERIVED: Final = pl.DataFrame(
+    schema={
+        "_source": pl.UInt64(),
+        **{c: _POINT_SCHEMA[c] for c in ("metric_name", "unit", "labels", "series_id", "delta_key")},
+        "_usd": pl.Float64(),
+    }
+)
+_ECONOMY_METRICS: Final = pl.col("metric_name").is_in([*_TOKEN_METRICS, *_COST_METRICS])
+
+
+def _economy_from_metrics(
+    points: pl.DataFrame, series: pl.DataFrame, cache: SeriesCache
+) -> list[pl.DataFrame]:
+    mine = series.filter(_ECONOMY_METRICS)
+    return [] if mine.is_empty() else [_derived_points(points, cache.derived(mine), _AMOUNT)]
 
 
 def span_points(spans: pa.Table, prices: PriceTable) -> pl.DataFrame:
@@ -402,8 +484,8 @@ def span_points(spans: pa.Table, prices: PriceTable) -> pl.DataFrame:
             rows = base.filter(pl.col(token_type).is_not_null()).with_columns(value=pl.col(token_type))
             if rows.is_empty():
                 continue
-            out.append(_derived(rows, models, GENAI_TOKENS, pl.col("value"), labels))
-            out.extend(_costs(rows, models, pl.col("value"), labels, prices))
+            derived = pl.concat(_economy_series(models, labels, prices), how="diagonal_relaxed")
+            out.append(_derived_points(rows, derived, pl.col("value")))
     return pl.concat(out, how="diagonal_relaxed")
 
 
@@ -442,26 +524,30 @@ class CumulativeState:
         poll: the order of the rows, which are out of order and which reset their series are
         worked out on whole NumPy columns (a few µs each), and the arithmetic on the values is one
         Polars plan. Same rows in the same order, and the same values, as one Polars query each."""
-        cumulative = points.filter(_IS_CUMULATIVE)
-        if cumulative.is_empty():
+        is_cumulative = points.select(_IS_CUMULATIVE.fill_null(False)).to_series().to_numpy()
+        if not is_cumulative.any():
             return points, empty_points()
-        rest = points.filter(~_IS_CUMULATIVE)
-        last_keys = self.last["delta_key"].to_numpy()
-        is_known = np.isin(last_keys, cumulative["delta_key"].to_numpy())
-        known = self.last[np.flatnonzero(is_known)]
-        both = pl.concat([known, cumulative])
+        # known points and the poll's cumulative ones are rows of `both`, gathered once in series
+        # order; one chunk, as a gather from two took several times longer
+        both = pl.concat([self.last, points], rechunk=True)
+        mine = np.flatnonzero(is_cumulative)
+        last_keys, point_keys = self.last["delta_key"].to_numpy(), points["delta_key"].to_numpy()
+        is_known = np.isin(last_keys, point_keys[mine])
+        known = np.flatnonzero(is_known)
+        picked = np.concatenate([known, mine + self.last.height])
         # a point always has a time: flatten makes a dead letter of a row without one in bounds
-        key, at = both["delta_key"].to_numpy(), both["time"].to_numpy()
-        old = np.arange(both.height) < known.height
+        key = np.concatenate([last_keys[known], point_keys[mine]])
+        at = np.concatenate([self.last["time"].to_numpy()[known], points["time"].to_numpy()[mine]])
+        old = np.arange(len(picked)) < len(known)
         order = np.lexsort((~old, at, key))  # by series, then time, a known point before a new one
         stale = _stale(key[order], at[order], old[order])
         if stale.any():
-            late = both[order[stale]]
+            late = both[picked[order[stale]]]
             order = order[~stale]
         else:
             late = empty_points()
-        rows = both[order]
-        first = _first_of_key(rows["delta_key"].to_numpy())
+        rows = both[picked[order]]
+        first = _first_of_key(key[order])
         fresh = ~old[order]
         deltas = (
             rows.hstack(
@@ -478,9 +564,9 @@ class CumulativeState:
             .collect(engine="in-memory")
         )
         # times rise strictly within a key once stale points are out: its last row is its latest
-        self.last = pl.concat(
-            [self.last[np.flatnonzero(~is_known)], rows[np.flatnonzero(np.roll(first, -1))]]
-        )
+        latest = picked[order[np.flatnonzero(np.roll(first, -1))]]
+        self.last = both[np.concatenate([np.flatnonzero(~is_known), latest])]
+        rest = points[np.flatnonzero(~is_cumulative)]
         return pl.concat([rest, deltas]), late
 
 
@@ -724,7 +810,8 @@ def _buckets(points: pl.DataFrame, folded: pl.LazyFrame, scale: int) -> pl.LazyF
             )
         )  # fmt: skip
     buckets = pl.concat([f.select(_BUCKET_CASTS) for f in frames]).filter(pl.col("count") > 0)
-    return _merge_buckets(buckets)
+    # without exponential histogram points, every exponential bucket is at the sketch's scale
+    return _merge_buckets(buckets, rescale=_some(points, "exp_scale"))
 
 
 _BUCKET_CASTS: Final = [pl.col(name).cast(dtype) for name, dtype in _BUCKET_SCHEMA.items()]
@@ -773,9 +860,11 @@ _TO_LOW_SCALE: Final = [
 ]
 
 
-def _merge_buckets(buckets: pl.LazyFrame) -> pl.LazyFrame:
-    """Sum counts per bucket; exponential buckets first come down to their group's lowest scale."""
-    return buckets.with_columns(_TO_LOW_SCALE).group_by(list(_BUCKET_SCHEMA)[:-1]).agg(pl.col("count").sum())
+def _merge_buckets(buckets: pl.LazyFrame, rescale: bool = True) -> pl.LazyFrame:
+    """Sum counts per bucket; exponential buckets first come down to their group's lowest scale
+    (`rescale`: whether they may have several; the window expression costs ~0.2 ms a query)."""
+    rescaled = buckets.with_columns(_TO_LOW_SCALE) if rescale else buckets
+    return rescaled.group_by(list(_BUCKET_SCHEMA)[:-1]).agg(pl.col("count").sum())
 
 
 def rebase(partial: Partial, width_ns: int) -> Partial:
@@ -827,14 +916,22 @@ def _quantiles(buckets: pl.DataFrame, rows: pl.DataFrame) -> pl.LazyFrame:
         )
     edges = rows.lazy().select(*KEY, "min", "max", "bounds")
     ordered = (
-        buckets.lazy()
-        .join(edges, on=KEY, how="left")
-        .with_columns(order=pl.when(pl.col("sign") < 0).then(-pl.col("index")).otherwise(pl.col("index")))
-        .sort(*KEY, "sign", "order")
+        buckets.lazy().join(edges, on=KEY, how="left").with_columns(_BUCKET_ORDER).sort(*KEY, "sign", "order")
     )
-    ordered = ordered.with_columns(
-        cum=pl.col("count").cum_sum().over(KEY), total=pl.col("count").sum().over(KEY)
-    ).with_columns(before=pl.col("cum") - pl.col("count"))
+    for step in _QUANTILE_STEPS:
+        ordered = ordered.with_columns(step)
+    ordered = ordered.filter(pl.any_horizontal(f"_hit_{name}" for name in QUANTILES))
+    return (
+        ordered.with_columns(_QUANTILE_VALUES)
+        .group_by(KEY)
+        .agg(pl.col(name).drop_nulls().first() for name in QUANTILES)
+    )
+
+
+def _quantile_steps() -> tuple[list[list[pl.Expr]], list[pl.Expr]]:
+    """The columns `_quantiles` adds in turn, and the quantile values of the rows it keeps. What
+    several quantiles share is a column of its own: the plan of one expression per quantile, each
+    repeating the bucket edges, took longer to optimise than a window's few hundred rows to compute."""
     base = 2.0 ** (2.0 ** -pl.col("scale").cast(pl.Float64))
     exp_lower = base.pow(pl.col("index").cast(pl.Float64))
     exp_value = (
@@ -848,31 +945,43 @@ def _quantiles(buckets: pl.DataFrame, rows: pl.DataFrame) -> pl.LazyFrame:
         .otherwise(pl.col("bounds").list.get(pl.col("index") - 1, null_on_oob=True))
     )
     x_upper = pl.coalesce(
-        pl.col("bounds").list.get(pl.col("index"), null_on_oob=True), pl.col("max"), x_lower
+        pl.col("bounds").list.get(pl.col("index"), null_on_oob=True), pl.col("max"), pl.col("_lower")
     )
     # Counts are positive, so `cum` rises within a window: a quantile's bucket is the one row where
     # `cum` reaches its rank and the row before (if any, in the same window) did not. One pass for all.
     same_window = pl.all_horizontal(pl.col(k) == pl.col(k).shift(1) for k in KEY)
-    previous_cum = pl.when(same_window).then(pl.col("cum").shift(1))
+    previous_cum = pl.col("_previous_cum")
     hits = {
-        name: (pl.col("cum") >= level * pl.col("total"))
+        f"_hit_{name}": (pl.col("cum") >= level * pl.col("total"))
         & (previous_cum.is_null() | (previous_cum < level * pl.col("total")))
         for name, level in QUANTILES.items()
     }
-    ordered = ordered.with_columns(**{f"_hit_{name}": hit for name, hit in hits.items()})
-    ordered = ordered.filter(pl.any_horizontal(f"_hit_{name}" for name in QUANTILES))
+    steps = [
+        [pl.col("count").cum_sum().over(KEY).alias("cum"), pl.col("count").sum().over(KEY).alias("total")],
+        [
+            (pl.col("cum") - pl.col("count")).alias("before"),
+            exp_value.alias("_exp"),
+            x_lower.alias("_lower"),
+            pl.when(same_window).then(pl.col("cum").shift(1)).alias("_previous_cum"),
+        ],
+        [x_upper.alias("_upper")],
+        [hit.alias(name) for name, hit in hits.items()],
+    ]
     values = []
     for name, level in QUANTILES.items():
         rank = pl.lit(level) * pl.col("total")
         fraction = ((rank - pl.col("before")) / pl.col("count")).clip(0.0, 1.0)
-        x_value = x_lower + (x_upper - x_lower) * fraction  # Prometheus histogram_quantile interpolation
-        value = pl.when(pl.col("scheme") == "x").then(x_value).otherwise(exp_value)
+        # Prometheus histogram_quantile interpolation
+        x_value = pl.col("_lower") + (pl.col("_upper") - pl.col("_lower")) * fraction
+        value = pl.when(pl.col("scheme") == "x").then(x_value).otherwise(pl.col("_exp"))
         values.append(pl.when(f"_hit_{name}").then(value.clip(pl.col("min"), pl.col("max"))).alias(name))
-    return (
-        ordered.with_columns(values)
-        .group_by(KEY)
-        .agg(pl.col(name).drop_nulls().first() for name in QUANTILES)
-    )
+    return steps, values
+
+
+_BUCKET_ORDER: Final = (
+    pl.when(pl.col("sign") < 0).then(-pl.col("index")).otherwise(pl.col("index")).alias("order")
+)
+_QUANTILE_STEPS, _QUANTILE_VALUES = _quantile_steps()
 
 
 def quantile_error(scale: int) -> float:

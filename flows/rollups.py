@@ -37,6 +37,7 @@ from bytewax.operators import StatefulLogic
 from flows.aggregates import (
     CumulativeState,
     Partial,
+    SeriesCache,
     empty_points,
     finalize,
     merge,
@@ -187,13 +188,13 @@ def _window_end(time_ns: Any, width: int) -> int:
     return int(time_ns) - int(time_ns) % width + width
 
 
-def to_points(batch: Batch, bounds: TimeBounds, prices: PriceTable) -> pl.DataFrame:
+def to_points(batch: Batch, bounds: TimeBounds, prices: PriceTable, cache: SeriesCache) -> pl.DataFrame:
     """The points of one poll: metric data points and span-derived samples, as one frame."""
     _part, records = batch
     tables = flatten(records, bounds).tables
     frames = []
     if "metrics" in tables:
-        frames.append(metric_points(tables["metrics"], prices))
+        frames.append(metric_points(tables["metrics"], prices, cache))
     if "spans" in tables:
         frames.append(span_points(tables["spans"], prices))
     return pl.concat(frames) if frames else empty_points()
@@ -239,7 +240,8 @@ def build(config: TalonflowConfig) -> Dataflow:
         config.kafka, (METRICS_TOPIC, SPANS_TOPIC), CONSUMER_GROUP, settings.poll_records
     )
     polls = without_resends("resends", op.input("kafka", flow, source), config.ingest.dedupe_window)
-    points = op.map("points", polls, lambda batch: to_points(batch, bounds, prices))
+    cache = SeriesCache(prices)  # of this process's flow: worked out again after a restart
+    points = op.map("points", polls, lambda batch: to_points(batch, bounds, prices, cache))
     keyed = op.flat_map("shard", points, lambda frame: by_shard(frame, shards))
     windows = op.stateful("windows", keyed, lambda state: ShardWindows(settings, state))
 
