@@ -40,9 +40,10 @@ from promql.errors import ParseError, Unsupported
 from promql.parser import parse as parse_promql
 from receiver.auth import BearerAuth
 from receiver.forward import Forwarder
-from receiver.grpc_server import _export_handler as grpc_export_handler
+from receiver.grpc_server import SERVICES, ExportCalls
 from receiver.http_server import JSON, PROTOBUF, inflate_gzip, json_to_protobuf, otlp_http_app
-from receiver.producer import ProduceError, Records
+from receiver.outcome import Outcome
+from receiver.producer import Records, Settled
 from receiver.readiness import KafkaReadiness
 from receiver.remote_write import PATH as REMOTE_WRITE_PATH
 from receiver.remote_write_v2 import PROTO_V1, PROTO_V2
@@ -98,9 +99,9 @@ class _Accepting:
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         self.sent.append((topic, value))
 
-    def send_blocking(self, topic: str, records: Records) -> list[ProduceError]:
+    def send_then(self, topic: str, records: Records, settled: Settled) -> None:
         self.sent.extend((topic, value) for _, value in records)
-        return []
+        settled([])
 
     def close(self, timeout: float = 10.0) -> None:
         self.sent.clear()
@@ -114,25 +115,6 @@ class _Ready:
 
     def retry_after(self, floor: float, ceiling: float) -> float:
         return floor
-
-
-class _Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(code, details)
-        self.code, self.details = code, details
-
-
-class _GrpcContext:
-    """What the export handler uses of grpc.ServicerContext: metadata in, status out."""
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ()
-
-    def set_trailing_metadata(self, metadata: Any) -> None:
-        self.trailing = metadata
-
-    def abort(self, code: grpc.StatusCode, details: str) -> None:
-        raise _Aborted(code, details)
 
 
 class _NeverPaused(BaseProtocol):
@@ -154,7 +136,11 @@ class Receiver:
         forwarder = Forwarder(self.producer, readiness, metrics, RECORD_LIMIT, (2.0, 30.0))
         auth = BearerAuth(None)
         self.app = otlp_http_app(forwarder, auth, metrics, HTTP_LIMIT)
-        self.grpc = {s.name: grpc_export_handler(s, forwarder, auth, metrics) for s in SIGNAL_LIST}
+        self.grpc = ExportCalls(forwarder, auth, metrics, self._answered)
+        self.grpc_answers: dict[int, Outcome] = {}
+
+    def _answered(self, call_id: int, result: Outcome) -> None:
+        self.grpc_answers[call_id] = result
 
     def post(self, path: str, headers: dict[str, str], body: bytes) -> web.Response:
         return self.loop.run_until_complete(self._post(path, headers, body))
@@ -181,10 +167,9 @@ class Receiver:
 
     def export_grpc(self, signal: Signal, body: bytes) -> tuple[grpc.StatusCode, str, bytes]:
         self.producer.sent.clear()
-        try:
-            return grpc.StatusCode.OK, "", self.grpc[signal.name](body, cast(Any, _GrpcContext()))
-        except _Aborted as aborted:
-            return aborted.code, aborted.details, b""
+        self.grpc.handle(0, SERVICES.index(signal), body, None)  # Kafka here answers at once
+        result = self.grpc_answers.pop(0)
+        return result.code, result.message, result.response
 
     def check_records(self, signal: Signal, request: bytes | None, response: Message | None) -> None:
         """Every record sent to Kafka is a whole request of the signal, as the ingest flow reads it;

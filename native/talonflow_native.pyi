@@ -13,3 +13,19 @@ class Decoder:
     def decode(
         self, values: list[bytes], received_ns: list[int]
     ) -> tuple[pa.RecordBatch, pa.Int32Array, list[tuple[int, str]]]: ...
+
+class GrpcServer:
+    def __init__(
+        self,
+        address: str,
+        max_request_bytes: int,
+        cert_pem: bytes | None = None,
+        key_pem: bytes | None = None,
+    ) -> None: ...
+    @property
+    def port(self) -> int: ...
+    def take(self, max: int) -> list[tuple[int, int, bytes, str | None]] | None: ...
+    def answer(
+        self, id: int, code: int, message: str, response: bytes, details: list[tuple[str, bytes]]
+    ) -> bool: ...
+    def stop(self, grace: float) -> None: ...

@@ -7,12 +7,11 @@ import logging
 import ssl
 from contextlib import AsyncExitStack
 
-import grpc
 from aiohttp import web
 
 from receiver.auth import BearerAuth
 from receiver.forward import Forwarder
-from receiver.grpc_server import otlp_grpc_server
+from receiver.grpc_server import OtlpGrpcServer
 from receiver.http_server import otlp_http_app
 from receiver.ops import ops_app
 from receiver.producer import make_producer
@@ -23,24 +22,9 @@ from schemas.config import Endpoint, TalonflowConfig
 log = logging.getLogger("receiver")
 
 
-def _grpc_server(
-    config: TalonflowConfig, forwarder: Forwarder, auth: BearerAuth, metrics: ReceiverMetrics
-) -> grpc.Server:
-    receiver = config.receiver
-    server = otlp_grpc_server(forwarder, auth, metrics, receiver.max_request_bytes)
-    if receiver.tls:
-        credentials = grpc.ssl_server_credentials(
-            [(receiver.tls.key_file.read_bytes(), receiver.tls.cert_file.read_bytes())]
-        )
-        server.add_secure_port(receiver.grpc.address, credentials)
-    else:
-        server.add_insecure_port(receiver.grpc.address)
-    return server
-
-
-async def _stop_grpc(server: grpc.Server, grace: float) -> None:
+async def _stop_grpc(server: OtlpGrpcServer, grace: float) -> None:
     """Let the calls in flight finish (they wait on Kafka, not on this loop), off the event loop."""
-    await asyncio.to_thread(server.stop(grace).wait)
+    await asyncio.to_thread(server.stop, grace)
 
 
 async def _start_http(
@@ -76,8 +60,9 @@ async def serve(config: TalonflowConfig, stop: asyncio.Event) -> None:
         auth = BearerAuth(receiver.bearer_token)
 
         tls = receiver.tls.server_context() if receiver.tls else None  # bad files: said before grpc
-        grpc_server = _grpc_server(config, forwarder, auth, metrics)
-        grpc_server.start()
+        grpc_server = OtlpGrpcServer(
+            forwarder, auth, metrics, receiver.grpc.address, receiver.max_request_bytes, receiver.tls
+        )
         stack.push_async_callback(_stop_grpc, grpc_server, 5)
         otlp_http = otlp_http_app(forwarder, auth, metrics, receiver.max_request_bytes)
         await _start_http(stack, otlp_http, receiver.http, tls)

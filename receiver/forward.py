@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
 
@@ -42,14 +43,19 @@ class Forwarder:
         failures = await self._produce(signal.topic, split.records)
         return self._answer(signal, split, failures, started)
 
-    def export_blocking(self, signal: Signal, body: bytes) -> Outcome:
-        """`export` for a thread that may block until Kafka answered (the gRPC server's workers)."""
+    def export_then(self, signal: Signal, body: bytes, done: Callable[[Outcome], None]) -> None:
+        """`export` without waiting (the gRPC front door's dispatcher): `done` gets the answer once
+        Kafka has it, from Kafka's delivery thread, so many requests wait on Kafka at once."""
         split = self._split(signal, body)
         if isinstance(split, Outcome):
-            return split
+            done(split)
+            return
         started = time.perf_counter()
-        failures = self._producer.send_blocking(signal.topic, [(r.key, r.value) for r in split.records])
-        return self._answer(signal, split, failures, started)
+
+        def settled(failures: list[ProduceError]) -> None:
+            done(self._answer(signal, split, failures, started))
+
+        self._producer.send_then(signal.topic, [(r.key, r.value) for r in split.records], settled)
 
     def _split(self, signal: Signal, body: bytes) -> Split | Outcome:
         """The request's Kafka records, or the answer when it cannot be forwarded at all."""

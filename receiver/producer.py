@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import confluent_kafka
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaTimeoutError
 
 from schemas.config import KafkaConfig, ProducerConfig
 from talonflow.kafka_log import kafka_logger
@@ -28,13 +28,15 @@ class ProduceError(Exception):
 
 
 Records = Sequence[tuple[bytes | None, bytes]]  # (key, value) of each record to send
+Settled = Callable[[list[ProduceError]], None]  # takes the refusals of a request's records
 
 
 class Producer(Protocol):
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None: ...
 
-    def send_blocking(self, topic: str, records: Records) -> list[ProduceError]:
-        """Send every record and wait in this thread until all were settled; the refusals."""
+    def send_then(self, topic: str, records: Records, settled: Settled) -> None:
+        """Send every record without waiting; `settled` gets the refusals once all were answered,
+        from whichever thread has the last answer."""
         ...
 
     def close(self, timeout: float = 10.0) -> None: ...
@@ -50,27 +52,25 @@ def _settle(future: asyncio.Future[None], error: Exception | None) -> None:
 
 
 class _Countdown:
-    """Collects the refusals of a request's records; `wait()` returns once every one was settled."""
+    """Collects the refusals of a request's records; hands them to `settled` once every one was
+    answered (at once for no records)."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, settled: Settled) -> None:
         self._left = count
         self._lock = threading.Lock()
-        self._settled = threading.Event()
+        self._settled = settled
         self.failures: list[ProduceError] = []
         if count == 0:
-            self._settled.set()
+            settled(self.failures)
 
     def done(self, error: ProduceError | None) -> None:
         with self._lock:
             if error is not None:
                 self.failures.append(error)
             self._left -= 1
-            if self._left == 0:
-                self._settled.set()
-
-    def wait(self) -> list[ProduceError]:
-        self._settled.wait()
-        return self.failures
+            last = self._left == 0
+        if last:
+            self._settled(self.failures)
 
 
 class ConfluentProducer:
@@ -159,8 +159,8 @@ class ConfluentProducer:
             self._lone.set()
         await future
 
-    def send_blocking(self, topic: str, records: Records) -> list[ProduceError]:
-        countdown = _Countdown(len(records))
+    def send_then(self, topic: str, records: Records, settled: Settled) -> None:
+        countdown = _Countdown(len(records), settled)
         lone = False
         for key, value in records:
             try:
@@ -169,7 +169,6 @@ class ConfluentProducer:
                 countdown.done(err)
         if lone:
             self._lone.set()
-        return countdown.wait()
 
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)
@@ -212,20 +211,16 @@ class KafkaPythonProducer:
         )
         await future
 
-    def send_blocking(self, topic: str, records: Records) -> list[ProduceError]:
-        sent = []
-        failures: list[ProduceError] = []
+    def send_then(self, topic: str, records: Records, settled: Settled) -> None:
+        countdown = _Countdown(len(records), settled)
         for key, value in records:
             try:
-                sent.append(self._producer.send(topic, value=value, key=key))
+                sent = self._producer.send(topic, value=value, key=key)
             except KafkaTimeoutError:
-                failures.append(ProduceError("producer buffer full or no metadata", overloaded=True))
-        for future in sent:
-            try:
-                future.get()
-            except KafkaError as err:
-                failures.append(ProduceError(f"kafka: {err}"))
-        return failures
+                countdown.done(ProduceError("producer buffer full or no metadata", overloaded=True))
+                continue
+            sent.add_callback(lambda _meta: countdown.done(None))
+            sent.add_errback(lambda exc: countdown.done(ProduceError(f"kafka: {exc}")))
 
     def close(self, timeout: float = 10.0) -> None:
         self._producer.close(timeout=timeout)

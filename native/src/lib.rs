@@ -8,6 +8,9 @@
 
 mod columns;
 mod common;
+mod grpc_bridge;
+mod grpc_serve;
+mod grpc_wire;
 mod logs;
 mod metrics;
 mod spans;
@@ -211,5 +214,6 @@ impl Decoder {
 fn talonflow_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     keep_freed_memory();
     module.add_class::<Decoder>()?;
+    module.add_class::<grpc_serve::GrpcServer>()?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-"""The gRPC workers' blocking path through the Forwarder: what Kafka's answers turn into."""
+"""The gRPC front door's path through the Forwarder (export_then): what Kafka's answers turn into."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import cast
 import grpc
 
 from receiver.forward import Forwarder
-from receiver.producer import ProduceError, Records, _Countdown
+from receiver.outcome import Outcome
+from receiver.producer import ProduceError, Records, Settled, _Countdown
 from receiver.readiness import KafkaReadiness
 from receiver.signals import TRACES
 from receiver.telemetry import ReceiverMetrics
@@ -29,23 +30,21 @@ class _Kafka:
     def __init__(self, refuse: ProduceError | None = None) -> None:
         self.refuse = refuse
         self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.threads: list[threading.Thread] = []
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        raise AssertionError("the blocking path must not use the event loop's send")
+        raise AssertionError("the gRPC path must not use the event loop's send")
 
-    def send_blocking(self, topic: str, records: Records) -> list[ProduceError]:
-        countdown = _Countdown(len(records))
+    def send_then(self, topic: str, records: Records, settled: Settled) -> None:
+        countdown = _Countdown(len(records), settled)
         threads = []
         for index, (key, value) in enumerate(records):
             self.sent.append((topic, key, value))
             error = self.refuse if index == len(records) - 1 else None
             threads.append(threading.Thread(target=countdown.done, args=(error,)))
+        self.threads = threads
         for thread in threads:
             thread.start()
-        failures = countdown.wait()
-        for thread in threads:
-            thread.join()
-        return failures
 
     def close(self, timeout: float = 10.0) -> None:
         pass
@@ -54,7 +53,19 @@ class _Kafka:
 def forward(kafka: _Kafka, body: bytes) -> tuple[grpc.StatusCode, ReceiverMetrics]:
     metrics = ReceiverMetrics()
     forwarder = Forwarder(kafka, cast(KafkaReadiness, _Ready()), metrics, 1 << 20, (2.0, 30.0))
-    return forwarder.export_blocking(TRACES, body).code, metrics
+    answers: list[Outcome] = []
+    answered = threading.Event()
+
+    def done(result: Outcome) -> None:
+        answers.append(result)
+        answered.set()
+
+    forwarder.export_then(TRACES, body, done)
+    assert answered.wait(5)
+    for thread in kafka.threads:
+        thread.join()
+    assert len(answers) == 1, "answered once, after the last record"
+    return answers[0].code, metrics
 
 
 def items(metrics: ReceiverMetrics, outcome: str) -> float:
