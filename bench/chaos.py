@@ -54,7 +54,15 @@ from bench.chaos_alerts import render as render_alerting
 from bench.chaos_alerts import settings as alerting_settings
 from bench.landed import ID, landed_ids, tiered
 from bench.stack import bench_stack, stack_settings
-from bench.ways_in import SCRAPE_EVERY, Delivery, WaysInCounts, scrape_times, ways_in_load, ways_in_settings
+from bench.ways_in import (
+    SCRAPE_EVERY,
+    SCRAPES,
+    Delivery,
+    WaysInCounts,
+    scrape_times,
+    ways_in_load,
+    ways_in_settings,
+)
 from bench.ways_in import deliveries as ways_in_deliveries
 from bench.webhook import Webhook
 from schemas.config import TalonflowConfig
@@ -67,6 +75,7 @@ BASE_PORT = 27000  # below Linux's ephemeral ports (32768 on), where a client so
 EXPORT_TIMEOUT_S = 30  # the SDK exporters retry retryable answers until this deadline
 HOOK_PORT = 400  # from the base port: the harness's webhook, which the stack's notifier calls
 TARGET_PORT = 150  # from the base port: the scrape target the scraper scrapes
+SCRAPER_OPS_PORT, TAILER_OPS_PORT = 140, 141  # from the base port: the scraper's and the tailer's ops ports
 SCRAPE_GAP_PARTS = ("scraper", "kafka")  # an outage of these may cost scrapes (a scrape has no ack)
 ROTATE_S = 60  # the tailed file is renamed away this often
 BACKDATE_S = 2 * 3600  # spans and logs land in an hour that ended over an hour ago: due to move
@@ -320,7 +329,7 @@ def quiesce(
             last, still_since = total, time.monotonic()
         elif time.monotonic() - still_since >= quiet:
             landed = {s: set(landed_ids(config, s)["id"]) for s in SIGNALS}
-            ways = [d for d in ways_in_deliveries(config, counts) if d.way != "scrapes (up)"]
+            ways = [d for d in ways_in_deliveries(config, counts) if d.way != SCRAPES]
             if all(set(ledger.acked[s]) <= landed[s] for s in SIGNALS) and not any(d.missing for d in ways):
                 return
         time.sleep(1)
@@ -445,7 +454,11 @@ def run(args: argparse.Namespace, folder: Path) -> int:
     document = short_tiers(chaos_settings(folder, args.brokers))
     rule_files = document["alerts"]["rule_files"]
     document.update(alerting_settings(folder, BASE_PORT + HOOK_PORT, AGENTS))
-    document.update(ways_in_settings(folder, BASE_PORT + TARGET_PORT, BASE_PORT + 140, 1, BASE_PORT + 141))
+    document.update(
+        ways_in_settings(
+            folder, BASE_PORT + TARGET_PORT, BASE_PORT + SCRAPER_OPS_PORT, 1, BASE_PORT + TAILER_OPS_PORT
+        )
+    )
     document["alerts"]["rule_files"] = rule_files + document["alerts"]["rule_files"]
     hook = Webhook(BASE_PORT + HOOK_PORT)
     try:

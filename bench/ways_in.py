@@ -38,6 +38,7 @@ LINE_ID = "request_id"  # a correlation key the tailer keeps as an attribute (ta
 SCRAPE_EVERY = timedelta(seconds=5)
 RW_SERIES = 100  # series per remote-write request, one request a second
 _BACKOFF = (0.03, 5.0)  # Prometheus' remote-write min_backoff and max_backoff
+SCRAPES = "scrapes (up)"  # the way in that counts scrapes, by their `up` samples
 
 
 def ways_in_settings(
@@ -188,7 +189,7 @@ def deliveries(config: TalonflowConfig, counts: WaysInCounts) -> list[Delivery]:
     result.append(Delivery("tailed lines", counts.lines, lines.height, _doubled(lines)))
     ups = scrape_times(config, counts.scrape_window)
     sent = ups.height if counts.scrapes is None else counts.scrapes  # every scrape sends one `up`
-    result.append(Delivery("scrapes (up)", sent, ups.height, _doubled(ups)))
+    result.append(Delivery(SCRAPES, sent, ups.height, _doubled(ups)))
     return result
 
 
