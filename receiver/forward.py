@@ -14,7 +14,7 @@ from receiver.producer import ProduceError, Producer
 from receiver.readiness import KafkaReadiness
 from receiver.signals import Signal
 from receiver.split import Record, Split, split_request
-from receiver.telemetry import ReceiverMetrics
+from receiver.telemetry import Children, ReceiverMetrics
 
 
 class Forwarder:
@@ -30,7 +30,9 @@ class Forwarder:
     ) -> None:
         self._producer = producer
         self._readiness = readiness
-        self._metrics = metrics
+        self._produce_seconds = Children(metrics.produce_seconds)
+        self._records = Children(metrics.records)
+        self._items = Children(metrics.items)
         self._max_record_bytes = max_record_bytes
         self._retry_after = retry_after  # (floor, ceiling) of the advised delay, see KafkaReadiness
 
@@ -69,19 +71,19 @@ class Forwarder:
 
     def _answer(self, signal: Signal, split: Split, failures: list[ProduceError], started: float) -> Outcome:
         """Count what Kafka took or refused and say so: OK only when it took every record."""
-        self._metrics.produce_seconds.labels(signal.name).observe(time.perf_counter() - started)
+        self._produce_seconds(signal.name).observe(time.perf_counter() - started)
         sent = len(split.records) - len(failures)
         if sent:
-            self._metrics.records.labels(signal.topic).inc(sent)
+            self._records(signal.topic).inc(sent)
         items = sum(r.items for r in split.records)
         if failures:
-            self._metrics.items.labels(signal.name, "refused").inc(items)
+            self._items(signal.name, "refused").inc(items)
             if any(f.overloaded for f in failures):
                 return outcome.overloaded(str(failures[0]), self._retry_after[0])
             return self._unavailable(str(failures[0]))
-        self._metrics.items.labels(signal.name, "accepted").inc(items)
+        self._items(signal.name, "accepted").inc(items)
         if split.rejected_items:
-            self._metrics.items.labels(signal.name, "rejected").inc(split.rejected_items)
+            self._items(signal.name, "rejected").inc(split.rejected_items)
         return outcome.accepted(signal.response_bytes(split.rejected_items, split.rejected_reason))
 
     async def _produce(self, topic: str, records: list[Record]) -> list[ProduceError]:

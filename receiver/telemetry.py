@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from receiver.outcome import Outcome
+
+M = TypeVar("M", Counter, Histogram)
+
+
+class Children(Generic[M]):
+    """A labelled metric's children, each looked up once: `labels()` checks and locks on every call
+    (~0.7 us), and a gRPC call takes four of them on its way."""
+
+    def __init__(self, metric: M) -> None:
+        self._metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:  # two threads may both look it up: labels() gives both the same child
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
 class ReceiverMetrics:
@@ -54,9 +73,11 @@ class ReceiverMetrics:
             "1 when the broker answered the last metadata probe and every OTLP topic exists.",
             registry=self.registry,
         )
+        self._requests = Children(self.requests)
+        self._errors = Children(self.errors)
 
     def observe(self, signal: str, transport: str, result: Outcome) -> None:
         """Count one answered request."""
-        self.requests.labels(signal, transport, result.reason).inc()
+        self._requests(signal, transport, result.reason).inc()
         if not result.ok:
-            self.errors.labels(signal, result.reason).inc()
+            self._errors(signal, result.reason).inc()

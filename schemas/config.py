@@ -125,6 +125,9 @@ class ProducerConfig(_Strict):
     compression: str = Field("lz4", pattern=r"^(none|gzip|snappy|lz4|zstd)$")
     delivery_timeout: Seconds = 5.0
     buffer_bytes: Bytes = 256 * 1024**2
+    # produce requests in flight per broker: 1 batches what arrives during a round trip (README,
+    # "Against the OpenTelemetry Collector"); a distant cluster may want more (up to 5 with idempotence)
+    max_in_flight: int = Field(1, ge=1, le=5)
 
 
 class ReceiverConfig(_Strict):
