@@ -77,12 +77,14 @@ chaos: setup
 faults: setup
 	$(BIN)/python -m bench.faults --kafka-away 60 --minio-away 600 --disk-full 60
 
-# 30 minutes of steady load on every way in, every part's RSS, CPU and open fds sampled, and the
-# flows' consumer lag (bench/soak.py; its own stack on ports 29500-29519). Exit 1 on an RSS slope
-# over 1 MB per 10 min, an unbounded lag, a restart or a missing record. Samples in .talonflow/soak/.
+# An hour of steady load on every way in, every part's RSS, CPU and open fds sampled, and the
+# flows' consumer lag (bench/soak.py; its own stack on ports 29500-29519). Slopes leave out the
+# first 15 minutes, which fill the resend memory (dedupe_window, 10 min) and Kafka's JIT (README,
+# "Soak"). Exit 1 on an RSS slope over 1 MB per 10 min, an unbounded lag, a restart or a missing
+# record. Samples in .talonflow/soak/.
 .PHONY: soak
 soak: setup
-	nice -n 10 $(BIN)/python -m bench.soak --minutes 30 --out .talonflow/soak
+	nice -n 10 $(BIN)/python -m bench.soak --minutes 60 --warmup 900 --out .talonflow/soak
 
 clean:
 	rm -rf $(VENV) .talonflow
