@@ -793,7 +793,8 @@ def _buckets(points: pl.DataFrame, folded: pl.LazyFrame, scale: int) -> pl.LazyF
             .select(*KEY, scheme=pl.lit("x"), scale=pl.lit(0, pl.Int32), index="index",
                     sign=pl.lit(1, pl.Int8), count="buckets")
         )  # fmt: skip
-    if _some(points, "exp_scale"):
+    has_exponential = _some(points, "exp_scale")
+    if has_exponential:
         exponential = folded.filter(pl.col("exp_scale").is_not_null())
         for side, sign in (("pos", 1), ("neg", -1)):
             frames.append(
@@ -811,7 +812,7 @@ def _buckets(points: pl.DataFrame, folded: pl.LazyFrame, scale: int) -> pl.LazyF
         )  # fmt: skip
     buckets = pl.concat([f.select(_BUCKET_CASTS) for f in frames]).filter(pl.col("count") > 0)
     # without exponential histogram points, every exponential bucket is at the sketch's scale
-    return _merge_buckets(buckets, rescale=_some(points, "exp_scale"))
+    return _merge_buckets(buckets, rescale=has_exponential)
 
 
 _BUCKET_CASTS: Final = [pl.col(name).cast(dtype) for name, dtype in _BUCKET_SCHEMA.items()]
