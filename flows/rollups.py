@@ -99,9 +99,7 @@ class ShardWindows(StatefulLogic[pl.DataFrame, tuple[int, Output], ShardState]):
         else:  # most polls have no late point: no copy, and no query to find out
             late, fresh = deltas[:0], deltas
         if not fresh.is_empty():
-            folded = partials(fresh, width, self._config.sketch_scale)
-            previous = state.open.get(base)
-            state.open[base] = merge(Partial.concat([previous, folded])) if previous else folded
+            state.open[base] = partials(fresh, width, self._config.sketch_scale, into=state.open.get(base))
         if not value.is_empty():
             state.newest_ns = max(state.newest_ns, int(value["time"].max()))  # type: ignore[arg-type]
         outputs = self._late(late, "late", width) + self._late(out_of_order, "out_of_order", width)

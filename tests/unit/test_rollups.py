@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from flows.aggregates import (
+    KEY,
     CumulativeState,
     Partial,
     decoded_labels,
@@ -177,6 +178,32 @@ def test_hourly_rollup_of_closed_minutes_equals_rolling_up_the_hour_directly() -
     assert isinstance(via_minutes, pl.DataFrame)
     assert via_minutes.drop("last").equals(direct.drop("last"))  # `last` ties broken the same way: see below
     assert via_minutes["last"][0] == direct["last"][0]
+
+
+def test_points_folded_into_open_windows_equal_their_partials_merged_with_them() -> None:
+    """`partials(..., into=open)` merges in the query that folds: the same rows and buckets as a
+    merge of its own, for gauges (sketch buckets), explicit and exponential histograms."""
+    rng = np.random.default_rng(11)
+    bounds = [1.0, 10.0, 100.0]
+    polls = [
+        pa.concat_tables([
+            metric_rows("g", "gauge", times, value=rng.normal(50, 10, 4)),
+            metric_rows("h", "histogram", times, "delta", count=[3] * 4, sum=[30.0] * 4,
+                        bucket_counts=[[1, 1, 1, 0]] * 4, explicit_bounds=[bounds] * 4),
+            metric_rows("e", "exponential_histogram", times, "delta", count=[2] * 4, sum=[9.0] * 4,
+                        exp_scale=[poll + 1] * 4, exp_zero_count=[1] * 4, exp_positive_offset=[poll] * 4,
+                        exp_positive_counts=[[1]] * 4, exp_negative_offset=[0] * 4,
+                        exp_negative_counts=[[]] * 4),
+        ])
+        for poll, times in enumerate((np.array([1.0, 30, 61, 90]), np.array([20.0, 59, 70, 130])))
+    ]  # fmt: skip
+    first, second = (partials(metric_points(poll, NO_PRICES), MINUTE, SCALE) for poll in polls)
+    fused = partials(metric_points(polls[1], NO_PRICES), MINUTE, SCALE, into=first)
+    separate = merge(Partial.concat([first, second]))
+    assert fused.rows.sort(KEY).equals(separate.rows.sort(KEY))
+    assert fused.buckets.sort(pl.all()).equals(separate.buckets.sort(pl.all()))
+    assert fused.rows["points"].sum() == 24
+    assert fused.buckets.filter(pl.col("scheme") == "e")["scale"].min() == 1
 
 
 def test_each_point_gets_its_own_series_labels_whatever_the_attribute_order() -> None:
