@@ -17,7 +17,7 @@ each flow's consumer group: end offsets minus committed offsets over its partiti
 At the end it prints per part the RSS at warm-up end and at the end, the least-squares RSS slope
 after warm-up in MB per 10 minutes, CPU %, fds min/max and restarts; per group the lag max and
 last; and per way in, records acknowledged against rows in Parquet. Exit 1 when a slope exceeds
-`--max-slope`, a lag grows without bound, a part restarted or an acknowledged record is missing.
+`--max-slope`, a lag is still rising at the end, a part restarted or an acknowledged record is missing.
 The samples go to `samples.csv` and `lag.csv` under `--out` for plotting.
 """
 
@@ -52,7 +52,7 @@ from bench.scrape import counter
 from bench.stack import bench_stack, stack_settings
 from bench.ways_in import SCRAPE_EVERY, WRITTEN, Delivery, WaysInCounts, ways_in_load, ways_in_settings
 from bench.ways_in import deliveries as ways_in_deliveries
-from schemas.config import TalonflowConfig
+from schemas.config import LifecycleConfig, TalonflowConfig
 from talonflow.stack import Stack
 
 # The flows' consumer groups (flows/*.py CONSUMER_GROUP; named here, as importing a flow module
@@ -62,14 +62,21 @@ SHARDS = 2  # scrape.processes: the scraper's parent process and its two shard p
 SOAK_CACHES = {"index_cache": 256 * 1024, "partial_cache": 1024**2, "catalogue_cache": 1024**2}  # bytes
 
 
-def soak_settings(folder: Path, base: int, commit: float) -> dict[str, Any]:
+def soak_settings(folder: Path, base: int, commit: float, hot_for: float | None = None) -> dict[str, Any]:
     """The bench stack's document on 20 ports from `base`, with a scrape target, a tailed file
-    and the repo's alert rules, so that every part `up` can run is running."""
+    and the repo's alert rules, so that every part `up` can run is running; with `hot_for`
+    (seconds), every dataset's hour is compacted into MinIO that long after it closes, so that a
+    run passes a compaction (by default after days, which a soak never sees)."""
     document = stack_settings(folder)
     document["kafka"] = {"bootstrap_servers": f"127.0.0.1:{base + 2}", "controller_port": base + 3}
     document["minio"] = {"endpoint": {"port": base}, "console": {"port": base + 1}}
     document["receiver"] = {"grpc": {"port": base + 4}, "http": {"port": base + 5}, "ops": {"port": base + 6}}
     document["lifecycle"] = {"ops": {"port": base + 7}}
+    if hot_for is not None:
+        defaults = LifecycleConfig().policies.items()
+        document["lifecycle"]["policies"] = {
+            name: {**p.model_dump(), "hot_for": hot_for} for name, p in defaults
+        }
     # The console's in-memory caches bounded low enough to fill during the warm-up: what grows
     # after it is then not a cache filling up (console/frame_memory.py; README, "Soak").
     document["console"] = {"port": base + 8, **SOAK_CACHES}
@@ -284,12 +291,22 @@ def part_figures(samples: list[Sample], warmup: float) -> list[PartFigures]:
 
 
 def lag_unbounded(series: list[tuple[float, int]], warmup: float) -> bool:
-    """The lag never came back, in the last quarter after warm-up, to the highest it reached in
-    the first quarter: a consumer that keeps up drops to near 0 at each commit (a saw-tooth),
-    one that falls behind does not. No threshold to tune."""
-    after = [lag for at, lag in series if at >= warmup]
+    """Still rising at the end, which is what a consumer that falls behind a steady load does.
+    Two conditions after warm-up, both needed: the lag never came back, in the last quarter, to
+    the highest it reached in the first (one that keeps up drops to near 0 at each commit, a
+    saw-tooth); and over the last half its least-squares line rises by more than twice the
+    samples' spread around that line (their standard deviation). A lag that stepped up once (a
+    slower snapshot, more partitions committed) and then stayed flat is bounded: ingest's went
+    5-77 -> 160-270 records after 25 minutes of an hour's soak and stayed (issue 12)."""
+    after = [(at, lag) for at, lag in series if at >= warmup]
     quarter = len(after) // 4
-    return quarter > 0 and min(after[-quarter:]) > max(after[:quarter])
+    if quarter == 0 or min(lag for _, lag in after[-quarter:]) <= max(lag for _, lag in after[:quarter]):
+        return False
+    half = np.array(after[len(after) // 2 :], dtype=float)
+    at, lag = half[:, 0], half[:, 1]
+    slope, intercept = np.polyfit(at, lag, 1)
+    spread = float(np.std(lag - (slope * at + intercept)))
+    return bool(slope * (at[-1] - at[0]) > 2 * spread)
 
 
 def render(figures: list[PartFigures], lags: dict[str, list[tuple[float, int]]], warmup: float,
@@ -331,7 +348,7 @@ def scrape_count(base: int) -> int:
 
 def soak(args: argparse.Namespace, folder: Path) -> int:
     ledger, samples, lag_rows = Ledger(), [], []
-    document = soak_settings(folder, args.base_port, args.commit)
+    document = soak_settings(folder, args.base_port, args.commit, args.hot_for)
     with bench_stack(folder / "soak.yaml", document, timeout=args.up_timeout) as stack:
         programs = sorted(p.name for p in stack.programs())
         reader = LagReader(stack.config.kafka.bootstrap_servers)
@@ -405,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--commit", type=float, default=10, help="ingest and rollups commit interval, seconds"
     )
+    parser.add_argument(
+        "--hot-for", type=float, help="seconds after its hour closes that each hour is compacted into MinIO"
+    )
     parser.add_argument("--max-slope", type=float, default=1.0, help="MB per 10 min: the goal, per part")
     parser.add_argument("--settle", type=float, default=180, help="longest wait for the last rows, seconds")
     parser.add_argument(
@@ -424,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     if min(positive) <= 0 or args.series < 1 or args.warmup < 0 or not 1024 <= args.base_port <= 65515:
         parser.error("--minutes, --every, --rate, --line-rate, --rotate, --commit, --max-slope above 0; "
                      "--series at least 1; --warmup at least 0; --base-port 1024-65515")  # fmt: skip
+    if args.hot_for is not None and args.hot_for < 0:
+        parser.error("--hot-for at least 0")
     if args.warmup >= args.minutes * 60:
         parser.error("--warmup must end before the run does (seconds against --minutes)")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,11 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bench.soak import PartFigures, Sample, lag_unbounded, part_figures
+from bench.soak import PartFigures, Sample, lag_unbounded, part_figures, soak_settings
+from schemas.config import LifecycleConfig, TalonflowConfig
 from tests.bench_run import run_bench
 
 EVERY_PART = {"kafka", "minio", "receiver", "ingest", "rollups", "alerts", "heartbeats", "scraper"}
@@ -87,3 +89,36 @@ def test_a_saw_tooth_lag_is_bounded_and_a_climbing_one_is_not() -> None:
     assert not lag_unbounded(saw, warmup=20)
     assert lag_unbounded(climbing, warmup=20)
     assert not lag_unbounded(climbing[:3], warmup=0)  # too few samples to tell
+
+
+def noisy(values: list[float], seed: int = 12) -> list[tuple[float, int]]:
+    """One sample every 10 s, with up to ±20 records of noise, as the soak reads a lag."""
+    jitter = np.random.default_rng(seed).integers(-20, 21, len(values)).tolist()
+    return [(10.0 * i, max(0, round(v) + j)) for i, (v, j) in enumerate(zip(values, jitter, strict=True))]
+
+
+def test_a_lag_that_steps_up_once_and_stays_flat_is_bounded() -> None:
+    # An hour's soak as ingest's went (issue 12): 5-77 records, then 160-270 from minute 27 on.
+    step = noisy([40.0] * 162 + [220.0] * 198)
+    assert not lag_unbounded(step, warmup=900)
+    assert not lag_unbounded(noisy([40.0] * 162 + [220.0 - i / 10 for i in range(198)]), warmup=900)
+
+
+def test_a_lag_that_keeps_rising_is_unbounded_after_a_step_too() -> None:
+    assert lag_unbounded(noisy([40.0 + i / 2 for i in range(360)]), warmup=900)  # 3 records a minute
+    assert lag_unbounded(noisy([40.0] * 162 + [220.0 + i / 2 for i in range(198)]), warmup=900)
+
+
+def test_a_saw_tooth_over_a_flat_level_is_bounded_whatever_its_noise() -> None:
+    for seed in range(20):
+        assert not lag_unbounded(noisy([100.0 + (i % 6) * 30 for i in range(360)], seed), warmup=900)
+
+
+def test_hot_for_compacts_every_dataset_within_the_run_and_keeps_the_other_ages(tmp_path: Path) -> None:
+    defaults = LifecycleConfig().policies
+    shortened = TalonflowConfig.model_validate(soak_settings(tmp_path, 29750, 10.0, hot_for=60.0))
+    assert set(shortened.lifecycle.policies) == set(defaults)
+    for name, policy in shortened.lifecycle.policies.items():
+        assert policy.hot_for == 60.0, name
+        assert (policy.warm_for, policy.cold_for) == (defaults[name].warm_for, defaults[name].cold_for), name
+    assert TalonflowConfig.model_validate(soak_settings(tmp_path, 29750, 10.0)).lifecycle.policies == defaults
