@@ -19,7 +19,7 @@ mod validate;
 mod wire;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::{Array, ArrayRef, Int32Array, RecordBatch};
 use arrow_data::ArrayData;
@@ -29,6 +29,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use columns::{Buffers, Grow};
 use common::{Common, Promotion};
 
 // Column buffers grow to megabytes per call; glibc's malloc hands such blocks back to the kernel
@@ -51,7 +52,7 @@ fn keep_freed_memory() {
 use wire::Result;
 
 /// What a signal adds to the shared columns: its rows, and its own columns.
-trait Rows: Default {
+trait Rows: Default + Buffers {
     /// Reads one span, metric or log record; returns how many rows it added, or why upb would
     /// reject the record.
     fn item(&mut self, item: &[u8], received_ns: i64, common: &mut Common<'_>) -> Result<usize>;
@@ -66,6 +67,39 @@ enum Signal {
     Logs,
 }
 
+/// The buffer lengths of a decoder's last call and the request bytes they came from: the next call
+/// reserves as much, scaled to its own bytes, so that each column is allocated once.
+#[derive(Default)]
+struct SizeHints {
+    bytes: usize,
+    lens: Vec<usize>,
+}
+
+impl SizeHints {
+    fn reserve<R: Rows>(&self, bytes: usize, rows: &mut R, common: &mut Common<'_>) {
+        let columns = buffers(rows, common);
+        if self.bytes == 0 || self.lens.len() != columns.len() {
+            return;
+        }
+        for (column, len) in columns.into_iter().zip(&self.lens) {
+            let scaled = (*len as u128 * bytes as u128 / self.bytes as u128) as usize;
+            column.reserve_total(scaled + scaled / 8 + 16); // room for a poll a little denser
+        }
+    }
+
+    fn record<R: Rows>(&mut self, bytes: usize, rows: &mut R, common: &mut Common<'_>) {
+        self.bytes = bytes;
+        self.lens = buffers(rows, common).iter().map(|b| b.filled()).collect();
+    }
+}
+
+fn buffers<'a, R: Rows>(rows: &'a mut R, common: &'a mut Common<'_>) -> Vec<&'a mut dyn Grow> {
+    let mut out = Vec::new();
+    rows.buffers(&mut out);
+    common.buffers(&mut out);
+    out
+}
+
 /// What `decode` returns: the rows, which record each row came from, and the rejected records.
 type Decoded = (RecordBatch, Int32Array, Vec<(usize, String)>);
 
@@ -75,9 +109,17 @@ fn decode_all<R: Rows>(
     message: &'static validate::Message,
     promotion: &Promotion,
     schema: &SchemaRef,
+    hints: &Mutex<SizeHints>,
 ) -> Result<Decoded> {
+    let bytes = values.iter().map(|v| v.len()).sum();
+    let hinted = |rows: &mut R, common: &mut Common<'_>| {
+        if let Ok(hints) = hints.lock() {
+            hints.reserve(bytes, rows, common);
+        }
+    };
     let mut rows = R::default();
     let mut common = Common::new(promotion);
+    hinted(&mut rows, &mut common);
     let mut rejected = Vec::new();
     let read = |index: usize, rows: &mut R, common: &mut Common<'_>| {
         common.walk(values[index], index as i32, |item, common| {
@@ -91,6 +133,7 @@ fn decode_all<R: Rows>(
         // The slow path, for polls holding a record upb rejects: the columns cannot take back
         // the part of it already read, so read the poll again without it.
         (rows, common) = (R::default(), Common::new(promotion));
+        hinted(&mut rows, &mut common);
         for (index, value) in values.iter().enumerate() {
             match validate::validate(value, message) {
                 Ok(()) => read(index, &mut rows, &mut common)
@@ -98,6 +141,9 @@ fn decode_all<R: Rows>(
                 Err(reason) => rejected.push((index, reason)),
             }
         }
+    }
+    if let Ok(mut hints) = hints.lock() {
+        hints.record(bytes, &mut rows, &mut common);
     }
     let record_of_row = Int32Array::from(std::mem::take(&mut common.record_of_row));
     let mut columns = HashMap::new();
@@ -126,6 +172,7 @@ struct Decoder {
     signal: Signal,
     schema: SchemaRef,
     promotion: Promotion,
+    hints: Mutex<SizeHints>,
 }
 
 #[pymethods]
@@ -156,6 +203,7 @@ impl Decoder {
             signal,
             schema,
             promotion,
+            hints: Mutex::default(),
         })
     }
 
@@ -185,6 +233,7 @@ impl Decoder {
                 &validate::TRACES,
                 &self.promotion,
                 &self.schema,
+                &self.hints,
             ),
             Signal::Metrics => decode_all::<metrics::Metrics>(
                 &slices,
@@ -192,6 +241,7 @@ impl Decoder {
                 &validate::METRICS,
                 &self.promotion,
                 &self.schema,
+                &self.hints,
             ),
             Signal::Logs => decode_all::<logs::Logs>(
                 &slices,
@@ -199,6 +249,7 @@ impl Decoder {
                 &validate::LOGS,
                 &self.promotion,
                 &self.schema,
+                &self.hints,
             ),
         });
         let (batch, record_of_row, rejected) = decoded.map_err(PyValueError::new_err)?;

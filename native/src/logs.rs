@@ -3,7 +3,7 @@
 use arrow_array::ArrayRef;
 use arrow_schema::Schema;
 
-use crate::columns::{Numbers, Strings};
+use crate::columns::{buffers, Numbers, Strings};
 use crate::common::{Common, ITEM_DEPTH};
 use crate::text::{merge, render, Merged};
 use crate::validate::{nested, ANY_VALUE};
@@ -22,6 +22,9 @@ pub struct Logs {
     span_id: Strings,
     flags: Numbers<u32>,
 }
+
+buffers!(Logs: time, observed_time, severity_number, severity_text, body, event_name, trace_id,
+    span_id, flags);
 
 impl Logs {
     fn log(&mut self, log: &[u8], received_ns: i64, common: &mut Common<'_>) -> Result<()> {

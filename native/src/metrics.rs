@@ -4,7 +4,7 @@
 use arrow_array::ArrayRef;
 use arrow_schema::Schema;
 
-use crate::columns::{type_of, Lists, Numbers, Strings};
+use crate::columns::{buffers, type_of, Lists, Numbers, Strings};
 use crate::common::{Common, ITEM_DEPTH};
 use crate::text::{merge, Merged};
 use crate::validate::{self, nested, Message, BUCKETS, EXEMPLAR, KEY_VALUE};
@@ -75,6 +75,11 @@ pub struct Metrics {
     flags: Numbers<u32>,
     point: Point,
 }
+
+buffers!(Metrics: time, start_time, metric_name, metric_description, unit, kind, temporality,
+    is_monotonic, value, count, sum, min, max, bucket_counts, explicit_bounds, exp_scale,
+    exp_zero_count, exp_positive_offset, exp_positive_counts, exp_negative_offset,
+    exp_negative_counts, quantiles, quantile_values, flags);
 
 impl Metrics {
     fn metric(&mut self, metric: &[u8], common: &mut Common<'_>) -> Result<usize> {

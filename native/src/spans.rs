@@ -3,7 +3,7 @@
 use arrow_array::ArrayRef;
 use arrow_schema::Schema;
 
-use crate::columns::{type_of, Maps, Numbers, Strings, StructLists};
+use crate::columns::{buffers, type_of, Maps, Numbers, Strings, StructLists};
 use crate::common::{put, Common, ITEM_DEPTH};
 use crate::text::{merge, Merged};
 use crate::validate::{nested, STATUS};
@@ -42,6 +42,10 @@ pub struct Spans {
     link_span_id: Strings,
     link_attributes: Maps,
 }
+
+buffers!(Spans: start_time, end_time, duration_ns, trace_id, span_id, parent_span_id, trace_state,
+    name, kind, status_code, status_message, events, event_time, event_name, event_attributes, links,
+    link_trace_id, link_span_id, link_attributes);
 
 impl Spans {
     fn span(&mut self, span: &[u8], common: &mut Common<'_>) -> Result<()> {

@@ -32,7 +32,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from schemas.flatten import KafkaRecord, TimeBounds, flatten
+from schemas.datasets import LOGS, METRICS, SPANS
+from schemas.flatten import KafkaRecord, TimeBounds, flatten, native_decoder
 from schemas.topics import LOGS_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 from tests import python_flatten_oracle as oracle
 from tests.otlp_corpus import NOW_NS, REQUEST_STRATEGIES, sdk_requests
@@ -282,3 +283,24 @@ def test_any_double_prints_as_python_prints_it(values: list[float]) -> None:
     request = ExportTraceServiceRequest()
     request.resource_spans.add().scope_spans.add().spans.append(span)
     assert_same(records_of(SPANS_TOPIC, [request.SerializeToString()]))
+
+
+# -- calls in a row ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("signal", "topic"), [("spans", SPANS_TOPIC), ("metrics", METRICS_TOPIC), ("logs", LOGS_TOPIC)]
+)
+def test_each_poll_decodes_as_a_fresh_decoder_decodes_it(signal: str, topic: str) -> None:
+    """A decoder sizes each call's columns from its previous call's (native/src/lib.rs, `SizeHints`):
+    polls far larger, far smaller and with a rejected record, one after another, each give what a
+    new decoder gives for that poll alone."""
+    dataset = {"spans": SPANS, "metrics": METRICS, "logs": LOGS}[signal]
+    values = sdk_requests()[topic]
+    decoder = native_decoder(signal, dataset)
+    for poll in (values * 20, values[:1], [b"\xff", *values], values * 20, values):
+        received = [NOW_NS] * len(poll)
+        batch, rows, rejected = decoder.decode(poll, received)
+        fresh_batch, fresh_rows, fresh_rejected = native_decoder(signal, dataset).decode(poll, received)
+        assert batch.equals(fresh_batch)
+        assert rows.equals(fresh_rows)
+        assert rejected == fresh_rejected
+        assert batch.num_rows > 0
