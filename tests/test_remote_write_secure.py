@@ -105,7 +105,8 @@ def test_prometheus_with_the_token_and_the_ca_lands_every_sample_once_and_a_wron
             stored = prometheus_samples(at, JOB, PROMETHEUS)
             assert_remote_written_once(local_stack.config.data_dir, stored, JOB, at)
             refused = wait_until(
-                lambda: [line for line in log.read_text().splitlines() if "401" in line],
+                # "HTTP status 401": a bare "401" also matches durations ("notify_sd=1.401µs")
+                lambda: [line for line in log.read_text().splitlines() if "HTTP status 401" in line],
                 30,
                 "Prometheus logging the 401",
             )

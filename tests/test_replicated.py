@@ -170,9 +170,11 @@ def _span_counts(stack: LocalStack, instance: str) -> Counter[str]:
 def test_the_cluster_is_replicated(replicated: LocalStack, tmp_path: Path) -> None:
     """Three live brokers of the cluster `up` formatted, topics with 3 replicas and min.insync 2."""
     admin = AdminClient({"bootstrap.servers": BROKERS})
+    # Each broker learns the others' unfencing from the metadata log on its own time: `up` saw
+    # every broker live through one of them, the broker answering here may lag it a moment.
+    _wait(lambda: sorted(admin.list_topics(timeout=10).brokers) == [1, 2, 3], 30, "three live brokers")
     metadata = admin.list_topics(timeout=10)
     assert metadata.cluster_id == kafka_cluster_id(replicated.config)
-    assert sorted(metadata.brokers) == [1, 2, 3]
     partitions = metadata.topics[SPANS_TOPIC].partitions.values()
     assert all(sorted(p.replicas) == [1, 2, 3] for p in partitions)
     resource = ConfigResource("topic", SPANS_TOPIC)
