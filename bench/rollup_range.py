@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from bench.console import percentiles
 from console.server import build_app
 from schemas.config import TalonflowConfig
 from tests.metric_data import fleet_points, rollups_of, write_table
@@ -52,9 +52,7 @@ async def measure(
                 times.append((time.perf_counter() - started) * 1e3)
                 if response.status != 200:
                     raise SystemExit(f"{path}: HTTP {response.status}: {body}")
-            warm = sorted(times[1:])
-            p95 = warm[min(len(warm) - 1, round(0.95 * (len(warm) - 1)))]
-            figures.append((times[0], statistics.median(warm), p95, body))
+            figures.append((times[0], *percentiles(times[1:]), body))
     return figures
 
 
