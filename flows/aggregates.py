@@ -782,8 +782,9 @@ def partials(points: pl.DataFrame, width_ns: int, sketch_scale: int, into: Parti
     rows = folded.with_columns(_FOLDED).group_by(KEY).agg(_ROWS_OF_POINTS)
     buckets = _buckets(points, folded, sketch_scale)
     if into is not None:
-        rows = pl.concat([into.rows.lazy(), rows]).group_by(KEY).agg(_ROWS_OF_PARTIALS)
-        buckets = _merge_buckets(pl.concat([into.buckets.lazy(), buckets]))
+        rows, buckets = _merged(
+            pl.concat([into.rows.lazy(), rows]), pl.concat([into.buckets.lazy(), buckets])
+        )
     rows_frame, buckets_frame = pl.collect_all([rows, buckets], engine="in-memory")
     return Partial(rows_frame, buckets_frame)
 
@@ -858,11 +859,13 @@ _ROWS_OF_PARTIALS: Final = [
 
 def merge(partial: Partial) -> Partial:
     """One partial per (series, window), whatever was concatenated (one query for both frames)."""
-    rows, buckets = pl.collect_all(
-        [partial.rows.lazy().group_by(KEY).agg(_ROWS_OF_PARTIALS), _merge_buckets(partial.buckets.lazy())],
-        engine="in-memory",
-    )
+    rows, buckets = pl.collect_all(_merged(partial.rows.lazy(), partial.buckets.lazy()), engine="in-memory")
     return Partial(rows, buckets)  # columns in the order of `partials`
+
+
+def _merged(rows: pl.LazyFrame, buckets: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The plans of `merge`, for `partials` to fold a poll's points into open windows with."""
+    return rows.group_by(KEY).agg(_ROWS_OF_PARTIALS), _merge_buckets(buckets)
 
 
 _LOW_SCALE: Final = pl.col("scale").min().over([*KEY, "scheme"])
