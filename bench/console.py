@@ -1,7 +1,7 @@
 """Console figures: server time of each page's data request over a day of generated data, cold and warm.
 
     python -m bench.console [--spans 10000000] [--points 50000000] [--logs 10000000] [--runs 5]
-                            [--restarts 5] [--data DIR]
+                            [--restarts 5] [--data DIR] [--no-results-cache]
 
 The defaults are the issue's day. Writes 24 whole hours of spans (20 agents, traces of 5 spans,
 one session per trace, an LLM call in each, 2 % errors, two versions), metric points (counters
@@ -18,6 +18,8 @@ console/series_catalogue.py) empty, so that the first request builds them; after
 background build (console/warmer.py, timed) from empty; and after `--restarts` real restarts (a
 new process each, the caches in memory lost and those on disk kept), as their p50 and p95. The
 floor is the bare Polars scan every spans page needs at least: counting the day's rows.
+Warm and restarted `query_range`s read the day's hours that the first one kept
+(console/query_results.py); `--no-results-cache` evaluates every one instead.
 `--data DIR` keeps the generated day in DIR and reuses it on the next run (the pages' windows
 stay relative to now, so reuse it within the hour; query_range's follow the day).
 """
@@ -44,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from console import partials, series_catalogue, trace_index
+from console import partials, query_results, series_catalogue, trace_index
 from console.malloc_tuning import pin_mmap_threshold
 from console.server import build_app
 from console.timerange import TimeRange
@@ -283,6 +285,7 @@ def forget_memory() -> None:
     partials._recent.clear()
     trace_index._cache.clear()
     series_catalogue._cache.clear()
+    query_results._memory.clear()
 
 
 def _restarted_views(config: TalonflowConfig, paths: list[str]) -> dict[str, float]:
@@ -403,7 +406,8 @@ def prepared(root: Path, args: argparse.Namespace, now: datetime) -> str:
 def run(root: Path, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     trace = prepared(root, args, now)
-    config = TalonflowConfig(data_dir=root / "data", state_dir=root / "state")
+    console = {"results_cache": 0} if args.no_results_cache else {}
+    config = TalonflowConfig(data_dir=root / "data", state_dir=root / "state", console=console)
     print(f"floor: count the day's spans through the scan: {floor_ms(config, now):.0f} ms")
     paths = requests(trace, now)
     pages = [p for p in paths if not p.startswith("/api/")]
@@ -435,6 +439,11 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="keep the generated day here and reuse it")
     parser.add_argument("--no-query-range", action="store_true", help="pages only")
     parser.add_argument("--query-range-only", action="store_true", help="query_range only, no pages")
+    parser.add_argument(
+        "--no-results-cache",
+        action="store_true",
+        help="query_range evaluated every time (console.results_cache: 0), not read from kept hours",
+    )
     args = parser.parse_args()
     pin_mmap_threshold()  # as `talonflow console` does: its large arrays are mapped afresh each time
     if args.data:

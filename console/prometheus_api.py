@@ -23,6 +23,7 @@ from typing import Any, Final
 import polars as pl
 from aiohttp import web
 
+from console import query_results
 from console.fleet import active_alerts
 from console.metric_store import MetricStore
 from console.rollup_store import store_for
@@ -39,7 +40,6 @@ from promql import (
     format_float,
     instant_query,
     parse,
-    range_query,
 )
 from promql.ast import Matcher, VectorSelector
 from promql.lexer import parse_duration
@@ -222,11 +222,9 @@ def ranged(config: TalonflowConfig, params: Params) -> dict[str, Any]:
             "Try decreasing the query resolution (?step=XX)"
         )
     store = store_for(config, query, start, end, step)  # 1-minute rollups for long ranges where equal
-    sub, timeout = _subquery_step_ms(config), _timeout_s(config, params)
+    sub, deadline = _subquery_step_ms(config), time.monotonic() + _timeout_s(config, params)
     return result_json(
-        _evaluate(
-            lambda: range_query(query, start, end, step, store, subquery_step_ms=sub, timeout_s=timeout)
-        )
+        _evaluate(lambda: query_results.answer(config, query, start, end, step, store, sub, deadline))
     )
 
 

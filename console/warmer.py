@@ -12,7 +12,8 @@ page, a comparison, a filtered list: `partials.recent`) for every file whose hou
 series catalogues query_range reads first (console/series_catalogue.py: of metrics and rollups_1m
 files, the attribute maps of a day took a cold query_range 10-116 s) and each metrics file's
 narrow copy of its points (console/point_copies.py), and forgets what it kept for
-files that are gone (moved to MinIO, compacted, expired). The caches are on disk under
+files that are gone (moved to MinIO, compacted, expired) and the query_range hours no one has
+read for a day (console/query_results.py). The caches are on disk under
 `state_dir`, so a restarted console starts warm; a request builds only what landed since the last
 pass. They take at most `console.disk_cache` bytes there: a pass stops building at the bound and
 then removes the least recently used files over it. Polars releases the GIL, so pages keep
@@ -37,6 +38,7 @@ from console import (
     metric_store,
     partials,
     point_copies,
+    query_results,
     rollup_store,
     series_catalogue,
     slow_spans,
@@ -62,6 +64,7 @@ CATALOGUES: Final[dict[str, tuple[Kind, ...]]] = {  # what query_range reads of 
 CACHES: Final = (
     partials.ROOT,
     point_copies.ROOT,
+    query_results.ROOT,
     series_catalogue.ROOT,
     trace_index.ROOT,
     trace_rows.ROOT,
@@ -148,6 +151,7 @@ def warm_once(
             forgotten += point_copies.prune(config, everything, started)
         forgotten += series_catalogue.prune(config, dataset, everything, started)
         files += len(recent)
+    forgotten += query_results.forget(config) if datasets is None else 0
     evicted = disk_bound.bound(roots, limit)
     return Pass(files, indexed, computed, catalogued, forgotten, evicted, time.perf_counter() - clock)
 

@@ -140,3 +140,39 @@ Expr = (
     | Unary
     | Paren
 )
+
+
+def children(node: Expr) -> list[Expr]:
+    """A node's operands; a subquery's expression is not one (it is evaluated on steps of its own)."""
+    if isinstance(node, Paren | Unary):
+        return [node.expr]
+    if isinstance(node, Binary):
+        return [node.lhs, node.rhs]
+    if isinstance(node, Aggregate):
+        return [node.expr] + ([node.param] if node.param is not None else [])
+    if isinstance(node, Call):
+        return list(node.args)
+    return []
+
+
+def reach(node: Expr, lookback_ms: int) -> tuple[int, int] | None:
+    """How far before and after a step's time the samples its value depends on may lie (ms, both
+    at least 0); None when a selector or subquery is pinned by `@` (its samples are the same at
+    every step, wherever the steps are)."""
+    if isinstance(node, VectorSelector | MatrixSelector | Subquery):
+        pinned = node.selector if isinstance(node, MatrixSelector) else node
+        if pinned.at_ms is not None or pinned.at_start_end is not None:
+            return None
+        if isinstance(node, Subquery):
+            inner = reach(node.expr, lookback_ms)
+            if inner is None:
+                return None
+            back, ahead = node.offset_ms + node.range_ms + inner[0], inner[1] - node.offset_ms
+        else:
+            width = node.range_ms if isinstance(node, MatrixSelector) else lookback_ms
+            back, ahead = pinned.offset_ms + width, -pinned.offset_ms
+        return max(0, back), max(0, ahead)
+    found = [reach(child, lookback_ms) for child in children(node)]
+    if any(r is None for r in found):
+        return None
+    return max((r[0] for r in found if r), default=0), max((r[1] for r in found if r), default=0)

@@ -26,6 +26,7 @@ from promql.ast import (
     Unary,
     ValueType,
     VectorSelector,
+    children,
 )
 from promql.binary import drop_name, scalar_op, set_operation, vector_scalar, vector_vector
 from promql.errors import EvalError, QueryTimeout
@@ -363,7 +364,7 @@ class _Evaluator:
         if isinstance(node, Subquery):
             self.selected[node] = self._subquery_series(node)
             return
-        for child in _children(node):
+        for child in children(node):
             self._select_all(child)
 
     def _subquery_series(self, node: Subquery) -> PackedSeries:
@@ -509,15 +510,3 @@ class _Evaluator:
         keep_name = node.func == "last_over_time"  # it acts like offset, as in Prometheus
         out = [labels[i] if keep_name else drop_name(labels[i]) for i in idx]
         return check_unique(Vector(t, out, np.asarray(values, dtype=np.float64)))
-
-
-def _children(node: Expr) -> list[Expr]:
-    if isinstance(node, Paren | Unary):
-        return [node.expr]
-    if isinstance(node, Binary):
-        return [node.lhs, node.rhs]
-    if isinstance(node, Aggregate):
-        return [node.expr] + ([node.param] if node.param is not None else [])
-    if isinstance(node, Call):
-        return list(node.args)
-    return []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from schemas.tls import TlsConfig
-from schemas.types import Bytes, Port, Seconds, Strict
+from schemas.types import Bytes, BytesOrOff, Port, Seconds, Strict
 
 
 class BasicAuth(Strict):
@@ -27,6 +27,7 @@ class ConsoleConfig(Strict):
     # "Soak"); the rest on disk
     partial_cache: Bytes = 32 * 1024**2  # partial aggregates (console/partials.py)
     catalogue_cache: Bytes = 32 * 1024**2  # series catalogues (console/series_catalogue.py)
+    results_cache: BytesOrOff = 16 * 1024**2  # query_range's past hours (console/query_results.py); 0: off
     warm_interval: Seconds = 10.0  # how often new and compacted files are looked for; 0: only on requests
     warm_lookback: Seconds = 7 * 86400.0  # files this recent are built ahead (the trace page's default range)
     disk_cache: Bytes = 4 * 1024**3  # caches under state_dir (indexes, partials, catalogues); LRU beyond

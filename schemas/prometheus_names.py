@@ -59,6 +59,16 @@ SERIES_SCHEMA: Final = pl.Schema(
         (VALUE, pl.Float64()),
     ]
 )
+# An hour of a range query's answer as console/query_results.py keeps it: a row per series, with
+# all its labels (`__name__` too) and its samples in that hour.
+RESULT_SCHEMA: Final = pl.Schema(
+    [
+        (SERIES, pl.String()),
+        (LABELS, pl.List(LABEL)),
+        (TIMESTAMP_MS, pl.List(pl.Int64())),
+        (VALUE, pl.List(pl.Float64())),
+    ]
+)
 
 JOB, INSTANCE, TARGET_INFO = "job", "instance", "target_info"
 SERVICE_NAMESPACE: Final = "service.namespace"

@@ -48,6 +48,7 @@ def _parse_size(value: Any) -> int:
 
 Seconds = Annotated[float, BeforeValidator(_parse_duration), Field(ge=0)]
 Bytes = Annotated[int, BeforeValidator(_parse_size), Field(gt=0)]
+BytesOrOff = Annotated[int, BeforeValidator(_parse_size), Field(ge=0)]  # 0 turns the cache off
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
