@@ -372,6 +372,24 @@ def cold_and_warm(
     return failed
 
 
+def live_refreshes(config: TalonflowConfig, trace: str, day: datetime, refreshes: int) -> None:
+    """A live dashboard over the generated day: the day's end taken as now, so the hours within
+    `query_results.FRESH_MS` of it are evaluated at every refresh and the older ones read from
+    what was kept; the window moves a minute per refresh. Prints each query's first request and
+    the p50/p95 of the refreshes after it."""
+    behind = int((datetime.now(UTC) - day).total_seconds() * 1000)
+    setattr(query_results, "FRESH_MS", query_results.FRESH_MS + behind)  # noqa: B010 - a Final, moved on purpose
+    steps = [requests(trace, day - timedelta(minutes=refreshes - i)) for i in range(refreshes + 1)]
+    print(f"\na live dashboard's refreshes ({refreshes}, the window a minute later each):")
+    print("| request | first | refresh p50 | refresh p95 |\n|---|---|---|---|")
+    for query in range(len(QUERIES)):
+        paths = [[p for p in step if p.startswith("/api/")][query] for step in steps]
+        took = asyncio.run(first_views(config, paths))
+        times = [took[p] for p in paths]
+        p50, p95 = percentiles(times[1:])
+        print(f"| `{QUERIES[query]}` | {times[0]:,.0f} | {p50:,.0f} | {p95:,.0f} |")
+
+
 def floor_ms(config: TalonflowConfig, now: datetime) -> float:
     """Counting the day's spans through the same tier-aware scan: the least a spans page costs."""
     from console.scan import scan
@@ -426,6 +444,8 @@ def run(root: Path, args: argparse.Namespace) -> int:
         aside.rename(rollups)
     print("\nquery_range with rollups_1m (eligible queries read them):")
     failed += cold_and_warm(config, ranges, args.runs, args.restarts, CATALOGUES)
+    if config.console.results_cache:
+        live_refreshes(config, trace, day, args.runs)
     return 1 if failed else 0
 
 

@@ -157,17 +157,17 @@ def _keys(
     back, ahead = reached
     span = window(kept[0] - back, kept[-1] + HOUR_MS + ahead)
     datasets = [METRICS.name, ROLLUPS] if isinstance(store, RollupMetricStore) else [METRICS.name]
-    files = [(file_hour(uri), file_key(uri)) for d in datasets for uri in files_in(config, d, span)]
+    held: dict[int | None, list[str]] = {}  # file keys by their hour (ms); None: a file of no hour
+    for uri in [uri for dataset in datasets for uri in files_in(config, dataset, span)]:
+        at = file_hour(uri)
+        held.setdefault(None if at is None else int(at.timestamp() * 1000), []).append(file_key(uri))
     prefix = f"{_code()}\n{query}\n{grid}\n{DEFAULT_LOOKBACK_MS}\n{type(store).__name__}\n"
     keys = {}
     for hour in kept:
-        lo, hi = hour - back, hour + HOUR_MS + ahead
-        held = sorted(
-            key
-            for at, key in files
-            if at is None or (lo - HOUR_MS < (ms := int(at.timestamp() * 1000)) and ms < hi)
-        )
-        text = prefix + f"{hour}\n" + "\n".join(held)
+        first = hour - back - (hour - back) % HOUR_MS  # the hour files holding the reach's first ms
+        read = range(first, hour + HOUR_MS + ahead, HOUR_MS)
+        files = sorted(key for at in [None, *read] for key in held.get(at, []))
+        text = prefix + f"{hour}\n" + "\n".join(files)
         keys[hour] = hashlib.sha1(text.encode()).hexdigest()
     return keys
 
