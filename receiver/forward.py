@@ -6,8 +6,6 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from google.protobuf.message import DecodeError
-
 from receiver import outcome
 from receiver.outcome import Outcome
 from receiver.producer import ProduceError, Producer
@@ -64,10 +62,9 @@ class Forwarder:
         if not self._readiness.ready:
             return self._unavailable(self._readiness.reason)
         try:
-            request = signal.request.FromString(body)
-        except DecodeError as err:
+            return split_request(signal, body, self._max_record_bytes)
+        except ValueError as err:
             return outcome.invalid(f"cannot decode {signal.request.DESCRIPTOR.name}: {err}")
-        return split_request(signal, body, request, self._max_record_bytes)
 
     def _answer(self, signal: Signal, split: Split, failures: list[ProduceError], started: float) -> Outcome:
         """Count what Kafka took or refused and say so: OK only when it took every record."""

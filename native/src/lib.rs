@@ -13,6 +13,7 @@ mod grpc_serve;
 mod grpc_wire;
 mod logs;
 mod metrics;
+mod outline;
 mod spans;
 mod text;
 mod validate;
@@ -266,5 +267,6 @@ fn talonflow_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     keep_freed_memory();
     module.add_class::<Decoder>()?;
     module.add_class::<grpc_serve::GrpcServer>()?;
+    module.add_function(wrap_pyfunction!(outline::outline, module)?)?;
     Ok(())
 }

@@ -29,6 +29,11 @@ impl<'a> Fields<'a> {
         Fields { buf, pos: 0 }
     }
 
+    /// The offset of the next field: where the last one read ends.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
     #[inline(always)]
     fn varint(&mut self) -> Result<u64> {
         if let Some(&byte) = self.buf.get(self.pos) {
