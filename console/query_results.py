@@ -197,13 +197,14 @@ def _read(config: TalonflowConfig, key: str) -> pl.DataFrame | None:
 
 
 def _write(config: TalonflowConfig, key: str, piece: pl.DataFrame) -> None:
-    """Kept in memory and on disk (written then renamed: a crash leaves no half piece)."""
+    """Kept in memory and on disk (written then renamed: a crash leaves no half piece; the same
+    piece written by two requests at once is renamed twice, whole both times)."""
     memory = _cache(config)
     with _lock:
         keep(memory, key, piece)
     path = _path(config, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")  # two requests may write one key
     piece.write_ipc(temporary)
     os.replace(temporary, path)
 
