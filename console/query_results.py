@@ -60,11 +60,11 @@ Evaluate = Callable[[int, int], Matrix]  # the query's steps from first to last 
 
 @cache
 def _code() -> str:
-    """What answers: the engine's, the stores' and the schemas' sources and Polars' version, so an
-    upgrade never serves a piece an older talonflow computed."""
+    """What answers: the sources of the engine, the stores, the schemas and the file listing, and
+    Polars' version, so that an upgrade never serves a piece an older talonflow computed."""
     digest = hashlib.sha1(pl.__version__.encode())
     root = Path(__file__).resolve().parent.parent
-    for package in ("promql", "console", "schemas"):
+    for package in ("promql", "console", "schemas", "talonflow"):
         for path in sorted((root / package).glob("*.py")):
             digest.update(path.read_bytes())
     return digest.hexdigest()
