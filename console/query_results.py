@@ -234,8 +234,9 @@ def _hours(matrix: Matrix, hours: list[int]) -> dict[int, pl.DataFrame]:
         schema_overrides={LABELS: pl.List(LABEL)},
     )
     grouped = samples.group_by(_HOUR, _SERIES_INDEX, maintain_order=True).agg(TIMESTAMP_MS, VALUE)
-    for (hour,), piece in grouped.partition_by(_HOUR, as_dict=True).items():
-        pieces[int(hour)] = piece.join(names, on=_SERIES_INDEX).select(RESULT_SCHEMA.names())
+    named = grouped.join(names, on=_SERIES_INDEX, maintain_order="left").select(_HOUR, *RESULT_SCHEMA.names())
+    for (hour,), piece in named.partition_by(_HOUR, as_dict=True, include_key=False).items():
+        pieces[int(hour)] = piece
     return pieces
 
 
