@@ -25,6 +25,7 @@ Batch = tuple[str, list[KafkaRecord]]  # ("topic:partition", records of one poll
 CLOCK_PART: Final = "clock"  # the extra partition of a ticking source: yields (CLOCK_PART, []) batches
 _IDLE = timedelta(milliseconds=100)
 TOPIC_WAIT_S: Final = 120  # how long a starting flow waits for its topics before it gives up
+FETCH_QUEUE_BACKOFF_MS: Final = 10  # a full partition queue's pause before the next fetch (below)
 
 
 class _PartitionReader(StatefulSourcePartition[Batch, int | None]):
@@ -198,6 +199,11 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int | None]):
             "max.partition.fetch.bytes": kafka.record_limit_bytes,
             "fetch.max.bytes": max(kafka.record_limit_bytes, 64 * 1024**2),
             "reconnect.backoff.max.ms": 1000,
+            # Once a partition's queue passes queued.max.messages.kbytes (ingest's prefetch_bytes,
+            # 2 MiB), librdkafka postpones its next fetch by this long, 1 s by default, while the
+            # flow drains the queue in milliseconds: ingest then idled two thirds of the time
+            # (34k spans/s steady at 3.5 s of CPU in 9 s; bench/ingest.py, README "Ingest figures").
+            "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
             "logger": kafka_logger(log.name),
         }
 
