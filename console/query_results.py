@@ -24,6 +24,7 @@ front of Prometheus, not a library.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -53,6 +54,7 @@ UNUSED_S: Final = 86_400.0  # a piece unread this long is forgotten: its dashboa
 ROOT: Final = "query_results"  # under state_dir
 _SERIES_INDEX, _HOUR = "_series_index", "_hour"
 _EMPTY: Final = pl.DataFrame(schema=RESULT_SCHEMA)
+_log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _memory: LRUCache[str, pl.DataFrame] = LRUCache(1)
 Evaluate = Callable[[int, int], Matrix]  # the query's steps from first to last (both included)
@@ -189,7 +191,13 @@ def _read(config: TalonflowConfig, key: str) -> pl.DataFrame | None:
     with _lock:
         found = memory.get(key)
     if found is None:
-        found = read_renewed(_path(config, key), pl.read_ipc)
+        path = _path(config, key)
+        try:
+            found = read_renewed(path, pl.read_ipc)
+        except (OSError, pl.exceptions.PolarsError) as err:  # damaged on disk: evaluated again
+            _log.warning("query_results: %s unreadable (%s); evaluating its hour again", path, err)
+            path.unlink(missing_ok=True)
+            return None
         if found is not None:
             with _lock:
                 keep(memory, key, found)
@@ -198,15 +206,20 @@ def _read(config: TalonflowConfig, key: str) -> pl.DataFrame | None:
 
 def _write(config: TalonflowConfig, key: str, piece: pl.DataFrame) -> None:
     """Kept in memory and on disk (written then renamed: a crash leaves no half piece; the same
-    piece written by two requests at once is renamed twice, whole both times)."""
+    piece written by two requests at once is renamed twice, whole both times). A failed write is
+    logged: the answer does not depend on it."""
     memory = _cache(config)
     with _lock:
         keep(memory, key, piece)
     path = _path(config, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")  # two requests may write one key
-    piece.write_ipc(temporary)
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        piece.write_ipc(temporary)
+        os.replace(temporary, path)
+    except OSError as err:  # a full or read-only disk costs the next restart this piece, not the answer
+        _log.warning("query_results: %s not written (%s)", path, err)
+        temporary.unlink(missing_ok=True)
 
 
 def _hours(matrix: Matrix, hours: list[int]) -> dict[int, pl.DataFrame]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pytest
 from cachetools import LRUCache
 
@@ -151,3 +152,28 @@ def test_hours_without_files_are_told_apart(tmp_path: Path, evaluations: list[tu
     for _ in range(2):
         assert _same(_answer(config, "time()", 60_000, end), expected)
     assert len(evaluations) == 1
+
+
+def test_a_damaged_or_unwritable_store_costs_evaluations_not_answers(
+    tmp_path: Path, evaluations: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A piece that does not read back is evaluated again (and rewritten); a piece that cannot be
+    written is logged, and the answer is the whole query's either way."""
+    config = _config(tmp_path)
+    query, expected = "sum(queue_depth)", _whole(config, "sum(queue_depth)", 60_000)
+    assert _same(_answer(config, query, 60_000), expected)
+    pieces = sorted((config.state_dir / query_results.ROOT).glob("*.arrow"))
+    pieces[2].write_bytes(b"not an arrow file")
+    monkeypatch.setattr(query_results, "_memory", LRUCache(1))
+    evaluations.clear()
+    assert _same(_answer(config, query, 60_000), expected)
+    assert len(evaluations) == 1
+    assert pieces[2].read_bytes()[:6] == b"ARROW1"
+
+    def full(*_: Any, **__: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pl.DataFrame, "write_ipc", full)
+    later = LAST_MS + 3_600_000  # hour 5 is new: evaluated, then not written
+    assert _same(_answer(config, query, 60_000, later), _whole(config, query, 60_000, later))
+    assert len(list((config.state_dir / query_results.ROOT).glob("*"))) == len(pieces)
