@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Final
@@ -57,7 +57,6 @@ _EMPTY: Final = pl.DataFrame(schema=RESULT_SCHEMA)
 _log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _memory: LRUCache[str, pl.DataFrame] = LRUCache(1)
-Evaluate = Callable[[int, int], Matrix]  # the query's steps from first to last (both included)
 
 
 @cache
