@@ -281,10 +281,10 @@ def forget_cached(config: TalonflowConfig) -> None:
 def forget_memory() -> None:
     """What a first start has lost beyond the state_dir: the caches in memory and the queries
     pages ran."""
-    partials._cache.clear()
+    partials._memory.clear()
     partials._recent.clear()
     trace_index._cache.clear()
-    series_catalogue._cache.clear()
+    series_catalogue._memory.clear()
     query_results._memory.clear()
 
 

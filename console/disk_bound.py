@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple, TypeVar
@@ -31,6 +32,20 @@ def read_renewed(path: Path, read: Callable[[Path], T]) -> T | None:
         return read(path)
     except FileNotFoundError:
         return None
+
+
+def write_whole(path: Path, write: Callable[[Path], object]) -> None:
+    """`write` to a temporary name beside `path`, then renamed to it: a crash never leaves half a
+    file, and two threads writing one path at once rename two whole files (the name is per
+    thread). A failed write leaves no temporary file. `.name.tmp` names are not the caches' own."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _stored(roots: Sequence[Path]) -> list[Stored]:

@@ -14,7 +14,6 @@ default queries for files as they land, and `prune` removes the results of files
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -23,10 +22,9 @@ from pathlib import Path
 from typing import Final
 
 import polars as pl
-from cachetools import LRUCache
 
-from console.disk_bound import forget_gone, read_renewed
-from console.frame_memory import bounded, keep
+from console.disk_bound import forget_gone, read_renewed, write_whole
+from console.frame_memory import FrameMemory
 from console.scan import file_hour, file_key, files_in, of_dataset, scan_files
 from console.timerange import TimeRange
 from schemas.config import TalonflowConfig
@@ -37,13 +35,13 @@ Merge = Callable[[pl.DataFrame], pl.DataFrame]
 # The rows of some of a dataset's files within a window: by default the files (scan_files); a
 # narrower copy that holds every row the query can match (console/trace_rows.py) costs less.
 Reader = Callable[[list[str], TimeRange], pl.LazyFrame]
-# Partial results (file key, query name) kept in memory: `console.partial_cache` bytes (_memory)
-_cache: LRUCache[tuple[str, str], pl.DataFrame] = LRUCache(1)
+# Partial results (file key, query name) kept in memory: `console.partial_cache` bytes
+_memory: FrameMemory[tuple[str, str]] = FrameMemory(lambda config: config.console.partial_cache)
 _RECENT: Final = 32  # queries the warmer also computes for new files: the last used over all files
 _recent: OrderedDict[tuple[str, str], tuple[Partial, datetime]] = OrderedDict()  # -> query, since
 _MERGED: Final = 64  # whole files' results merged per query and set of files (`aggregate`'s merges)
 _merged: OrderedDict[tuple[str, ...], pl.DataFrame] = OrderedDict()
-_lock = threading.Lock()  # pages (worker threads) and console/warmer.py share the caches
+_lock = threading.Lock()  # pages (worker threads) and console/warmer.py share _recent and _merged
 ROOT: Final = "partials"  # under state_dir
 _FOLDER: Final = f"{ROOT}/polars-{pl.__version__}"  # Arrow IPC files as this Polars writes them
 
@@ -66,23 +64,10 @@ def _stored(config: TalonflowConfig, dataset: str, key: str, name: str) -> Path:
     return _folder(config, dataset) / _sha1(key) / f"{_sha1(name)}.arrow"
 
 
-def _memory(config: TalonflowConfig) -> LRUCache[tuple[str, str], pl.DataFrame]:
-    global _cache
-    with _lock:
-        _cache = bounded(_cache, config.console.partial_cache)
-        return _cache
-
-
 def _keep(config: TalonflowConfig, dataset: str, key: str, name: str, result: pl.DataFrame) -> None:
     """In memory, and on disk written then renamed (a crash never leaves half a file)."""
-    cache = _memory(config)
-    with _lock:
-        keep(cache, (key, name), result)
-    path = _stored(config, dataset, key, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    result.write_ipc(temporary)
-    os.replace(temporary, path)
+    _memory.keep(config, (key, name), result)
+    write_whole(_stored(config, dataset, key, name), result.write_ipc)
 
 
 def _recall(
@@ -90,17 +75,14 @@ def _recall(
 ) -> dict[tuple[str, str], pl.DataFrame]:
     """The kept results of these files (uri -> file_key) for these queries, from memory or disk."""
     found = {}
-    cache = _memory(config)
     for uri, key in keys.items():
         for name in names:
-            with _lock:
-                in_memory = cache.get((key, name))  # in use: the last to be dropped
+            in_memory = _memory.get(config, (key, name))  # in use: the last to be dropped
             if in_memory is not None:
                 found[(uri, name)] = in_memory
             elif (stored := read_renewed(_stored(config, dataset, key, name), pl.read_ipc)) is not None:
                 found[(uri, name)] = stored
-                with _lock:
-                    keep(cache, (key, name), stored)
+                _memory.keep(config, (key, name), stored)
     return found
 
 
@@ -111,9 +93,7 @@ def _known(
     warmer asks about every file at every pass, and reading each (as a page's `_recall` does) spent
     CPU, pushed the pages' results out of the memory cache and renewed every stored file's last use,
     so `console.disk_cache`'s bound could not tell the used ones."""
-    cache = _memory(config)
-    with _lock:
-        found = {(uri, name) for uri, key in keys.items() for name in names if (key, name) in cache}
+    found = {(uri, name) for uri, key in keys.items() for name in names if _memory.has(config, (key, name))}
     pairs = ((uri, key, name) for uri, key in keys.items() for name in names if (uri, name) not in found)
     return found | {(uri, name) for uri, key, name in pairs if _stored(config, dataset, key, name).exists()}
 
@@ -212,10 +192,8 @@ def prune(config: TalonflowConfig, dataset: str, uris: list[str], before: float)
     memory and on disk; folders changed after `before` (epoch s) are kept, as a request may just
     have computed a file that landed after `uris` was listed. Returns for how many files."""
     live = {file_key(u) for u in uris}
-    cache = _memory(config)
+    _memory.forget(config, lambda key: of_dataset(key[0], dataset) and key[0] not in live)
     with _lock:
-        for key in [k for k in cache if of_dataset(k[0], dataset) and k[0] not in live]:
-            del cache[key]
         for merged in [k for k in _merged if any(of_dataset(f, dataset) and f not in live for f in k[1:])]:
             del _merged[merged]
     return forget_gone(_folder(config, dataset), "*", {_sha1(key) for key in live}, before)

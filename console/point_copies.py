@@ -17,9 +17,8 @@ cost more than their maps.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
-from functools import reduce
+from functools import partial, reduce
 from itertools import groupby
 from operator import or_
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Final
 import polars as pl
 import pyarrow.parquet as pq
 
-from console.disk_bound import forget_gone, read_renewed
+from console.disk_bound import forget_gone, read_renewed, write_whole
 from console.scan import file_key, scan_files
 from console.series_catalogue import ORDER, SOURCE, Presence, source_hash
 from console.timerange import TimeRange
@@ -106,12 +105,10 @@ def ensure(config: TalonflowConfig, uris: list[str]) -> int:
             .sort(_SORTED)
             .collect()
         )
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        temporary = copy.with_name(f".{copy.name}.tmp")  # renamed when whole: a crash leaves no half copy
-        pq.write_table(
-            points.to_arrow(), temporary, row_group_size=ROW_GROUP, compression="zstd", **_ENCODINGS
+        table = points.to_arrow()
+        write_whole(
+            copy, partial(pq.write_table, table, row_group_size=ROW_GROUP, compression="zstd", **_ENCODINGS)
         )
-        os.replace(temporary, copy)
         written += 1
     return written
 

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import threading
 import time
 from collections.abc import Iterator
 from functools import cache
@@ -35,10 +33,9 @@ from typing import Final
 
 import numpy as np
 import polars as pl
-from cachetools import LRUCache
 
-from console.disk_bound import forget_gone, read_renewed
-from console.frame_memory import bounded, keep
+from console.disk_bound import forget_gone, read_renewed, write_whole
+from console.frame_memory import FrameMemory
 from console.metric_store import MetricStore, window
 from console.rollup_store import ROLLUPS, RollupMetricStore
 from console.scan import file_hour, file_key, files_in
@@ -55,8 +52,7 @@ ROOT: Final = "query_results"  # under state_dir
 _SERIES_INDEX, _HOUR = "_series_index", "_hour"
 _EMPTY: Final = pl.DataFrame(schema=RESULT_SCHEMA)
 _log = logging.getLogger(__name__)
-_lock = threading.Lock()
-_memory: LRUCache[str, pl.DataFrame] = LRUCache(1)
+_memory: FrameMemory[str] = FrameMemory(lambda config: config.console.results_cache)
 
 
 @cache
@@ -177,18 +173,9 @@ def _path(config: TalonflowConfig, key: str) -> Path:
     return config.state_dir / ROOT / f"{key}.arrow"
 
 
-def _cache(config: TalonflowConfig) -> LRUCache[str, pl.DataFrame]:
-    global _memory
-    with _lock:
-        _memory = bounded(_memory, config.console.results_cache)
-        return _memory
-
-
 def _read(config: TalonflowConfig, key: str) -> pl.DataFrame | None:
     """A kept piece: from memory, else from disk (then kept in memory too)."""
-    memory = _cache(config)
-    with _lock:
-        found = memory.get(key)
+    found = _memory.get(config, key)
     if found is None:
         path = _path(config, key)
         try:
@@ -198,8 +185,7 @@ def _read(config: TalonflowConfig, key: str) -> pl.DataFrame | None:
             path.unlink(missing_ok=True)
             return None
         if found is not None:
-            with _lock:
-                keep(memory, key, found)
+            _memory.keep(config, key, found)
     return found
 
 
@@ -207,18 +193,12 @@ def _write(config: TalonflowConfig, key: str, piece: pl.DataFrame) -> None:
     """Kept in memory and on disk (written then renamed: a crash leaves no half piece; the same
     piece written by two requests at once is renamed twice, whole both times). A failed write is
     logged: the answer does not depend on it."""
-    memory = _cache(config)
-    with _lock:
-        keep(memory, key, piece)
+    _memory.keep(config, key, piece)
     path = _path(config, key)
-    temporary = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")  # two requests may write one key
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        piece.write_ipc(temporary)
-        os.replace(temporary, path)
+        write_whole(path, piece.write_ipc)
     except OSError as err:  # a full or read-only disk costs the next restart this piece, not the answer
         _log.warning("query_results: %s not written (%s)", path, err)
-        temporary.unlink(missing_ok=True)
 
 
 def _hours(matrix: Matrix, hours: list[int]) -> dict[int, pl.DataFrame]:

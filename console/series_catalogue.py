@@ -20,8 +20,6 @@ applies every matcher exactly afterwards.
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -29,10 +27,9 @@ from typing import Final, NamedTuple
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from cachetools import LRUCache
 
-from console.disk_bound import forget_gone, read_renewed
-from console.frame_memory import bounded, keep
+from console.disk_bound import forget_gone, read_renewed, write_whole
+from console.frame_memory import FrameMemory
 from console.scan import file_key, files_in
 from console.timerange import TimeRange
 from promql.ast import Matcher
@@ -60,9 +57,8 @@ _PER_POINT_LABELS: Final = ("le", "quantile")  # from the point, not the source:
 _CANDIDATE: Final = "_labels"
 ROOT: Final = "series_catalogue"  # under state_dir
 _FOLDER: Final = f"{ROOT}/polars-{pl.__version__}"  # Polars' hash may change between versions
-# (dataset:kind, file_key) -> catalogue, in memory: `console.catalogue_cache` bytes (_memory)
-_cache: LRUCache[tuple[str, str], pl.DataFrame] = LRUCache(1)
-_lock = threading.Lock()  # requests (worker threads) and console/warmer.py share the cache
+# (dataset:kind, file_key) -> catalogue, in memory: `console.catalogue_cache` bytes
+_memory: FrameMemory[tuple[str, str]] = FrameMemory(lambda config: config.console.catalogue_cache)
 
 Build = Callable[[pl.LazyFrame], pl.LazyFrame]
 
@@ -123,23 +119,13 @@ def _sha1(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def _store(path: Path, frame: pl.DataFrame) -> None:
-    """Write then rename, so a crash never leaves a truncated catalogue behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    frame.write_parquet(temporary)
-    os.replace(temporary, path)
-
-
 def _load(
     config: TalonflowConfig, dataset: str, uris: list[str], build: Build, kind: str, labelled: bool
 ) -> dict[str, pl.DataFrame]:
     """Each file's catalogue of this kind: from memory, else from disk, else built from the file
     and stored (and kept in memory: recent files are the likeliest to be asked for)."""
     keys = {u: (f"{dataset}:{kind}", file_key(u)) for u in uris}
-    cache = _memory(config)
-    with _lock:
-        found = {u: frame for u, key in keys.items() if (frame := cache.get(key)) is not None}
+    found = {u: frame for u, key in keys.items() if (frame := _memory.get(config, key)) is not None}
     for uri in [u for u in uris if u not in found]:
         if (stored := read_renewed(_stored(config, keys[uri]), pl.read_parquet)) is not None:
             found[uri] = stored
@@ -148,18 +134,10 @@ def _load(
     built = pl.collect_all([build(files_frame(config, dataset, *files)) for files in local])
     for uri, frame in zip(missing, built, strict=True):
         found[uri] = with_labels(frame) if labelled else frame
-        _store(_stored(config, keys[uri]), found[uri])
-    with _lock:
-        for uri, key in keys.items():
-            keep(cache, key, found[uri])
+        write_whole(_stored(config, keys[uri]), found[uri].write_parquet)
+    for uri, key in keys.items():
+        _memory.keep(config, key, found[uri])
     return found
-
-
-def _memory(config: TalonflowConfig) -> LRUCache[tuple[str, str], pl.DataFrame]:
-    global _cache
-    with _lock:
-        _cache = bounded(_cache, config.console.catalogue_cache)
-        return _cache
 
 
 def catalogue(
@@ -233,14 +211,12 @@ def ensure(config: TalonflowConfig, dataset: str, uris: list[str], kinds: Sequen
     """Builds the catalogues of the files that have none in memory or stored, and loads nothing
     else: console/warmer.py's part (loading a week of them every pass would churn the bounded
     memory). Returns how many it built."""
-    built, cache = 0, _memory(config)
+    built = 0
     for build, kind, labelled in kinds:
         missing = []
         for uri in uris:
             key = (f"{dataset}:{kind}", file_key(uri))
-            with _lock:
-                known = key in cache
-            if not known and not _stored(config, key).exists():
+            if not _memory.has(config, key) and not _stored(config, key).exists():
                 missing.append(uri)
         built += len(_load(config, dataset, missing, build, kind, labelled)) if missing else 0
     return built
@@ -251,10 +227,7 @@ def prune(config: TalonflowConfig, dataset: str, uris: list[str], before: float)
     in memory and on disk; folders changed after `before` (epoch s) are kept, as a request may just
     have built one for a file that landed after `uris` was listed. Returns for how many files."""
     live = {file_key(u) for u in uris}
-    cache = _memory(config)
-    with _lock:
-        for key in [k for k in cache if k[0].partition(":")[0] == dataset and k[1] not in live]:
-            del cache[key]
+    _memory.forget(config, lambda key: key[0].partition(":")[0] == dataset and key[1] not in live)
     return forget_gone(config.state_dir / _FOLDER / dataset, "*", {_sha1(key) for key in live}, before)
 
 

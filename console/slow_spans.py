@@ -14,13 +14,13 @@ a rewritten file has no copy until the warmer's next pass and is read whole mean
 from __future__ import annotations
 
 import hashlib
-import os
+from functools import partial
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
-from console.disk_bound import forget_gone, read_renewed
+from console.disk_bound import forget_gone, read_renewed, write_whole
 from console.partials import Reader
 from console.scan import file_key, scan_files, within
 from console.timerange import TimeRange
@@ -51,10 +51,7 @@ def ensure(config: TalonflowConfig, uris: list[str]) -> int:
         least, timed = spans.select(slowest.min(), slowest.len().alias("n")).collect().row(0)
         threshold = int(least) if timed == ROWS else _EVERY_ROW
         slow = spans.filter(pl.col(_DURATION) >= threshold) if threshold != _EVERY_ROW else spans
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        temporary = copy.with_name(f".{copy.name}.tmp")  # written then renamed: never half a copy
-        slow.collect().write_parquet(temporary, metadata={_THRESHOLD: str(threshold)})
-        os.replace(temporary, copy)
+        write_whole(copy, partial(slow.collect().write_parquet, metadata={_THRESHOLD: str(threshold)}))
         written += 1
     return written
 

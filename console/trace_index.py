@@ -17,9 +17,9 @@ files that are gone (moved to MinIO, compacted, expired).
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 from cachetools import LRUCache
 
-from console.disk_bound import forget_gone, read_renewed
+from console.disk_bound import forget_gone, read_renewed, write_whole
 from console.scan import file_key, files_in, of_dataset
 from console.timerange import TimeRange
 from schemas.config import TalonflowConfig
@@ -107,13 +107,15 @@ def _stored(folder: Path, key: str) -> Path:
     return folder / f"{hashlib.sha1(key.encode()).hexdigest()}.npy"
 
 
+def save_array(path: Path, array: np.ndarray) -> None:
+    """np.save to exactly `path` (given a name, np.save would add `.npy` to a temporary one)."""
+    with path.open("wb") as handle:
+        np.save(handle, array)
+
+
 def _store(folder: Path, key: str, hashes: np.ndarray) -> None:
     """Write then rename, so a crash never leaves a truncated index file behind."""
-    path = _stored(folder, key)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as handle:
-        np.save(handle, hashes)
-    os.replace(temporary, path)
+    write_whole(_stored(folder, key), partial(save_array, array=hashes))
 
 
 def indexes(config: TalonflowConfig, dataset: str, kind: str, uris: list[str]) -> dict[str, np.ndarray]:

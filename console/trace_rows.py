@@ -15,7 +15,6 @@ Hashes collide, so callers still filter by the ids themselves; a copy only narro
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -24,10 +23,10 @@ from typing import Final
 import numpy as np
 import polars as pl
 
-from console.disk_bound import forget_gone, read_renewed
+from console.disk_bound import forget_gone, read_renewed, write_whole
 from console.scan import file_key, scan_files, within
 from console.timerange import TimeRange
-from console.trace_index import SESSION_KEY, id_hash, id_hashes
+from console.trace_index import SESSION_KEY, id_hash, id_hashes, save_array
 from schemas.config import TalonflowConfig
 from talonflow.compare import attribute
 from talonflow.query import files_frame
@@ -69,18 +68,6 @@ def _session_pairs(spans: pl.DataFrame) -> np.ndarray:
     return pairs.to_numpy().astype(np.uint32).reshape(-1, 2)
 
 
-def _write(path: Path, write: Callable[[Path], None]) -> None:
-    """Written then renamed, so a crash never leaves half a file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    write(temporary)
-    os.replace(temporary, path)
-
-
-def _save(path: Path, array: np.ndarray) -> None:
-    with path.open("wb") as handle:
-        np.save(handle, array)
-
-
 def ensure(config: TalonflowConfig, uris: list[str]) -> int:
     """Writes the copy and the session pairs of each local spans file that has none yet (one file
     at a time: a copy holds a whole file in memory); returns how many it wrote. Objects in MinIO
@@ -91,9 +78,8 @@ def ensure(config: TalonflowConfig, uris: list[str]) -> int:
         if copy.exists() and sessions.exists():
             continue
         spans = files_frame(config, "spans", [uri], []).with_row_index(_ROW).collect()
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        _write(copy, partial(_keyed(spans).write_parquet, compression="zstd", row_group_size=ROW_GROUP))
-        _write(sessions, partial(_save, array=_session_pairs(spans)))
+        write_whole(copy, partial(_keyed(spans).write_parquet, compression="zstd", row_group_size=ROW_GROUP))
+        write_whole(sessions, partial(save_array, array=_session_pairs(spans)))
         written += 1
     return written
 

@@ -32,8 +32,8 @@ EVERYTHING = TimeRange(START - timedelta(hours=1), START + timedelta(hours=HOURS
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> None:
-    series_catalogue._cache.clear()
-    partials._cache.clear()
+    series_catalogue._memory.clear()
+    partials._memory.clear()
     trace_index._cache.clear()
 
 
@@ -63,7 +63,7 @@ def test_a_query_after_a_pass_or_a_restart_builds_no_catalogue(
 ) -> None:
     config = _config(tmp_path)
     expected = _answers(config)  # built by the queries themselves
-    series_catalogue._cache.clear()
+    series_catalogue._memory.clear()
     shutil.rmtree(config.state_dir / series_catalogue.ROOT)
     done = warmer.warm_once(config)
     metrics = len(files_in(config, "metrics", EVERYTHING))
@@ -71,7 +71,7 @@ def test_a_query_after_a_pass_or_a_restart_builds_no_catalogue(
     assert done.catalogued == 2 * metrics + 3 * rollups  # series + minutes; minutes + both scopes' series
     monkeypatch.setattr(series_catalogue, "files_frame", _refuse)
     assert _answers(config) == expected
-    series_catalogue._cache.clear()  # a restart: only the stored ones are left
+    series_catalogue._memory.clear()  # a restart: only the stored ones are left
     assert _answers(config) == expected
     assert warmer.warm_once(config).catalogued == 0  # nothing new landed
 
@@ -86,8 +86,8 @@ def test_catalogues_of_gone_files_are_forgotten(tmp_path: Path) -> None:
     done = warmer.warm_once(config, before=time.time() + 1)
     assert done.forgotten >= 1
     assert len(list(stored.iterdir())) == before - 1
-    assert series_catalogue._cache
-    assert not [key for key in series_catalogue._cache if key[1].startswith(f"{gone}:")]
+    assert series_catalogue._memory.held()
+    assert not [key for key in series_catalogue._memory.held() if key[1].startswith(f"{gone}:")]
 
 
 def test_a_pass_keeps_the_caches_within_the_bound(tmp_path: Path) -> None:

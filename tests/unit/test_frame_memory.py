@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
-from cachetools import LRUCache
 
 from console import partials
 from console.fleet import service_red
-from console.frame_memory import bounded, frame_bytes, keep
+from console.frame_memory import FrameMemory, frame_bytes
 from console.timerange import TimeRange
 from schemas.config import TalonflowConfig
 from tests.console_data import span, write_rows
@@ -21,28 +20,41 @@ def _frame(rows: int) -> pl.DataFrame:
     return pl.DataFrame({"x": list(range(rows))}, schema={"x": pl.Int64})
 
 
+def _memory(limit: int) -> tuple[FrameMemory[str], TalonflowConfig]:
+    config = TalonflowConfig()
+    config = config.model_copy(update={"console": config.console.model_copy(update={"results_cache": limit})})
+    return FrameMemory(lambda c: c.console.results_cache), config
+
+
 def test_the_least_recently_used_frames_go_first_once_their_bytes_pass_the_bound() -> None:
-    cache: LRUCache[str, pl.DataFrame] = bounded(LRUCache(1), 3 * 8 * 100)  # three frames of 100 Int64
+    memory, config = _memory(3 * 8 * 100)  # three frames of 100 Int64
     for key in "abc":
-        keep(cache, key, _frame(100))
-    assert cache.get("a") is not None  # used: "b" is now the least recently used
-    keep(cache, "d", _frame(100))
-    assert sorted(cache) == ["a", "c", "d"]
-    assert cache.currsize == 3 * frame_bytes(_frame(100))
+        memory.keep(config, key, _frame(100))
+    assert memory.get(config, "a") is not None  # used: "b" is now the least recently used
+    assert memory.has(config, "b")  # asking is not a use
+    memory.keep(config, "d", _frame(100))
+    assert sorted(memory.held()) == ["a", "c", "d"]
+    assert memory.nbytes == 3 * frame_bytes(_frame(100))
 
 
 def test_a_frame_larger_than_the_bound_is_not_kept_and_an_empty_one_counts() -> None:
-    cache: LRUCache[str, pl.DataFrame] = bounded(LRUCache(1), 100)
-    keep(cache, "big", _frame(1000))
-    keep(cache, "empty", _frame(0))
-    assert list(cache) == ["empty"]
-    assert cache.currsize == 1
+    memory, config = _memory(100)
+    memory.keep(config, "big", _frame(1000))
+    memory.keep(config, "empty", _frame(0))
+    assert memory.held() == ["empty"]
+    assert memory.nbytes == 1
 
 
-def test_the_bound_follows_the_config() -> None:
-    cache: LRUCache[str, pl.DataFrame] = bounded(LRUCache(1), 1000)
-    assert bounded(cache, 1000) is cache
-    assert bounded(cache, 2000).maxsize == 2000
+def test_the_bound_follows_the_config_and_forget_drops_what_it_is_told() -> None:
+    memory, config = _memory(1000)
+    memory.keep(config, "a", _frame(10))
+    memory.keep(config, "b", _frame(10))
+    memory.forget(config, lambda key: key == "a")
+    assert memory.held() == ["b"]
+    _, wider = _memory(2000)
+    assert memory.get(wider, "b") is None  # another bound: a new, empty memory
+    memory.keep(wider, "c", _frame(10))
+    assert memory.held() == ["c"]
 
 
 def test_partials_stay_within_their_bound_and_evicted_ones_come_back_from_disk(tmp_path: Path) -> None:
@@ -56,15 +68,19 @@ def test_partials_stay_within_their_bound_and_evicted_ones_come_back_from_disk(t
         ]
         write_rows(tmp_path / "data", "spans", rows)
     unbounded = TalonflowConfig(data_dir=tmp_path / "data", state_dir=tmp_path / "state")
-    partials._cache.clear()
+    partials._memory.clear()
     expected = service_red(unbounded, window).sort("service_name")
-    one_file = max(frame_bytes(f) for f in partials._cache.values())
-    assert len(partials._cache) == 5  # the window's whole hours
+    one_file = max(
+        frame_bytes(frame)
+        for key in partials._memory.held()
+        if (frame := partials._memory.get(unbounded, key)) is not None
+    )
+    assert len(partials._memory.held()) == 5  # the window's whole hours
     small = unbounded.model_copy(
         update={"console": unbounded.console.model_copy(update={"partial_cache": 2 * one_file})}
     )
     for _ in range(2):  # the second time, three of the five hours are read back from disk
         partials._merged.clear()  # else the five hours come merged, none read
         assert service_red(small, window).sort("service_name").equals(expected)
-        assert 0 < partials._cache.currsize <= 2 * one_file
-        assert len(partials._cache) <= 2
+        assert 0 < partials._memory.nbytes <= 2 * one_file
+        assert len(partials._memory.held()) <= 2

@@ -28,7 +28,7 @@ WINDOW = TimeRange(NOW - timedelta(hours=6), NOW, "6h")
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
-    partials._cache.clear()
+    partials._memory.clear()
 
 
 def _spans(config: TalonflowConfig, seed: int, hours: int = 7) -> None:
@@ -77,7 +77,7 @@ def test_fleet_figures_equal_the_exact_ones_within_the_bucket_error(tmp_path: Pa
         )
         ratio = (merged["p95_ms"] / exact["p95"]).to_numpy()
         assert np.all(np.abs(np.log2(ratio)) <= 1 / 128), ratio
-    kept_hours = {file_hour(uri) for (key, _name) in partials._cache for uri in [key.split(":")[0]]}
+    kept_hours = {file_hour(uri) for (key, _name) in partials._memory.held() for uri in [key.split(":")[0]]}
     whole = {(WINDOW.start + timedelta(hours=h)).replace(minute=0) for h in range(1, 6)}
     assert kept_hours == whole  # the 5 whole hours inside the window; the 2 edge hours are read live
 
@@ -109,12 +109,12 @@ def test_the_service_charts_are_the_same_computed_kept_and_merged_once(
     with monkeypatch.context() as unmerged:  # every file's counts concatenated, merged by the page
         unmerged.setattr(service, "aggregate", lambda *args, merges, **kw: partials.aggregate(*args, **kw))
         reference = red_charts(config, "agent-1", WINDOW)
-    partials._cache.clear()
+    partials._memory.clear()
     computed = red_charts(config, "agent-1", WINDOW)
     assert computed[0]["series"] and partials._merged  # drawn, and the whole hours' merge kept
     assert computed == reference
     assert red_charts(config, "agent-1", WINDOW) == computed
-    partials._cache.clear()
+    partials._memory.clear()
     partials._merged.clear()
     assert red_charts(config, "agent-1", WINDOW) == computed
 
@@ -148,7 +148,7 @@ def test_counts_the_warmer_keeps_for_later_files_equal_the_cli_comparison(
     prices = PriceTable.with_defaults(config.rollups.prices)
     scope = Scope(WINDOW.start, WINDOW.end)
     cli = compare_spans(scan(config, "spans", WINDOW), prices, baseline, candidate, scope, Method())
-    partials._cache.clear()
+    partials._memory.clear()
     partials._merged.clear()
     assert compare_window(config, baseline, candidate, scope, WINDOW) == cli
 
@@ -161,14 +161,14 @@ def test_a_warm_pass_over_kept_files_reads_none_of_them(
     _spans(config, 4)
     red_charts(config, "agent-1", WINDOW)  # a page's query, which the warmer then keeps for every file
     assert warm_once(config).computed > 0
-    partials._cache.clear()
+    partials._memory.clear()
 
     def refuse(*_args: object, **_kwargs: object) -> pl.DataFrame:
         raise AssertionError("a kept result was read")
 
     monkeypatch.setattr(partials.pl, "read_ipc", refuse)
     assert warm_once(config).computed == 0
-    assert len(partials._cache) == 0
+    assert len(partials._memory.held()) == 0
 
 
 def test_log_lines_are_the_newest_matching_ones_read_newest_hours_first(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from cachetools import LRUCache
 
 import console.query_results as query_results
 from console.rollup_store import store_for
@@ -71,7 +70,7 @@ def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
         return range_query(query, first, last, *args, **kwargs)
 
     monkeypatch.setattr(query_results, "range_query", counted)
-    monkeypatch.setattr(query_results, "_memory", LRUCache(1))
+    query_results._memory.clear()
     return made
 
 
@@ -86,7 +85,7 @@ def test_kept_hours_answer_as_the_whole_query(
     cold = len(evaluations)
     assert cold >= 1
     assert _same(_answer(config, query, step), expected), "warm"
-    monkeypatch.setattr(query_results, "_memory", LRUCache(1))  # a restart: the pieces on disk only
+    query_results._memory.clear()  # a restart: the pieces on disk only
     assert _same(_answer(config, query, step), expected), "restarted"
     bypassed = "@" in query or step > query_results.HOUR_MS
     if bypassed:
@@ -164,7 +163,7 @@ def test_a_damaged_or_unwritable_store_costs_evaluations_not_answers(
     assert _same(_answer(config, query, 60_000), expected)
     pieces = sorted((config.state_dir / query_results.ROOT).glob("*.arrow"))
     pieces[2].write_bytes(b"not an arrow file")
-    monkeypatch.setattr(query_results, "_memory", LRUCache(1))
+    query_results._memory.clear()
     evaluations.clear()
     assert _same(_answer(config, query, 60_000), expected)
     assert len(evaluations) == 1

@@ -29,7 +29,7 @@ SEARCHES = ({"min_ms": "990"}, {"min_ms": "995", "service": "agent-1"}, {"min_ms
 def _forget() -> None:
     """What a console kept in memory: each config's own state_dir then holds what it computed."""
     trace_index._cache.clear()
-    partials._cache.clear()
+    partials._memory.clear()
     partials._merged.clear()
 
 

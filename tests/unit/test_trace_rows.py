@@ -87,7 +87,7 @@ def test_a_search_reads_the_row_groups_of_each_files_own_traces(tmp_path: Path) 
     listed, chain = search(config, {}, DAY), search(config, slow, DAY)
     assert len(listed) == SEARCH_LIMIT and {t["trace_id"] for t in chain} >= {root}
     shutil.rmtree(config.state_dir / partials.ROOT)  # the summaries kept per file: read again
-    partials._cache.clear()
+    partials._memory.clear()
     files = files_in(config, "spans", DAY)
     trace_rows.ensure(config, files)
     assert search(config, {}, DAY) == listed and search(config, slow, DAY) == chain

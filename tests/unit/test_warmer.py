@@ -34,7 +34,7 @@ def _fresh_caches() -> None:
     global NOW, DAY
     NOW = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
     DAY = TimeRange(NOW - timedelta(hours=24), NOW, "24h")
-    partials._cache.clear()
+    partials._memory.clear()
     partials._recent.clear()
     partials._merged.clear()
     trace_index._cache.clear()
@@ -99,7 +99,7 @@ def test_after_a_pass_and_after_a_restart_views_build_nothing(
         patched.setattr(trace_index, "_build", _refuse)
         patched.setattr(partials, "_keep", _refusing(partials._keep))
         _views(config)
-        partials._cache.clear()  # a restarted console: only the disk is left
+        partials._memory.clear()  # a restarted console: only the disk is left
         trace_index._cache.clear()
         _views(config)
     assert warmer.warm_once(config).computed == 0  # a second pass finds everything built
@@ -162,7 +162,7 @@ def test_what_was_kept_for_gone_files_is_forgotten(tmp_path: Path) -> None:
     assert len(list((state / "trace_index").rglob("*.npy"))) == indexed - 2
     assert len(list((state / "partials").rglob("*.arrow"))) == kept - len(warmer.default_partials()["spans"])
     assert not [key for key in trace_index._cache if str(gone) in key]
-    assert not [key for key in partials._cache if str(gone) in key[0]]
+    assert not [key for key in partials._memory.held() if str(gone) in key[0]]
     assert not [key for key in partials._merged if any(str(gone) in k for k in key)]
     assert search(config, {}, DAY)  # and the pages still answer without it
 
