@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::grpc_wire::Status;
@@ -15,7 +16,7 @@ use crate::grpc_wire::Status;
 pub struct Call {
     pub id: u64,
     pub service: u8,
-    pub message: Vec<u8>,
+    pub message: Bytes,
     pub authorization: Option<String>,
 }
 
@@ -42,7 +43,7 @@ impl Bridge {
     pub fn submit(
         &self,
         service: u8,
-        message: Vec<u8>,
+        message: Bytes,
         authorization: Option<String>,
     ) -> oneshot::Receiver<Answer> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -66,31 +66,36 @@ fn too_large(size: usize, max: usize) -> Status {
     )
 }
 
-/// Refuses a request whose first message, or whose bytes so far, are over `max` (plus prefix).
-pub fn check_size(read: &[u8], max: usize) -> Result<(), Status> {
-    if read.len() >= 5 {
-        let length = u32::from_be_bytes([read[1], read[2], read[3], read[4]]) as usize;
-        if length > max {
-            return Err(too_large(length, max));
-        }
+/// The message length its 5-byte prefix announces, once the prefix has arrived.
+fn announced(read: &[u8]) -> Option<usize> {
+    let prefix = read.get(1..5)?;
+    Some(u32::from_be_bytes(prefix.try_into().expect("4 bytes")) as usize)
+}
+
+/// Refuses a request whose first message, or whose bytes so far, are over `max` (plus prefix);
+/// else the size of the framed message, once its prefix has come (to size the buffer once).
+pub fn check_size(read: &[u8], max: usize) -> Result<Option<usize>, Status> {
+    let length = announced(read);
+    if let Some(length) = length.filter(|length| *length > max) {
+        return Err(too_large(length, max));
     }
     if read.len() > max.saturating_add(5) {
         return Err(too_large(read.len() - 5, max));
     }
-    Ok(())
+    Ok(length.map(|length| length + 5))
 }
 
 /// The request message out of its framing. An empty body is an empty message (what a client
 /// with nothing to say may send); a gzip message may inflate to at most `max` bytes, so a gzip
-/// bomb costs no more than an honest request at the limit.
-pub fn unframe(body: &[u8], gzip: bool, max: usize) -> Result<Vec<u8>, Status> {
+/// bomb costs no more than an honest request at the limit. An uncompressed message is the body's
+/// own bytes past the prefix, not a copy (376 KB at 1,000 spans).
+pub fn unframe(body: Vec<u8>, gzip: bool, max: usize) -> Result<Bytes, Status> {
     if body.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Bytes::new());
     }
-    if body.len() < 5 {
+    let Some(length) = announced(&body) else {
         return Err(Status::new(INTERNAL, "truncated gRPC message prefix"));
-    }
-    let length = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    };
     let message = &body[5..];
     if length > max {
         return Err(too_large(length, max));
@@ -105,7 +110,7 @@ pub fn unframe(body: &[u8], gzip: bool, max: usize) -> Result<Vec<u8>, Status> {
         ));
     }
     match (body[0], gzip) {
-        (0, _) => Ok(message.to_vec()),
+        (0, _) => Ok(Bytes::from(body).slice(5..)),
         (1, true) => {
             let mut inflated = Vec::with_capacity(length.saturating_mul(4).min(max));
             GzDecoder::new(message)
@@ -115,7 +120,7 @@ pub fn unframe(body: &[u8], gzip: bool, max: usize) -> Result<Vec<u8>, Status> {
             if inflated.len() > max {
                 return Err(too_large(inflated.len(), max));
             }
-            Ok(inflated)
+            Ok(inflated.into())
         }
         (1, false) => Err(Status::new(
             INTERNAL,

@@ -74,6 +74,17 @@ def test_a_gzip_message_reaches_python_inflated_with_its_service_and_token(door:
     assert call.result() == b"answer"
 
 
+def test_a_plain_message_at_the_limit_reaches_python_byte_for_byte(door: FrontDoor) -> None:
+    """The message is the request's own buffer past the 5-byte prefix, sized from that prefix:
+    several HTTP/2 frames, no byte of the prefix in it, none of the message lost."""
+    body = bytes(range(251)) * (LIMIT // 251) + b"end"
+    call = door.export(body)
+    call_id, service, message, _ = door.next_call()
+    assert (service, len(message), message) == (0, len(body), body)
+    assert door.ok(call_id, b"answer")
+    assert call.result() == b"answer"
+
+
 def test_an_empty_request_is_a_call_with_an_empty_message(door: FrontDoor) -> None:
     call = door.export(b"")
     call_id, service, message, authorization = door.next_call()

@@ -209,6 +209,30 @@ def test_what_upb_refuses_is_a_value_error() -> None:
         split(broken)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["plain ascii", "café ✓ 日本", b"caf\xe9", b"\xed\xa0\x80", b"ok\xf0\x9f\x98"],
+    ids=["ascii", "utf-8", "latin-1", "surrogate", "truncated"],
+)
+def test_strings_are_checked_as_upb_checks_them(text: str | bytes) -> None:
+    """ASCII is taken on sight and anything else goes through the full UTF-8 check: the outline
+    accepts exactly the span names and attribute values upb accepts."""
+    raw = text.encode() if isinstance(text, str) else text
+    marker = "#" * len(raw)  # same length: the lengths on the wire stay right
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(name=marker)
+    span.attributes.add(key="k", value=AnyValue(string_value=marker))
+    for replaced in (1, 2):  # the name, then also the attribute value
+        body = request.SerializeToString().replace(marker.encode(), raw, replaced)
+        try:
+            TRACES.request.FromString(body)
+        except DecodeError:
+            with pytest.raises(ValueError, match="not UTF-8"):
+                split(body)
+        else:
+            assert split(body).records[0].value == body
+
+
 def test_metric_items_are_data_points() -> None:
     scope = ScopeMetrics()
     gauge = scope.metrics.add(name="g").gauge
