@@ -15,6 +15,15 @@
   (the bytewax recovery store's frontier stands still), leave no temp or unreadable Parquet file,
   log the full disk, and resume by itself once the filler is deleted: every acknowledged item
   once. Needs root for `mount -t tmpfs`; otherwise the scenario says why and is skipped.
+- clock (not run unless named, `--scenarios clock`): the host's wall clock is stepped
+  `--clock-step` seconds ahead, and `--clock-hold` seconds later back to the true time (a step
+  back), under the load plus a beating heartbeat agent and a gauge whose alert fires and stays
+  firing (bench/chaos_alerts.py's, on a schedule that never ends). Every acknowledged item once,
+  no dead letter, no rollup window twice, no verdict other than up for the beating agent, and,
+  for a step shorter than PromQL's 5 min lookback, the alert pending and firing once and never
+  resolved; every flow exits on the step back and is restarted (flows/clock_watch.py). It steps
+  the clock of every process on the host (bench/host_clock.py puts it back by the monotonic time
+  elapsed): run it alone. Needs root or CAP_SYS_TIME; otherwise it is skipped.
 
 The load and the id checks are bench/chaos.py's (Load, Ledger, kill_and_time), counted here
 across tiers (talonflow.query), since the lifecycle moves rows out of the local files. Each
@@ -27,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import math
 import sqlite3
 import subprocess
 import sys
@@ -39,22 +49,42 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import polars as pl
 import pyarrow.parquet as pq
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.chaos import BACKDATE_S, SIGNALS, TIERED, Ledger, Load, chaos_settings, kill_and_time, short_tiers
-from bench.landed import landed_ids
+from bench.chaos import (
+    BACKDATE_S,
+    HOOK_PORT,
+    SIGNALS,
+    TIERED,
+    Ledger,
+    Load,
+    chaos_settings,
+    kill_and_time,
+    rollup_duplicates,
+    short_tiers,
+)
+from bench.chaos_alerts import ALERT, STARTUP_GRACE_S, Beaters, Flipper, Schedule, transitions
+from bench.chaos_alerts import settings as alerting_settings
+from bench.host_clock import HostClock, host_clock, settable
+from bench.landed import landed_ids, tiered
 from bench.stack import bench_stack
+from bench.webhook import Webhook
+from flows.clock_watch import STEP_BACK_S
+from promql.engine import DEFAULT_LOOKBACK_MS
 from schemas.config import TalonflowConfig
 from sinks.tiers import Manifest, minio_client
-from talonflow.stack import Stack, broker_names
+from talonflow.stack import FLOWS, Stack, broker_names
 
 PORT_BASE = 28500  # H4's range, 28500-28999: apart from chaos (27000) and the tests' stack
 TEST_PORT_BASE = 28510  # the tests' scenarios: every port 10 from a bench run's, so both can run
 README_TIMEOUT_S = 120  # OTEL_EXPORTER_OTLP_TIMEOUT as the README advises, for a Kafka outage
 RETRYABLE = ("unavailable", "overloaded")  # the receiver's outcome labels of UNAVAILABLE / 429-503
-SCENARIOS = ("kafka", "minio", "disk")
+SCENARIOS = ("kafka", "minio", "disk", "clock")
+DEFAULT_SCENARIOS = ("kafka", "minio", "disk")  # clock steps the whole host's clock: only when named
 
 
 @dataclass
@@ -72,6 +102,7 @@ class Outcome:
     recovered_s: float | None = None
     checks: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # figures that pass or fail nothing
     skipped: str = ""
 
     def check(self, ok: bool, what: str) -> None:
@@ -400,12 +431,118 @@ def disk_full(stack: Stack, args: argparse.Namespace) -> Outcome:
     return outcome
 
 
+# -- the host's clock stepped ------------------------------------------------------------------
+def steady_schedule() -> Schedule:
+    """bench/chaos_alerts.py's schedule with one episode that outlasts the run: the gauge reads 1
+    from the start (its alert fires once and stays firing) and the beat agent is never silent."""
+    forever = 1e9
+    return Schedule(time.time() - 1, agents=1, period=forever, high=forever, low=0.0, silent=0.0)
+
+
+def steady_settings(document: dict[str, Any], folder: Path, hook_port: int) -> dict[str, Any]:
+    """The gauge's rule file beside the stack's, the beat agent's component, the webhook route."""
+    steady = alerting_settings(folder, hook_port, agents=1)
+    steady["alerts"]["rule_files"] = document["alerts"]["rule_files"] + steady["alerts"]["rule_files"]
+    return document | steady
+
+
+def late_points(config: TalonflowConfig) -> int:
+    """Points the rollups flow counted as late or out of order instead of folding them."""
+    return int(tiered(config, "late_points", lambda f: f.select(pl.col("points").sum())).item() or 0)
+
+
+def dead_letters(config: TalonflowConfig) -> int:
+    return int(tiered(config, "dead_letters", lambda f: f.select(pl.len())).item())
+
+
+def clock_step(stack: Stack, args: argparse.Namespace) -> Outcome:
+    outcome, ledger, config = Outcome("clock"), Ledger(), stack.config
+    schedule = steady_schedule()
+    agents = (Flipper(config, schedule, README_TIMEOUT_S), Beaters(config, schedule, README_TIMEOUT_S))
+    hook = Webhook(args.port_base + HOOK_PORT)
+    before = answers(config)
+    try:
+        with loaded(stack, args.rate, ledger), host_clock() as clock:
+            for agent in agents:
+                agent.start()
+            try:
+                stepped_at = step_and_back(clock, args)
+                outcome.fault_s = time.monotonic() - stepped_at
+                with ledger.lock:
+                    acked_then = {name: set(ledger.acked[name]) for name in SIGNALS}
+                outcome.recovered_s = wait_until(
+                    lambda: all(acked_then[n] <= id_counts(config, n).keys() for n in SIGNALS), 300
+                )
+                time.sleep(args.warmup)
+                found, _ = transitions(config.data_dir, schedule, math.inf)  # before the agents stop
+            finally:
+                for agent in agents:
+                    agent.finish()
+    finally:
+        hook.close()
+    tally_answers(outcome, before, answers(config))
+    finish(outcome, stack, ledger, args)
+    judge_steady(outcome, found, hook, args.clock_step)
+    if args.clock_step >= STEP_BACK_S:
+        quiet = [
+            f for f in FLOWS if "stepped back" not in (stack.logs / f"{f}.log").read_text(errors="replace")
+        ]
+        outcome.check(
+            not quiet, f"every flow exited on the step back and was restarted (not: {quiet or 'none'})"
+        )
+    outcome.check(dead_letters(config) == 0, "no dead letter (every item within the time bounds)")
+    doubled = rollup_duplicates(config)
+    outcome.check(doubled == 0, f"no rollup window twice ({doubled} beyond the first)")
+    outcome.notes.append(f"the rollups flow counted {late_points(config):,} points late or out of order")
+    return outcome
+
+
+def step_and_back(clock: HostClock, args: argparse.Namespace) -> float:
+    """Once the agent is judged up and the alert fires: the clock `--clock-step` s ahead, and after
+    `--clock-hold` s back to the true time. The monotonic time of the first step."""
+    time.sleep(STARTUP_GRACE_S + args.warmup)
+    stepped_at = time.monotonic()
+    clock.step(args.clock_step)
+    print(f"clock: stepped {args.clock_step:+g}s", file=sys.stderr, flush=True)
+    time.sleep(args.clock_hold)
+    clock.step(0.0)
+    print(f"clock: stepped back to the true time after {args.clock_hold:g}s", file=sys.stderr, flush=True)
+    return stepped_at
+
+
+def judge_steady(outcome: Outcome, found: dict[str, Any], hook: Webhook, step_s: float) -> None:
+    """The beat agent never late or down; the steady alert pending and firing once and never
+    resolved. A step ahead past the lookback makes the gauge's last sample stale at the next
+    evaluation, as in Prometheus (it evaluates on the wall clock): the alert then resolves and
+    fires again, a note rather than a failure."""
+    verdicts = {kind: dict(sum(found[kind].values(), Counter())) for kind in ("heartbeat", "HeartbeatDown")}
+    outcome.check(
+        not any(verdicts.values()), f"the beating agent stayed up (verdicts after its first: {verdicts})"
+    )
+    states = dict(sum(found["alert"].values(), Counter()))
+    resolved = sum(
+        1
+        for a in hook.received()
+        if a.alert["labels"].get("alertname") == ALERT and a.alert["status"] == "resolved"
+    )
+    told = f"{ALERT}: transitions {states}, {resolved} resolved notifications"
+    if step_s * 1000 < DEFAULT_LOOKBACK_MS:
+        outcome.check(states == {"pending": 1, "firing": 1} and resolved == 0, told)
+    else:
+        outcome.notes.append(f"{told} (a step past the {DEFAULT_LOOKBACK_MS // 1000}s lookback)")
+
+
 # -- running ---------------------------------------------------------------------------------------
 def run_scenario(name: str, args: argparse.Namespace, folder: Path) -> Outcome:
     """One scenario on a fresh private stack in `folder`."""
     document = chaos_settings(folder, args.brokers, base_port=args.port_base)
     if name == "minio":
         document = short_tiers(document)
+    if name == "clock":
+        why = settable()
+        if why:
+            return Outcome("clock", skipped=why)
+        document = steady_settings(document, folder, args.port_base + HOOK_PORT)
     data = Path(document["data_dir"])
     if name == "disk":
         why = mount_tmpfs(data, args.disk_size)
@@ -413,7 +550,8 @@ def run_scenario(name: str, args: argparse.Namespace, folder: Path) -> Outcome:
             return Outcome("disk", skipped=why)
     try:
         with bench_stack(folder / f"faults-{name}.yaml", document) as stack:
-            return {"kafka": kafka_away, "minio": minio_away, "disk": disk_full}[name](stack, args)
+            scenarios = {"kafka": kafka_away, "minio": minio_away, "disk": disk_full, "clock": clock_step}
+            return scenarios[name](stack, args)
     finally:
         if name == "disk":
             subprocess.run(["umount", "--lazy", str(data)], check=False)
@@ -433,16 +571,21 @@ def render(outcomes: list[Outcome]) -> str:
         lines += [f"  {o.scenario} ok: {c}" for c in o.checks] + [
             f"  {o.scenario} FAILED: {p}" for p in o.problems
         ]
+        lines += [f"  {o.scenario} note: {n}" for n in o.notes]
     return "\n".join(lines)
 
 
 def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parse.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated: kafka,minio,disk")
+    parse.add_argument(
+        "--scenarios", default=",".join(DEFAULT_SCENARIOS), help=f"comma-separated, of: {','.join(SCENARIOS)}"
+    )
     parse.add_argument("--kafka-away", type=float, default=60, help="seconds every broker stays stopped")
     parse.add_argument("--minio-away", type=float, default=600, help="seconds MinIO stays stopped")
     parse.add_argument("--disk-full", type=float, default=60, help="seconds the data disk stays full")
     parse.add_argument("--disk-size", default="256m", help="the data dir's tmpfs size (mount -o size=)")
+    parse.add_argument("--clock-step", type=float, default=120, help="seconds the clock jumps ahead")
+    parse.add_argument("--clock-hold", type=float, default=60, help="seconds before it steps back")
     parse.add_argument("--rate", type=float, default=10, help="items per second, of each signal")
     parse.add_argument("--warmup", type=float, default=15, help="seconds of load before and after a fault")
     parse.add_argument("--brokers", type=int, default=1, help="Kafka brokers (kafka.brokers)")
@@ -459,7 +602,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in args.scenarios.split(",") if s]
     if not chosen or set(chosen) - set(SCENARIOS):
         parse.error(f"--scenarios: choose among {', '.join(SCENARIOS)}")
-    if min(args.kafka_away, args.minio_away, args.disk_full, args.rate) <= 0 or args.brokers < 1:
+    if (
+        min(args.kafka_away, args.minio_away, args.disk_full, args.clock_hold, args.rate) <= 0
+        or args.brokers < 1
+    ):
         parse.error("fault durations and --rate must be above 0, --brokers at least 1")
     outcomes = []
     for name in chosen:

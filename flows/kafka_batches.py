@@ -16,6 +16,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from flows import clock_watch
 from schemas.config import KafkaConfig
 from schemas.flatten import KafkaRecord
 from talonflow.kafka_log import kafka_logger
@@ -214,6 +215,7 @@ class KafkaBatchSource(FixedPartitionedSource[Batch, int | None]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
     ) -> StatefulSourcePartition[Batch, int | None]:
+        clock_watch.start_if_supervised()  # every flow reads through here: its process is watched once
         if for_part == CLOCK_PART and self._tick is not None:
             return _ClockPartition(self._tick)
         topic, partition = for_part.rsplit(":", 1)

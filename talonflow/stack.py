@@ -27,6 +27,7 @@ from typing import Any
 from bytewax.recovery import init_db_dir
 from supervisor.xmlrpc import SupervisorTransport
 
+from flows.clock_watch import SUPERVISED_ENV
 from schemas.config import TalonflowConfig
 from talonflow.ports import Address
 
@@ -214,7 +215,7 @@ class Stack:
             "-b", "0",
             "-w", str(workers),
         ]  # fmt: skip
-        environment = (("TALONFLOW_CONFIG", str(self.config_file)),)
+        environment = (("TALONFLOW_CONFIG", str(self.config_file)), (SUPERVISED_ENV, "1"))
         return Program(name, command, self.logs / f"{name}.log", 40, environment)
 
     def _kafka_command(self, node: int) -> list[str]:

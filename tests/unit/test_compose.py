@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from flows.clock_watch import SUPERVISED_ENV
 from schemas.config import TalonflowConfig, load_config
 from schemas.topics import ALL_TOPICS
 from talonflow.stack import FLOWS, NIO_BUFFER_CAP, PRETOUCH, Stack, pinned_versions
@@ -38,13 +39,16 @@ def option(command: list[str], flag: str) -> str:
 def test_flow_services_run_each_flow_as_talonflow_up_does(
     services: dict[str, Any], config: TalonflowConfig
 ) -> None:
-    native = {p.name: p.command for p in Stack(config, DOCKER_CONFIG).programs() if p.name in FLOWS}
+    programs = [p for p in Stack(config, DOCKER_CONFIG).programs() if p.name in FLOWS]
+    native = {p.name: p.command for p in programs}
     flows = {s["environment"]["FLOW"]: s for s in services.values() if "FLOW" in s.get("environment", {})}
     assert flows.keys() == native.keys() == set(FLOWS)
     for name, service in flows.items():
         assert service["environment"]["SNAPSHOT_SECONDS"] == option(native[name], "-s"), name
         assert service["environment"]["WORKERS"] == option(native[name], "-w"), name
         assert service["environment"]["TALONFLOW_CONFIG"] == "/etc/talonflow/talonflow.yaml"
+        assert service["environment"][SUPERVISED_ENV] == "1", name  # restarted: may exit on a clock step
+    assert all(dict(p.environment)[SUPERVISED_ENV] == "1" for p in programs)
 
 
 def test_topics_are_created_with_the_configured_settings(
