@@ -59,7 +59,13 @@ from talonflow.stack import Stack
 # builds its dataflow from the config).
 GROUPS = ("talonflow-ingest", "talonflow-rollups", "talonflow-alerts", "talonflow-heartbeats")
 SHARDS = 2  # scrape.processes: the scraper's parent process and its two shard processes
-SOAK_CACHES = {"index_cache": 256 * 1024, "partial_cache": 1024**2, "catalogue_cache": 1024**2}  # bytes
+SOAK_CACHES = {  # bytes
+    "index_cache": 256 * 1024,
+    "partial_cache": 1024**2,
+    "catalogue_cache": 1024**2,
+    "results_cache": 256 * 1024,
+}
+RANGE_S = 2 * 3600  # the console's query_range: the last two hours, as a dashboard shows them
 
 
 def soak_settings(folder: Path, base: int, commit: float, hot_for: float | None = None) -> dict[str, Any]:
@@ -119,19 +125,25 @@ class Queries:
 
 @contextmanager
 def console_queries(config: TalonflowConfig, every: float = 15.0) -> Iterator[Queries]:
-    """A PromQL query to the console every `every` seconds, as a dashboard would make."""
+    """Every `every` seconds a PromQL query to the console, instant and over the last two hours
+    at 60 s steps, as a dashboard refreshing would make (the range's closed hours are kept)."""
     queries, stop = Queries(), threading.Event()
-    address = f"http://{config.console.host}:{config.console.port}/api/v1/query"
-    wanted = urllib.parse.urlencode({"query": f"sum(rate({WRITTEN}[1m]))"})
+    api = f"http://{config.console.host}:{config.console.port}/api/v1"
+    expression = f"sum(rate({WRITTEN}[1m]))"
 
     def query() -> None:
         while not stop.wait(every):
-            try:
-                with urllib.request.urlopen(f"{address}?{wanted}", timeout=60) as answer:
-                    answer.read()
-                queries.done += 1
-            except OSError as error:
-                queries.errors.append(str(error))
+            now = time.time()
+            ranged = {"query": expression, "start": now - RANGE_S, "end": now, "step": 60}
+            for path, wanted in (("query", {"query": expression}), ("query_range", ranged)):
+                try:
+                    with urllib.request.urlopen(
+                        f"{api}/{path}?{urllib.parse.urlencode(wanted)}", timeout=60
+                    ) as answer:
+                        answer.read()
+                    queries.done += 1
+                except OSError as error:
+                    queries.errors.append(f"{path}: {error}")
 
     thread = threading.Thread(target=query, name="soak-query")
     thread.start()
