@@ -32,6 +32,16 @@ from scrape.timestamps import TimestampGuard
 log = logging.getLogger("scrape")
 
 
+def next_slot(planned: float, now: float, interval: float, offset: float) -> float:
+    """When to scrape next (wall seconds): `planned`, unless it is past (a scrape ran late) or more
+    than an interval ahead (the host's clock stepped back, which would otherwise stall the target
+    for as long as the step); then the first slot of the target's grid (`offset` into each
+    interval) after `now`. Prometheus' scrape loop runs on a monotonic ticker: no step stalls it."""
+    if now <= planned <= now + interval:
+        return planned
+    return ((now - offset) // interval + 1) * interval + offset
+
+
 class ScrapeMetrics:
     """The scraper's own series, served on its ops port."""
 
@@ -84,8 +94,7 @@ class TargetLoop:
         next_at = time.time() // interval * interval + offset
         while True:
             now = time.time()
-            if next_at < now:
-                next_at += ((now - next_at) // interval + 1) * interval
+            next_at = next_slot(next_at, now, interval, offset)
             await asyncio.sleep(next_at - now)
             await self.scrape_once()
             next_at += interval

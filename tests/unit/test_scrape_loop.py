@@ -13,7 +13,7 @@ from receiver.producer import Producer
 from schemas.scrape import ScrapeConfig
 from scrape import scraper
 from scrape.fetch import Body
-from scrape.scraper import ScrapeMetrics, TargetLoop
+from scrape.scraper import ScrapeMetrics, TargetLoop, next_slot
 from scrape.targets import Target
 
 # Valid text, but a NaN count has no OTLP (uint64) form.
@@ -46,3 +46,12 @@ def test_an_unconvertible_family_fails_the_scrape_not_the_loop(monkeypatch: pyte
     by_name = {m.name: m for m in metrics}
     assert by_name["up"].gauge.data_points[0].as_double == 0.0
     assert "lat" not in by_name
+
+
+def test_the_next_scrape_keeps_the_targets_grid_through_late_scrapes_and_clock_steps() -> None:
+    interval, offset = 15.0, 4.0  # slots at 4, 19, 34, ... past each minute
+    assert next_slot(19.0, 10.0, interval, offset) == 19.0  # on time
+    assert next_slot(19.0, 19.0, interval, offset) == 19.0  # due now
+    assert next_slot(19.0, 50.0, interval, offset) == 64.0  # a scrape ran late: the next slot, no burst
+    assert next_slot(3619.0, 10.0, interval, offset) == 19.0  # the clock stepped back an hour
+    assert next_slot(19.0, 3610.0, interval, offset) == 3619.0  # ... or ahead an hour
