@@ -44,8 +44,8 @@ def serve_ops(config: TalonflowConfig, metrics: TailerMetrics, last_poll: list[f
     """/healthz (the loop polled recently; answers with the pid) and /metrics on the ops port.
 
     Hand-written on http.server because prometheus_client's own server answers every path with
-    the metrics, and a health check must be able to fail. `last_poll[0]` is the loop's last poll,
-    0 before the first.
+    the metrics, and a health check must be able to fail. `last_poll[0]` is the loop's last poll
+    (monotonic seconds), 0 before the first.
     """
     stale_after = max(60.0, 10 * config.tailer.poll_interval)
 
@@ -54,7 +54,7 @@ def serve_ops(config: TalonflowConfig, metrics: TailerMetrics, last_poll: list[f
             if self.path == "/metrics":
                 self._answer(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
             elif self.path == "/healthz":
-                age = time.time() - last_poll[0]
+                age = time.monotonic() - last_poll[0]  # a step of the host clock is no silence
                 ok = age < stale_after
                 if not last_poll[0]:
                     text = "starting: positions not read yet\n"
@@ -121,13 +121,13 @@ def run(config: TalonflowConfig, config_file: Path, stop: threading.Event) -> No
             metrics.files.set(tracker.open_files())
             metrics.lag.set(tracker.lag_bytes())
             if not tracker.changed:
-                last_poll[0] = time.time()
+                last_poll[0] = time.monotonic()
                 stop.wait(settings.poll_interval)
                 continue
             batch = exporter.batch(polled)
             ship(producer, batch.records, key, positions.encode(tracker.positions()))
             tracker.changed = False
-            last_poll[0] = time.time()  # after the commit: a first start's positions are then kept
+            last_poll[0] = time.monotonic()  # after the commit: a first start's positions are then kept
             metrics.transactions.inc()
             metrics.bytes.inc(sum(chunk.size for chunk in polled))
             for chunk in polled:
