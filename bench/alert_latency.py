@@ -46,6 +46,7 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from bench.percentiles import nearest_rank
 from bench.stack import bench_stack, stack_settings
 from bench.webhook import Arrival, Webhook
 
@@ -229,12 +230,6 @@ def should_fire_ms(first_high: int, offset: int) -> int:
     return pending + FOR_MS
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest rank: with a few episodes, p99 is the worst one, as it should be."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 def run(args: argparse.Namespace, folder: Path) -> int:
     rules = folder / "rules.yml"
     rules.write_text(yaml.safe_dump(RULES))
@@ -298,7 +293,7 @@ def report(
             starts = datetime.fromisoformat(arrival.alert["startsAt"].replace("Z", "+00:00"))
             exact += round(starts.timestamp() * 1000) == expected
         if delays:
-            p50, p99 = percentile(delays, 0.5), percentile(delays, 0.99)
+            p50, p99 = nearest_rank(delays, 0.5), nearest_rank(delays, 0.99)
             figures = f"{p50:>8.2f} {p99:>8.2f} {max(delays):>8.2f}"
             row = f"{name:<52} {len(delays):>3} {figures} {exact:>17}/{len(delays)}"
         else:

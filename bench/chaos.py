@@ -23,7 +23,6 @@ import json
 import os
 import random
 import signal
-import statistics
 import sys
 import tempfile
 import threading
@@ -53,6 +52,7 @@ from bench.chaos_alerts import AGENTS, STARTUP_GRACE_S, Beaters, Flipper, Outage
 from bench.chaos_alerts import render as render_alerting
 from bench.chaos_alerts import settings as alerting_settings
 from bench.landed import ID, landed_ids, tiered
+from bench.percentiles import nearest_rank
 from bench.stack import bench_stack, stack_settings
 from bench.ways_in import (
     SCRAPE_EVERY,
@@ -403,16 +403,12 @@ def verdict(config: TalonflowConfig, ledger: Ledger, counts: WaysInCounts, outag
     )
 
 
-def percentile(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
-
-
 def render(rounds: int, recoveries: dict[str, list[float | None]], result: Verdict) -> str:
     lines = [f"rounds: {rounds}", "", f"{'part':<12}{'kills':>6}{'recovered':>10}{'p50 s':>8}{'p99 s':>8}"]
     for part, times in sorted(recoveries.items()):
         done = [t for t in times if t is not None]
-        p50 = f"{percentile(done, 50):.1f}" if done else "-"
-        p99 = f"{percentile(done, 99):.1f}" if done else "-"
+        p50 = f"{nearest_rank(done, 0.5):.1f}" if done else "-"
+        p99 = f"{nearest_rank(done, 0.99):.1f}" if done else "-"
         lines.append(f"{part:<12}{len(times):>6}{len(done):>10}{p50:>8}{p99:>8}")
     lines += ["", f"{'signal':<12}{'acked':>8}{'failed':>8}{'lost':>6}{'duplicated':>12}{'resent':>8}"]
     for name in SIGNALS:

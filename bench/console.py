@@ -31,7 +31,6 @@ import asyncio
 import json
 import multiprocessing
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from bench.percentiles import nearest_rank
 from console import partials, query_results, series_catalogue, trace_index
 from console.malloc_tuning import pin_mmap_threshold
 from console.server import build_app
@@ -308,9 +308,8 @@ def restarted_views(config: TalonflowConfig, paths: list[str], restarts: int) ->
 
 
 def percentiles(times: list[float]) -> tuple[float, float]:
-    """p50 and p95 (nearest rank) of a few samples."""
-    ordered = sorted(times)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    """p50 and p95 of a few samples."""
+    return nearest_rank(times, 0.5), nearest_rank(times, 0.95)
 
 
 async def measure(

@@ -20,7 +20,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from bench.percentiles import nearest_rank
 from bench.procstat import cpu_seconds, peak_rss_mb
 from bench.stack import bench_stack, stack_settings
 from receiver.signals import TRACES
@@ -258,8 +258,8 @@ def measure(
         errors=errors,
         items_per_s=count * spans / duration,
         mb_per_s=count * len(body) / duration / 1e6,
-        p50_ms=statistics.median(latencies) * 1000 if latencies else float("nan"),
-        p99_ms=latencies[int(count * 0.99) - 1] * 1000 if count >= 100 else float("nan"),
+        p50_ms=nearest_rank(latencies, 0.5) * 1000,
+        p99_ms=nearest_rank(latencies, 0.99) * 1000 if count >= 100 else float("nan"),
         receiver_cpu_s=cpu_after - cpu_before,
         peak_rss_mb=peak,
     )

@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 import flows.aggregates
 import flows.rollups
 from bench.ingest import flatten_rates, metrics_request
+from bench.percentiles import nearest_rank
 from bench.procstat import peak_rss_mb
 from bench.stack import RECEIVER, bench_stack, stack_settings
 from schemas.config import RollupsConfig
@@ -237,9 +237,8 @@ class Tail:
 
 
 def percentiles(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return f"p50 {statistics.median(ordered) * 1000:8.0f} ms   p99 {p99 * 1000:8.0f} ms   (n={len(ordered)})"
+    p50, p99 = nearest_rank(samples, 0.5), nearest_rank(samples, 0.99)
+    return f"p50 {p50 * 1000:8.0f} ms   p99 {p99 * 1000:8.0f} ms   (n={len(samples)})"
 
 
 def latencies(folder: Path, samples: int) -> None:
