@@ -373,11 +373,14 @@ def cold_and_warm(
 
 def live_refreshes(config: TalonflowConfig, trace: str, day: datetime, refreshes: int) -> None:
     """A live dashboard over the generated day: the day's end taken as now, so the hours within
-    `query_results.FRESH_MS` of it are evaluated at every refresh and the older ones read from
+    `console.results_freshness` of it are evaluated at every refresh and the older ones read from
     what was kept; the window moves a minute per refresh. Prints each query's first request and
     the p50/p95 of the refreshes after it."""
-    behind = int((datetime.now(UTC) - day).total_seconds() * 1000)
-    setattr(query_results, "FRESH_MS", query_results.FRESH_MS + behind)  # noqa: B010 - a Final, moved on purpose
+    behind = (datetime.now(UTC) - day).total_seconds()
+    console = config.console.model_copy(
+        update={"results_freshness": config.console.results_freshness + behind}
+    )
+    config = config.model_copy(update={"console": console})
     steps = [requests(trace, day - timedelta(minutes=refreshes - i)) for i in range(refreshes + 1)]
     print(f"\na live dashboard's refreshes ({refreshes}, the window a minute later each):")
     print("| request | first | refresh p50 | refresh p95 |\n|---|---|---|---|")

@@ -13,9 +13,10 @@ A piece's key names the code that answers, the query, its step and phase (start 
 lookback and subquery step, the store that reads it (raw points or rollups), the hour, and every
 file of the hours within its reach (path, size and mtime; an object's key, which carries its
 content's hash). A late point, a replay, a compaction or a move to another tier makes another
-file, so another key: nothing needs invalidating. Hours whose reach ends within FRESH_MS of now
-change with every ingest commit: they are evaluated, never kept. Pieces are kept in memory
-(`console.results_cache` bytes, least recently used first out; 0 turns this off) and on disk under
+file, so another key: nothing needs invalidating. Hours whose reach ends within
+`console.results_freshness` of now change with every ingest commit: they are evaluated, never
+kept. Pieces are kept in memory (`console.results_cache` bytes, least recently used first out; 0
+turns this off) and on disk under
 state_dir (within `console.disk_cache` with the other caches, forgotten when unread for UNUSED_S),
 so a restarted console answers from them. Hand-written: the frontends above are Go services in
 front of Prometheus, not a library.
@@ -46,7 +47,6 @@ from schemas.datasets import METRICS
 from schemas.prometheus_names import LABEL, LABELS, RESULT_SCHEMA, SERIES, TIMESTAMP_MS, VALUE
 
 HOUR_MS: Final = 3_600_000
-FRESH_MS: Final = 300_000  # ingest commits every few seconds and OTel SDKs export every minute
 UNUSED_S: Final = 86_400.0  # a piece unread this long is forgotten: its dashboard has moved on
 ROOT: Final = "query_results"  # under state_dir
 _SERIES_INDEX, _HOUR = "_series_index", "_hour"
@@ -90,7 +90,7 @@ def answer(
         return evaluate(start, end)
     last = start + (end - start) // step * step
     hours = list(range(start - start % HOUR_MS, last + 1, HOUR_MS))
-    fresh = time.time() * 1000 - FRESH_MS
+    fresh = time.time() * 1000 - config.console.results_freshness * 1000
     kept = [h for h in hours if h + HOUR_MS + reached[1] <= fresh]
     try:
         keys = _keys(config, query, (step, start % step, subquery_step), store, kept, reached)

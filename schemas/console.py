@@ -28,6 +28,9 @@ class ConsoleConfig(Strict):
     partial_cache: Bytes = 32 * 1024**2  # partial aggregates (console/partials.py)
     catalogue_cache: Bytes = 32 * 1024**2  # series catalogues (console/series_catalogue.py)
     results_cache: BytesOrOff = 16 * 1024**2  # query_range's past hours (console/query_results.py); 0: off
+    # Hours whose reach ends this recent are evaluated at every request, never kept: ingest commits
+    # every few seconds and OTel SDKs export every minute (Cortex's -frontend.max-cache-freshness)
+    results_freshness: Seconds = 300.0
     warm_interval: Seconds = 10.0  # how often new and compacted files are looked for; 0: only on requests
     warm_lookback: Seconds = 7 * 86400.0  # files this recent are built ahead (the trace page's default range)
     disk_cache: Bytes = 4 * 1024**3  # caches under state_dir (indexes, partials, catalogues); LRU beyond

@@ -133,12 +133,11 @@ def test_a_late_point_makes_its_hours_evaluated_again(
     assert evaluations == [(START_MS + 2 * hour + 13_000, START_MS + 4 * hour - 60_000 + 13_000)]
 
 
-def test_newest_hours_and_an_off_cache_keep_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_newest_hours_and_an_off_cache_keep_nothing(tmp_path: Path) -> None:
     config = _config(tmp_path / "off", results_cache=0)
     assert _same(_answer(config, "sum(queue_depth)", 60_000), _whole(config, "sum(queue_depth)", 60_000))
     assert not (config.state_dir / query_results.ROOT).exists()
-    monkeypatch.setattr(query_results, "FRESH_MS", 100 * 365 * 86_400_000)  # every hour is "now"
-    config = _config(tmp_path / "fresh")
+    config = _config(tmp_path / "fresh", results_freshness=100 * 365 * 86_400)  # every hour is "now"
     assert _same(_answer(config, "sum(queue_depth)", 60_000), _whole(config, "sum(queue_depth)", 60_000))
     assert not (config.state_dir / query_results.ROOT).exists()
 
