@@ -103,17 +103,23 @@ class Compacted:
 
 
 def compact(tables: Iterable[pa.Table], dataset: Dataset, folder: Path, level: int) -> Compacted:
-    """One sorted zstd file from many tables, with the checksums its upload is verified against."""
+    """One sorted zstd file from many tables, with the checksums its upload is verified against.
+
+    Then pyarrow's pool (mimalloc) gives the hour's buffers back to the system: it kept them, and
+    the mover, idle until the next hour closes, stayed 125 MB larger after a compaction than before
+    it (`bench.soak --hot-for 60`, README "Soak")."""
     table = pa.concat_tables(list(tables), promote_options="default")
     table = table.sort_by([(column, "ascending") for column in dataset.sort_by])
-    path = folder / "compacted.parquet"
+    path, rows = folder / "compacted.parquet", table.num_rows
     pq.write_table(table, path, **write_options(table.schema, 128 * 1024, level))
+    del table
+    pa.default_memory_pool().release_unused()
     md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             md5.update(chunk)
             sha.update(chunk)
-    return Compacted(path, table.num_rows, path.stat().st_size, md5.hexdigest(), sha.hexdigest())
+    return Compacted(path, rows, path.stat().st_size, md5.hexdigest(), sha.hexdigest())
 
 
 class Mover:
