@@ -167,10 +167,19 @@ def id_counts(config: TalonflowConfig, dataset: str) -> dict[str, int]:
     return dict(zip(landed["id"].to_list(), landed["n"].to_list(), strict=True))
 
 
-def all_landed(config: TalonflowConfig, ledger: Ledger) -> bool:
+def acked_so_far(ledger: Ledger) -> dict[str, set[str]]:
+    """The ids the SDK reported exported until now, per signal."""
     with ledger.lock:
-        acked = {name: list(ledger.acked[name]) for name in SIGNALS}
-    return all(set(acked[name]) <= id_counts(config, name).keys() for name in SIGNALS)
+        return {name: set(ledger.acked[name]) for name in SIGNALS}
+
+
+def in_parquet(config: TalonflowConfig, acked: dict[str, set[str]]) -> bool:
+    """Whether every one of these ids is in Parquet (any tier)."""
+    return all(acked[name] <= id_counts(config, name).keys() for name in SIGNALS)
+
+
+def all_landed(config: TalonflowConfig, ledger: Ledger) -> bool:
+    return in_parquet(config, acked_so_far(ledger))
 
 
 def settle(config: TalonflowConfig, ledger: Ledger, quiet: float, timeout: float) -> None:
@@ -417,12 +426,9 @@ def disk_full(stack: Stack, args: argparse.Namespace) -> Outcome:
         said = "data disk full" in (stack.logs / "ingest.log").read_text(errors="replace")
         outcome.check(said, "ingest.log says 'data disk full'")
         outcome.fault_s = time.monotonic() - filled
-        with ledger.lock:
-            acked_then = {name: set(ledger.acked[name]) for name in SIGNALS}
+        acked_then = acked_so_far(ledger)
         filler.unlink()
-        outcome.recovered_s = wait_until(
-            lambda: all(acked_then[n] <= id_counts(config, n).keys() for n in SIGNALS), 600
-        )
+        outcome.recovered_s = wait_until(lambda: in_parquet(config, acked_then), 600)
         time.sleep(args.warmup)
     tally_answers(outcome, before, answers(config))
     finish(outcome, stack, ledger, args)
@@ -468,11 +474,8 @@ def clock_step(stack: Stack, args: argparse.Namespace) -> Outcome:
             try:
                 stepped_at = step_and_back(clock, args)
                 outcome.fault_s = time.monotonic() - stepped_at
-                with ledger.lock:
-                    acked_then = {name: set(ledger.acked[name]) for name in SIGNALS}
-                outcome.recovered_s = wait_until(
-                    lambda: all(acked_then[n] <= id_counts(config, n).keys() for n in SIGNALS), 300
-                )
+                acked_then = acked_so_far(ledger)
+                outcome.recovered_s = wait_until(lambda: in_parquet(config, acked_then), 300)
                 time.sleep(args.warmup)
                 found, _ = transitions(config.data_dir, schedule, math.inf)  # before the agents stop
             finally:

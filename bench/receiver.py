@@ -246,7 +246,6 @@ def measure(
     cpu_before = cpu_seconds(pid) if pid else 0.0
     latencies, errors = drive(target, transport, body, concurrency, duration)
     cpu_after, peak = (cpu_seconds(pid), peak_rss_mb(pid)) if pid else (0.0, 0.0)
-    latencies.sort()
     count = len(latencies)
     return Result(
         target=label,

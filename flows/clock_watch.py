@@ -32,10 +32,11 @@ _started = threading.Lock()
 _watching = False
 
 
-def stepped_back(last: tuple[float, float], now: tuple[float, float]) -> float:
-    """Seconds the wall clock went back between two (wall, monotonic) readings, beyond what the
-    monotonic clock says passed; 0 when it did not."""
-    return max(0.0, (now[1] - last[1]) - (now[0] - last[0]))
+def wall_step(last: tuple[float, float], now: tuple[float, float]) -> float:
+    """How far the wall clock moved beyond the monotonic one between two (wall, monotonic)
+    readings, in their unit: a step of the host's clock (negative: back). A process stalled
+    under load moves both alike. flows/heartbeats.py judges by it too."""
+    return (now[0] - last[0]) - (now[1] - last[1])
 
 
 def _readings() -> tuple[float, float]:
@@ -49,7 +50,7 @@ def watch(exit_process: Callable[[int], None], every_s: float = CHECK_EVERY_S) -
     while True:
         time.sleep(every_s)
         now = _readings()
-        back = stepped_back(last, now)
+        back = -wall_step(last, now)
         if back >= STEP_BACK_S:
             log.error(
                 "the system clock stepped back %.1fs: bytewax times epochs on the wall clock and would "

@@ -45,6 +45,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 from google.protobuf.message import DecodeError
 
+from flows.clock_watch import wall_step
 from flows.kafka_batches import CLOCK_PART, Batch, KafkaBatchSource
 from flows.lazy import lazy_flow, sequenced_sink
 from receiver.signals import SIGNALS
@@ -281,7 +282,7 @@ class ShardWatch(StatefulLogic[Item, tuple[int, Output], ShardState]):
         last, self._last_tick = self._last_tick, (wall, monotonic)
         if last is None:
             return
-        step = (wall - last[0]) - (monotonic - last[1])
+        step = wall_step(last, (wall, monotonic))
         if abs(step) < CLOCK_STEP_NS:
             return
         grace = self._config.startup_grace

@@ -8,20 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.faults import TEST_PORT_BASE, parser, run_scenario
+from tests.fault_runs import short_run
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_clock_step_ahead_and_back_loses_nothing_and_stalls_no_flow(tmp_path: Path) -> None:
-    args = parser().parse_args(
-        ["--clock-step", "30", "--clock-hold", "10", "--warmup", "5", "--port-base", str(TEST_PORT_BASE)]
-    )
-    outcome = run_scenario("clock", args, tmp_path)
-    if outcome.skipped:
-        pytest.skip(outcome.skipped)
-    assert outcome.acked > 0 and outcome.lost == 0 and outcome.duplicated == 0, outcome
-    assert outcome.problems == [] and outcome.refused == 0 and outcome.sdk_failed == 0, outcome
+    outcome = short_run("clock", tmp_path, "--clock-step", "30", "--clock-hold", "10", "--warmup", "5")
     checks = " | ".join(outcome.checks)
     for expected in ("stayed up", "pending': 1, 'firing': 1", "no dead letter", "every flow exited"):
         assert expected in checks, checks

@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bench.faults import TEST_PORT_BASE, fill, mount_tmpfs, parser, run_scenario
+from bench.faults import fill, mount_tmpfs
 from sinks.disk_full import when_space
 from sinks.parquet import write_atomically
+from tests.fault_runs import short_run
 
 
 @pytest.fixture
@@ -95,13 +96,5 @@ def test_only_a_full_disk_is_waited_for(tmp_path: Path) -> None:
 def test_ingest_stops_committing_on_a_full_disk_and_resumes_when_space_is_freed(tmp_path: Path) -> None:
     """Under SDK load the data disk fills, ingest is killed -9 while it is full, the filler goes:
     nothing committed while full, no temp or unreadable file, every acknowledged item once."""
-    args = parser().parse_args(
-        ["--disk-full", "25", "--warmup", "5", "--disk-size", "128m", "--port-base", str(TEST_PORT_BASE)]
-    )
-    outcome = run_scenario("disk", args, tmp_path)
-    if outcome.skipped:
-        pytest.skip(outcome.skipped)
-    assert outcome.acked > 0 and outcome.lost == 0 and outcome.duplicated == 0, outcome
-    assert outcome.problems == [] and outcome.refused == 0, outcome
-    assert outcome.recovered_s is not None
+    outcome = short_run("disk", tmp_path, "--disk-full", "25", "--warmup", "5", "--disk-size", "128m")
     assert any("committed nothing" in check for check in outcome.checks)

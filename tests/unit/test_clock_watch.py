@@ -7,14 +7,16 @@ from collections.abc import Iterator
 import pytest
 
 from flows import clock_watch
-from flows.clock_watch import EXIT_CODE, STEP_BACK_S, start_if_supervised, stepped_back, watch
+from flows.clock_watch import EXIT_CODE, STEP_BACK_S, start_if_supervised, wall_step, watch
 
 
-def test_only_a_step_back_counts() -> None:
-    assert stepped_back((1000.0, 50.0), (1001.0, 51.0)) == 0.0  # both moved alike
-    assert stepped_back((1000.0, 50.0), (4600.0, 51.0)) == 0.0  # a step forward: epochs close at once
-    assert stepped_back((1000.0, 50.0), (881.0, 51.0)) == pytest.approx(120.0)
-    assert stepped_back((1000.0, 50.0), (1000.5, 53.0)) == pytest.approx(2.5)  # a late reading, slewed
+def test_a_step_is_the_wall_clock_moving_beyond_the_monotonic_one() -> None:
+    assert wall_step((1000.0, 50.0), (1001.0, 51.0)) == 0.0  # both moved alike
+    assert wall_step((1000.0, 50.0), (1010.0, 60.0)) == 0.0  # a stall under load moves both alike
+    assert wall_step((1000.0, 50.0), (4600.0, 51.0)) == pytest.approx(3599.0)  # ahead
+    assert wall_step((1000.0, 50.0), (881.0, 51.0)) == pytest.approx(-120.0)  # back
+    assert wall_step((1000.0, 50.0), (1000.5, 53.0)) == pytest.approx(-2.5)
+    assert wall_step((10**18, 5 * 10**9), (10**18 - 120 * 10**9, 6 * 10**9)) == -121 * 10**9  # ns, exact
 
 
 def _clocks(
